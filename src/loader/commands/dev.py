@@ -1,0 +1,28 @@
+"""``loader dev``: store + agent + runner with a demo app, on the embedded default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loader.commands.common import add_log_level, setup_logging
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "dev",
+        help="Run everything locally with a demo app (like `vault server -dev`)",
+        description="Starts an embedded SQLite store in a temporary directory with a generated "
+        "master key and a demo app, prints the admin token and URLs, and runs until Ctrl-C.",
+    )
+    p.add_argument(
+        "--port", type=int, default=8700, help="Store port (default 8700; a free port if taken)"
+    )
+    add_log_level(p)
+    p.set_defaults(handler=run)
+
+
+def run(ns: Any) -> int:
+    setup_logging(ns.log_level)
+    from loader.dev import main
+
+    return main(ns.port)

@@ -1,0 +1,330 @@
+"""``loader store ...``: init, serve, migrate, and token management on the database directly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import stat
+from pathlib import Path
+from typing import Any
+
+from loader.commands.common import (
+    add_log_level,
+    env,
+    print_json,
+    say,
+    setup_logging,
+    until_signalled,
+)
+from loader.errors import ConfigError, NotFoundError
+from loader.settings import StoreSettings, load
+from loader.store.auth import issue_token, parse_scopes
+from loader.store.models import iso
+from loader.units import parse_duration
+
+log = logging.getLogger("loader.store")
+
+
+def register(sub: Any) -> None:
+    store = sub.add_parser("store", help="Run and administer the secrets store")
+    ssub = store.add_subparsers(dest="store_command", metavar="COMMAND", required=True)
+
+    p = ssub.add_parser(
+        "init",
+        help="Create the data directory, database, master key and an admin token (printed once)",
+    )
+    _location(p)
+    p.add_argument("--json", action="store_true", help="Print one JSON object")
+    p.set_defaults(handler=init)
+
+    p = ssub.add_parser("serve", help="Serve the HTTP API")
+    _location(p)
+    p.add_argument(
+        "--listen",
+        help="HOST:PORT (LOADER_LISTEN; default 127.0.0.1:8700; port 0 picks a free one)",
+    )
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (TLS 1.2+)")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--rate-limit", help="Requests per second per token, e.g. 20/s")
+    p.add_argument("--rate-burst", type=int, help="Burst size per token")
+    p.add_argument("--reveal-rate-limit", type=float, help="Reveals per second per token")
+    p.add_argument("--write-rate-limit", type=float, help="Writes per second per token")
+    p.add_argument("--audit-file", help="Also append audit records to this JSON-lines file")
+    p.add_argument("--max-versions", type=int, help="Versions that keep their value (10)")
+    p.add_argument(
+        "--migrate", action="store_true", default=None, help="Apply pending schema migrations first"
+    )
+    add_log_level(p)
+    p.set_defaults(handler=serve)
+
+    p = ssub.add_parser("migrate", help="Apply pending schema migrations")
+    _location(p)
+    p.set_defaults(handler=migrate)
+
+    token = ssub.add_parser("token", help="Create, list and revoke bearer tokens")
+    tsub = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
+    p = tsub.add_parser("create", help="Create a token (printed once)")
+    _location(p)
+    _grant(p)
+    p.add_argument("--ttl", help="Lifetime, e.g. 1h, 30d (default: no expiry)")
+    p.add_argument("--description", help="A note shown in `token list`")
+    p.add_argument("--json", action="store_true", help="Print one JSON object")
+    p.set_defaults(handler=token_create)
+    p = tsub.add_parser("list", help="List tokens and OAuth clients (ids only)")
+    _location(p)
+    p.add_argument("--json", action="store_true", help="Print JSON")
+    p.set_defaults(handler=token_list)
+    p = tsub.add_parser("revoke", help="Revoke a token or OAuth client by id")
+    _location(p)
+    p.add_argument("id", help="Token id (lt_...) or client id (lc_...)")
+    p.set_defaults(handler=token_revoke)
+
+
+def _location(p: Any) -> None:
+    p.add_argument("--data-dir", help="Store directory (LOADER_DATA_DIR)")
+    p.add_argument(
+        "--database-url", help="Overrides the database in --data-dir (LOADER_DATABASE_URL)"
+    )
+    p.add_argument("--master-key-file", help="Overrides DIR/master.key (LOADER_MASTER_KEY_FILE)")
+
+
+def _grant(p: Any) -> None:
+    p.add_argument(
+        "--scopes",
+        required=True,
+        help="Comma-separated: *, apps:read, apps:write, "
+        "secrets:read, secrets:write, secrets:reveal",
+    )
+    p.add_argument("--app", type=int, help="Bind to this app id")
+    p.add_argument("--env", help="Bind to these environments (comma-separated)")
+
+
+def settings_from(ns: Any, **extra: Any) -> StoreSettings:
+    return load(
+        StoreSettings,
+        data_dir=ns.data_dir,
+        database_url=getattr(ns, "database_url", None),
+        master_key_file=getattr(ns, "master_key_file", None),
+        **extra,
+    )
+
+
+def _envs(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    from loader.names import check_environment_name
+
+    return tuple(check_environment_name(e.strip()) for e in text.split(",") if e.strip())
+
+
+# -- init ----------------------------------------------------------------------------------
+
+
+def init(ns: Any) -> int:
+    settings = settings_from(ns, migrate=True)
+    result = asyncio.run(_init(settings))
+    if ns.json:
+        print_json(result)
+    elif "admin_token" in result:
+        say(f"Initialised the store in {result['data_dir']}.")
+        say("Admin token (scope *), shown once; keep it somewhere safe:")
+        say(f"  {result['admin_token']}")
+    else:
+        say(f"The store in {result['data_dir']} is already initialised; nothing changed.")
+    return 0
+
+
+async def _init(settings: StoreSettings) -> dict[str, Any]:
+    from loader.store.backends import open_repository
+    from loader.store.keyfile import create_key_file, read_key_file
+
+    data_dir = settings.data_dir
+    if data_dir is not None:
+        if not data_dir.exists():
+            data_dir.mkdir(mode=0o700, parents=True)
+        elif data_dir.stat().st_mode & stat.S_IRWXO:
+            raise ConfigError(f"data directory {data_dir} is accessible by others; chmod 700 it")
+    key_file = settings.key_file
+    db_path = (
+        Path(settings.db_url.removeprefix("sqlite:///"))
+        if settings.db_url.startswith("sqlite:///")
+        else None
+    )
+    if key_file.exists():
+        read_key_file(key_file)
+    else:
+        if db_path is not None and db_path.exists():
+            raise ConfigError(
+                f"{db_path} exists but the master key file {key_file} does not; refusing to "
+                "create a new key (the stored values could never be decrypted)"
+            )
+        create_key_file(key_file)
+    repo = await open_repository(settings.db_url, migrate=True)
+    try:
+        result: dict[str, Any] = {
+            "data_dir": str(data_dir) if data_dir else None,
+            "master_key_file": str(key_file),
+        }
+        if await repo.count_tokens() == 0:
+            record, token = await issue_token(
+                repo, frozenset({"*"}), description="bootstrap admin token"
+            )
+            result.update(admin_token=token, id=record.id)
+        return result
+    finally:
+        await repo.close()
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+def serve(ns: Any) -> int:
+    settings = settings_from(
+        ns,
+        listen=ns.listen,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
+        rate_limit=ns.rate_limit,
+        rate_burst=ns.rate_burst,
+        reveal_rate_limit=ns.reveal_rate_limit,
+        write_rate_limit=ns.write_rate_limit,
+        audit_file=ns.audit_file,
+        max_versions=ns.max_versions,
+        migrate=ns.migrate,
+        log_level=ns.log_level,
+    )
+    setup_logging(settings.log_level)
+    asyncio.run(run_store(settings))
+    return 0
+
+
+async def run_store(settings: StoreSettings) -> None:
+    from loader.server.app import create_app, serving, store_state, tls_context
+    from loader.server.limits import limiter_for
+
+    ctx = (
+        tls_context(settings.tls_cert, settings.tls_key)
+        if settings.tls_cert and settings.tls_key
+        else None
+    )
+    async with store_state(settings, limiter=limiter_for(settings)) as state:
+        address = settings.listen_address
+        async with serving(create_app(state), address.host, address.port, ctx) as (_, port):
+            scheme = "https" if ctx else "http"
+            host = f"[{address.host}]" if ":" in address.host else address.host
+            say(f"loader store listening on {scheme}://{host}:{port}")
+            log.info(
+                "store ready on %s://%s:%d (%s)", scheme, host, port, state.service.repo.backend
+            )
+            sig = await until_signalled()
+            log.info("received %s, shutting down", sig.name)
+
+
+# -- migrate -------------------------------------------------------------------------------
+
+
+def migrate(ns: Any) -> int:
+    settings = settings_from(ns, migrate=True)
+
+    async def go() -> None:
+        from loader.store.backends import open_repository
+
+        repo = await open_repository(settings.db_url, migrate=True)
+        await repo.close()
+
+    asyncio.run(go())
+    say("schema is up to date")
+    return 0
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+def token_create(ns: Any) -> int:
+    settings = settings_from(ns)
+    scopes = parse_scopes(ns.scopes)
+    ttl = parse_duration(ns.ttl) if ns.ttl else None
+
+    async def go() -> tuple[str, str]:
+        from loader.store.backends import open_repository
+
+        repo = await open_repository(settings.db_url)
+        try:
+            if ns.app is not None and await repo.get_app(ns.app) is None:
+                raise NotFoundError(f"app {ns.app} not found")
+            record, token = await issue_token(
+                repo,
+                scopes,
+                app_id=ns.app,
+                environments=_envs(ns.env),
+                ttl=ttl,
+                description=ns.description,
+            )
+            return record.id, token
+        finally:
+            await repo.close()
+
+    token_id, token = asyncio.run(go())
+    if ns.json:
+        print_json({"token": token, "id": token_id})
+    else:
+        say(token)
+    return 0
+
+
+def token_list(ns: Any) -> int:
+    settings = settings_from(ns)
+
+    async def go() -> list[dict[str, Any]]:
+        from loader.store.backends import open_repository
+
+        repo = await open_repository(settings.db_url)
+        try:
+            return [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "scopes": sorted(r.scopes),
+                    "app": r.app_id,
+                    "environments": list(r.environments) if r.environments else None,
+                    "created_at": iso(r.created_at),
+                    "expires_at": iso(r.expires_at) if r.expires_at else None,
+                    "revoked": r.revoked_at is not None,
+                    "description": r.description,
+                }
+                for r in await repo.list_tokens()
+            ]
+        finally:
+            await repo.close()
+
+    rows = asyncio.run(go())
+    if ns.json:
+        print_json({"tokens": rows})
+        return 0
+    say(f"{'ID':<16} {'KIND':<6} {'APP':<5} {'STATE':<8} SCOPES")
+    for r in rows:
+        state = "revoked" if r["revoked"] else "active"
+        say(f"{r['id']:<16} {r['kind']:<6} {r['app'] or '*':<5} {state:<8} {','.join(r['scopes'])}")
+    return 0
+
+
+def token_revoke(ns: Any) -> int:
+    settings = settings_from(ns)
+
+    async def go() -> bool:
+        from loader.store.backends import open_repository
+        from loader.store.models import utcnow
+
+        repo = await open_repository(settings.db_url)
+        try:
+            return await repo.revoke_token(ns.id, utcnow())
+        finally:
+            await repo.close()
+
+    if not asyncio.run(go()):
+        raise NotFoundError(f"no active token or client with id {ns.id}")
+    say(f"revoked {ns.id}")
+    return 0
+
+
+__all__ = ["env", "register"]

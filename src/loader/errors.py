@@ -1,0 +1,189 @@
+"""The one exception tree.
+
+Every error loader raises on purpose is a :class:`LoaderError`. Each class knows the HTTP status
+and error code the store answers with, and the process exit code the CLI leaves with, so the
+mapping lives here and nowhere else: the server's error middleware, the HTTP clients
+(:func:`error_for_status`) and ``cli.main`` all read these attributes.
+
+Messages never contain a secret value or a token: they name secrets, never show them.
+
+Stdlib only: ``loader run`` imports this on its exec path.
+"""
+
+from __future__ import annotations
+
+# sysexits.h
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_CANTCREAT = 73
+EX_TEMPFAIL = 75
+EX_NOPERM = 77
+EX_CONFIG = 78
+
+
+class LoaderError(Exception):
+    """Base of every deliberate loader error."""
+
+    status: int = 500
+    code: str = "internal_error"
+    exit_code: int = EX_SOFTWARE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def body(self) -> dict[str, object]:
+        return {"error": self.message, "code": self.code}
+
+
+class InvalidRequestError(LoaderError):
+    status = 400
+    code = "invalid_request"
+    exit_code = EX_USAGE
+
+
+class InvalidSecretNameError(InvalidRequestError):
+    code = "invalid_secret_name"
+
+
+class UnauthorizedError(LoaderError):
+    status = 401
+    code = "unauthorized"
+    exit_code = EX_NOPERM
+
+
+class InsufficientScopeError(LoaderError):
+    status = 403
+    code = "insufficient_scope"
+    exit_code = EX_NOPERM
+
+
+class NotFoundError(LoaderError):
+    status = 404
+    code = "not_found"
+    exit_code = EX_NOINPUT
+
+
+class MethodNotAllowedError(LoaderError):
+    status = 405
+    code = "invalid_request"
+    exit_code = EX_USAGE
+
+
+class AlreadyExistsError(LoaderError):
+    status = 409
+    code = "already_exists"
+    exit_code = EX_CANTCREAT
+
+
+class PreconditionFailedError(LoaderError):
+    status = 412
+    code = "precondition_failed"
+    exit_code = EX_TEMPFAIL
+
+
+class PayloadTooLargeError(LoaderError):
+    status = 413
+    code = "payload_too_large"
+    exit_code = EX_USAGE
+
+
+class UnrenderableError(LoaderError):
+    """A value that a format or template cannot carry exactly. Names the secret, never the value."""
+
+    status = 422
+    code = "invalid_request"
+    exit_code = EX_DATAERR
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class RateLimitedError(LoaderError):
+    status = 429
+    code = "rate_limited"
+    exit_code = EX_TEMPFAIL
+
+    def __init__(
+        self, message: str, retry_after: float, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, object]:
+        return {**super().body(), "retry_after": max(1, round(self.retry_after + 0.4999))}
+
+
+class InternalError(LoaderError):
+    status = 500
+    code = "internal_error"
+    exit_code = EX_SOFTWARE
+
+
+class DecryptionError(InternalError):
+    """A ciphertext failed to authenticate. Names the key id, never data."""
+
+
+class ServiceUnavailableError(LoaderError):
+    """The store (or an agent) could not be reached, or answered 5xx."""
+
+    status = 503
+    code = "unavailable"
+    exit_code = EX_UNAVAILABLE
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigError(LoaderError):
+    """A bad setting, found at start before any network call."""
+
+    exit_code = EX_CONFIG
+
+
+class UsageError(LoaderError):
+    exit_code = EX_USAGE
+
+
+class CommandNotFoundError(LoaderError):
+    exit_code = 127
+
+
+class CommandNotExecutableError(LoaderError):
+    exit_code = 126
+
+
+_BY_STATUS: dict[int, type[LoaderError]] = {
+    400: InvalidRequestError,
+    401: UnauthorizedError,
+    403: InsufficientScopeError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    409: AlreadyExistsError,
+    412: PreconditionFailedError,
+    413: PayloadTooLargeError,
+    422: UnrenderableError,
+}
+
+
+def error_for_status(
+    status: int, message: str, code: str | None = None, retry_after: float | None = None
+) -> LoaderError:
+    """Build the client-side exception for an HTTP error answer (the hvac ``raise_for_error``)."""
+    if status == 429:
+        return RateLimitedError(message, retry_after if retry_after is not None else 1.0)
+    if status >= 500:
+        return ServiceUnavailableError(message, retry_after)
+    if code == "invalid_secret_name":
+        return InvalidSecretNameError(message)
+    cls = _BY_STATUS.get(status, InvalidRequestError)
+    return cls(message)

@@ -1,0 +1,70 @@
+"""Validation of the identifiers the contract fixes: secret, environment and app names, app ids."""
+
+from __future__ import annotations
+
+import re
+
+from loader.errors import InvalidRequestError, InvalidSecretNameError
+
+SECRET_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+SECRET_NAME_MAX = 256
+ENV_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+ENV_NAME_MAX = 64
+APP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$"
+APP_NAME_MAX = 128
+APP_ID_PATTERN = r"^[1-9][0-9]*$"
+MAX_ID = 2**63 - 1
+DEFAULT_ENVIRONMENT = "default"
+# What the Spice runtime accepts inside ${secrets:NAME} (its secret-key grammar).
+SPICE_KEY_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
+
+_SECRET_NAME = re.compile(SECRET_NAME_PATTERN)
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
+_APP_NAME = re.compile(APP_NAME_PATTERN)
+_SPICE_KEY = re.compile(SPICE_KEY_PATTERN)
+
+
+def is_secret_name(name: str) -> bool:
+    return len(name) <= SECRET_NAME_MAX and _SECRET_NAME.fullmatch(name) is not None
+
+
+def check_secret_name(name: str) -> str:
+    if not is_secret_name(name):
+        shown = name if len(name) <= 64 and name.isprintable() else name[:64].encode().hex()
+        raise InvalidSecretNameError(
+            f"invalid secret name {shown!r}: names match {SECRET_NAME_PATTERN} "
+            f"and have at most {SECRET_NAME_MAX} characters"
+        )
+    return name
+
+
+def check_environment_name(name: str) -> str:
+    if len(name) > ENV_NAME_MAX or _ENV_NAME.fullmatch(name) is None:
+        raise InvalidRequestError(
+            f"invalid environment name: names match {ENV_NAME_PATTERN} "
+            f"and have at most {ENV_NAME_MAX} characters"
+        )
+    return name
+
+
+def check_app_name(name: str) -> str:
+    if len(name) > APP_NAME_MAX or _APP_NAME.fullmatch(name) is None:
+        raise InvalidRequestError(
+            f"invalid app name: names match {APP_NAME_PATTERN} "
+            f"and have at most {APP_NAME_MAX} characters"
+        )
+    return name
+
+
+def parse_app_id(raw: str) -> int:
+    """A positive integer that fits a signed 64-bit column; anything else is a 400."""
+    if len(raw) > 19 or not raw.isascii() or not raw.isdigit() or raw.startswith("0"):
+        raise InvalidRequestError("invalid app id: app ids are positive integers")
+    value = int(raw)
+    if value > MAX_ID:
+        raise InvalidRequestError("invalid app id: app ids are positive integers")
+    return value
+
+
+def is_spice_key(name: str) -> bool:
+    return _SPICE_KEY.fullmatch(name) is not None

@@ -1,0 +1,158 @@
+"""The store's aiohttp application: the factory, the error middleware and the lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from aiohttp import web
+
+from loader.errors import (
+    LoaderError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+)
+from loader.server import openapi
+from loader.server.authn import TokenAuthenticator
+from loader.server.handlers import ROUTES
+from loader.server.limits import RATELIMIT_KEY
+from loader.server.routing import endpoint, error_response
+from loader.server.schemas import MAX_BODY_BYTES
+from loader.server.state import STATE, Limiter, NoLimit, ServerState
+from loader.settings import StoreSettings
+from loader.store.audit import AuditLog
+from loader.store.backends import open_repository
+from loader.store.keyfile import KeyringFile
+from loader.store.service import KeyringSource, StoreService
+
+log = logging.getLogger("loader.store")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except LoaderError as exc:
+        return _loader_error(exc)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return _loader_error(NotFoundError("no such route"))
+        if exc.status == 405:
+            allow = exc.headers.get("Allow", "")
+            return error_response(
+                MethodNotAllowedError(f"method not allowed (allowed: {allow})"), {"Allow": allow}
+            )
+        if exc.status == 413:
+            return _loader_error(
+                PayloadTooLargeError(f"request body larger than {MAX_BODY_BYTES // 1024} KiB")
+            )
+        if exc.status >= 400:
+            return error_response(_http_error(exc))
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.rel_url.path)
+        return _loader_error(LoaderError("internal error"))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    limits = request.get(RATELIMIT_KEY)
+    if limits:
+        response.headers.update(limits)
+    return response
+
+
+def _http_error(exc: web.HTTPException) -> LoaderError:
+    err = LoaderError(exc.reason or "request refused")
+    err.status = exc.status
+    err.code = "invalid_request"
+    return err
+
+
+def _loader_error(exc: LoaderError) -> web.Response:
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="loader"'
+    if isinstance(exc, RateLimitedError):
+        headers.update(exc.headers)
+        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.4999)))
+    if exc.status >= 500:
+        log.error("%s (%s)", exc.message, exc.code)
+    return error_response(exc, headers)
+
+
+def create_app(state: ServerState) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[STATE] = state
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, endpoint(route))
+    state.openapi = openapi.build(ROUTES)
+    return app
+
+
+@asynccontextmanager
+async def store_state(
+    settings: StoreSettings,
+    keys: KeyringSource | None = None,
+    limiter: Limiter | None = None,
+) -> AsyncIterator[ServerState]:
+    """Open the repository, keys, service and audit log; close them in reverse order."""
+    keyring = keys if keys is not None else KeyringFile(settings.key_file)
+    async with AsyncExitStack() as stack:
+        repo = await open_repository(settings.db_url, migrate=settings.migrate)
+        stack.push_async_callback(repo.close)
+        service = StoreService(repo, keyring, max_versions=settings.max_versions)
+        audit = await stack.enter_async_context(AuditLog(repo, settings.audit_file).running())
+        watcher = asyncio.create_task(repo.watch_changes(service.notifier_resync))
+        stack.push_async_callback(_cancel, watcher)
+        yield ServerState(
+            service=service,
+            audit=audit,
+            authenticate=TokenAuthenticator(repo),
+            limiter=limiter or NoLimit(),
+        )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+@asynccontextmanager
+async def serving(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[web.AppRunner, int]]:
+    """Run ``app`` on ``host:port`` (0 = a free port); yields the runner and the bound port."""
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger("loader.access"),
+        access_log_format='%a "%r" %s %b %Tfs',
+        shutdown_timeout=5,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+    try:
+        await site.start()
+        bound = port
+        for sock in getattr(site._server, "sockets", None) or ():
+            bound = sock.getsockname()[1]
+            break
+        yield runner, bound
+    finally:
+        await runner.cleanup()

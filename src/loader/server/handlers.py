@@ -1,0 +1,762 @@
+"""Route handlers and the route table (which also generates the OpenAPI document)."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+from aiohttp import web
+
+from loader import formats
+from loader.errors import InsufficientScopeError, InvalidRequestError, NotFoundError
+from loader.names import (
+    DEFAULT_ENVIRONMENT,
+    check_app_name,
+    check_environment_name,
+    check_secret_name,
+)
+from loader.server.routing import Call, Param, Route, json_response
+from loader.server.schemas import (
+    AppBody,
+    DescriptionBody,
+    EnvironmentBody,
+    RollbackBody,
+    SecretBody,
+    SpiceSecretBody,
+    ValueBody,
+)
+from loader.store.audit import event_json
+from loader.store.models import UNSET, App, AuditQuery, Environment, SecretMeta, iso, parse_iso
+from loader.store.rules import parse_etags
+from loader.store.service import MASK
+
+NO_STORE = {"Cache-Control": "no-store"}
+MAX_PAGE_SIZE = 1000
+MAX_NAMES = 1000
+
+
+# -- shapes --------------------------------------------------------------------------------
+
+
+def secret_json(meta: SecretMeta, environment: str) -> dict[str, Any]:
+    return {
+        "id": meta.id,
+        "name": meta.name,
+        "value": MASK,
+        "created_at": iso(meta.created_at),
+        "updated_at": iso(meta.updated_at),
+        "environment": environment,
+        "description": meta.description,
+        "has_value": meta.has_value,
+        "version": meta.version,
+        "etag": meta.etag,
+    }
+
+
+def app_json(app: App) -> dict[str, Any]:
+    return {"id": app.id, "name": app.name, "created_at": iso(app.created_at)}
+
+
+def env_json(env: Environment) -> dict[str, Any]:
+    return {
+        "name": env.name,
+        "app_id": env.app_id,
+        "revision": env.revision,
+        "created_at": iso(env.created_at),
+    }
+
+
+def secret_response(meta: SecretMeta, environment: str) -> web.Response:
+    return json_response(secret_json(meta, environment), headers={**NO_STORE, "ETag": meta.etag})
+
+
+# -- query parsing -------------------------------------------------------------------------
+
+
+def int_param(call: Call[Any], name: str, default: int, low: int, high: int) -> int:
+    raw = call.request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise InvalidRequestError(f"{name} must be an integer from {low} to {high}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise InvalidRequestError(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def if_match(call: Call[Any]) -> str | None:
+    return call.request.headers.get("If-Match")
+
+
+# -- health and discovery ------------------------------------------------------------------
+
+
+async def health(call: Call[Any]) -> web.StreamResponse:
+    return json_response({"status": "ok"})
+
+
+async def openapi(call: Call[Any]) -> web.StreamResponse:
+    return json_response(call.state.openapi)
+
+
+# -- apps ----------------------------------------------------------------------------------
+
+
+async def list_apps(call: Call[Any]) -> web.StreamResponse:
+    assert call.principal is not None
+    apps = await call.state.service.repo.list_apps(only=call.principal.app_id)
+    return json_response({"apps": [app_json(a) for a in apps]})
+
+
+async def create_app(call: Call[AppBody]) -> web.StreamResponse:
+    assert call.principal is not None
+    if call.principal.app_id is not None:
+        raise InsufficientScopeError("a token bound to an app cannot create apps")
+    app = await call.state.service.create_app(check_app_name(call.body.name))
+    call.app_id = app.id
+    call.state.audit.record(call.event("create_app", names=()))
+    return json_response(app_json(app), status=201)
+
+
+async def get_app(call: Call[Any]) -> web.StreamResponse:
+    return json_response(app_json(await call.state.service.app(call.app_id)))
+
+
+async def delete_app(call: Call[Any]) -> web.StreamResponse:
+    if not await call.state.service.repo.delete_app(call.app_id):
+        raise NotFoundError("app not found")
+    call.state.audit.record(call.event("delete_app"))
+    return web.Response(status=204)
+
+
+# -- environments --------------------------------------------------------------------------
+
+
+async def list_environments(call: Call[Any]) -> web.StreamResponse:
+    await call.state.service.app(call.app_id)
+    envs = await call.state.service.repo.list_environments(call.app_id)
+    assert call.principal is not None
+    allowed = call.principal.environments
+    shown = [e for e in envs if allowed is None or e.name in allowed]
+    return json_response({"environments": [env_json(e) for e in shown]})
+
+
+async def create_environment(call: Call[EnvironmentBody]) -> web.StreamResponse:
+    assert call.principal is not None
+    name = check_environment_name(call.body.name)
+    call.principal.require_environment(name)
+    env = await call.state.service.create_environment(call.app_id, name)
+    call.env_name = name
+    call.state.audit.record(call.event("create_environment"))
+    return json_response(env_json(env), status=201)
+
+
+async def get_environment(call: Call[Any]) -> web.StreamResponse:
+    env = await call.state.service.environment(call.app_id, call.env_name)
+    return json_response(env_json(env))
+
+
+async def delete_environment(call: Call[Any]) -> web.StreamResponse:
+    if call.env_name == DEFAULT_ENVIRONMENT:
+        raise InvalidRequestError("the default environment cannot be deleted")
+    await call.state.service.app(call.app_id)
+    if not await call.state.service.repo.delete_environment(call.app_id, call.env_name):
+        raise NotFoundError(f"environment {call.env_name!r} not found")
+    call.state.audit.record(call.event("delete_environment"))
+    return web.Response(status=204)
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+
+async def list_secrets_spice(call: Call[Any]) -> web.StreamResponse:
+    service = call.state.service
+    env = await service.environment(call.app_id, DEFAULT_ENVIRONMENT)
+    metas: list[SecretMeta] = []
+    offset = 0
+    while True:
+        page, total = await service.repo.list_secrets(env.id, offset, MAX_PAGE_SIZE)
+        metas.extend(page)
+        offset += len(page)
+        if not page or offset >= total:
+            break
+    return json_response({"secrets": [secret_json(m, env.name) for m in metas]}, headers=NO_STORE)
+
+
+async def list_secrets(call: Call[Any]) -> web.StreamResponse:
+    page = int_param(call, "page", 1, 1, 10**9)
+    size = int_param(call, "page_size", 100, 1, MAX_PAGE_SIZE)
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    metas, total = await service.repo.list_secrets(env.id, (page - 1) * size, size)
+    return json_response(
+        {
+            "secrets": [secret_json(m, env.name) for m in metas],
+            "page": page,
+            "page_size": size,
+            "total": total,
+            "total_pages": math.ceil(total / size),
+        },
+        headers=NO_STORE,
+    )
+
+
+async def upsert_secret_spice(call: Call[SpiceSecretBody]) -> web.StreamResponse:
+    name = check_secret_name(call.body.name)
+    call.secret_name = name
+    service = call.state.service
+    env = await service.environment(call.app_id, DEFAULT_ENVIRONMENT)
+    result = await service.write(
+        env,
+        name,
+        value=call.body.value,
+        if_match=if_match(call),
+        actor=call.actor,
+        audit=call.event("upsert_secret"),
+    )
+    return secret_response(result.secret, env.name)
+
+
+async def upsert_secret(call: Call[SecretBody]) -> web.StreamResponse:
+    name = check_secret_name(call.body.name)
+    call.secret_name = name
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    description = call.body.description if "description" in call.body.model_fields_set else UNSET
+    action = "upsert_secret" if call.body.value is not None else "declare_secret"
+    result = await service.write(
+        env,
+        name,
+        value=call.body.value,
+        description=description,
+        if_match=if_match(call),
+        actor=call.actor,
+        audit=call.event(action),
+    )
+    return secret_response(result.secret, env.name)
+
+
+async def get_secret(call: Call[Any]) -> web.StreamResponse:
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    return secret_response(await service.secret(env, call.secret_name), env.name)
+
+
+async def patch_secret(call: Call[DescriptionBody]) -> web.StreamResponse:
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    result = await service.write(
+        env,
+        call.secret_name,
+        description=call.body.description,
+        must_exist=True,
+        if_match=if_match(call),
+        actor=call.actor,
+        audit=call.event("update_secret"),
+    )
+    return secret_response(result.secret, env.name)
+
+
+async def put_value(call: Call[ValueBody]) -> web.StreamResponse:
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    result = await service.write(
+        env,
+        call.secret_name,
+        value=call.body.value,
+        must_exist=True,
+        if_match=if_match(call),
+        actor=call.actor,
+        audit=call.event("set_value"),
+    )
+    return secret_response(result.secret, env.name)
+
+
+async def delete_secret(call: Call[Any]) -> web.StreamResponse:
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    await service.delete(
+        env, call.secret_name, if_match=if_match(call), audit=call.event("delete_secret")
+    )
+    return web.Response(status=204)
+
+
+async def list_versions(call: Call[Any]) -> web.StreamResponse:
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    versions = await service.repo.list_versions(env.id, call.secret_name)
+    if versions is None:
+        raise NotFoundError(f"secret {call.secret_name!r} not found")
+    return json_response(
+        {
+            "versions": [
+                {
+                    "version": v.version,
+                    "created_at": iso(v.created_at),
+                    "actor": v.actor,
+                    "has_value": v.has_value,
+                }
+                for v in versions
+            ]
+        },
+        headers=NO_STORE,
+    )
+
+
+async def rollback(call: Call[RollbackBody]) -> web.StreamResponse:
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    result = await service.rollback(
+        env,
+        call.secret_name,
+        call.body.version,
+        if_match=if_match(call),
+        actor=call.actor,
+        audit=call.event("rollback_secret"),
+    )
+    return secret_response(result.secret, env.name)
+
+
+# -- the runtime read ----------------------------------------------------------------------
+
+_MODES = {"full": "full", "Full": "full", "preview": "preview", "PreviewOnly": "preview"}
+
+
+def _mode(query: Any) -> str:
+    raw = query.get("mode", "preview")
+    mode = _MODES.get(raw)
+    if mode is None:
+        raise InvalidRequestError("mode must be full or preview")
+    return mode
+
+
+def rendered_scope(query: Any) -> str:
+    return "secrets:reveal" if _MODES.get(query.get("mode", "")) == "full" else "secrets:read"
+
+
+def _names(call: Call[Any]) -> list[str] | None:
+    raw = call.request.query.get("names")
+    if raw is None or raw == "":
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if len(names) > MAX_NAMES:
+        raise InvalidRequestError(f"names: at most {MAX_NAMES} names")
+    return [check_secret_name(n) for n in names]
+
+
+def _wait(call: Call[Any]) -> float:
+    raw = call.request.query.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequestError("wait must be a number of seconds from 0 to 60") from None
+    if not 0 <= value <= call.state.max_wait:
+        raise InvalidRequestError(
+            f"wait must be a number of seconds from 0 to {call.state.max_wait:g}"
+        )
+    return value
+
+
+def rendered_etag(env_id: int, revision: int, variant: int) -> str:
+    return f'"r{env_id}.{revision}.{variant:08x}"'
+
+
+async def rendered(call: Call[Any]) -> web.StreamResponse:
+    query = call.request.query
+    mode = _mode(query)
+    fmt = query.get("format", "json")
+    if fmt not in formats.FORMATS:
+        raise InvalidRequestError(f"format must be one of {', '.join(formats.FORMATS)}")
+    names = _names(call)
+    wait = _wait(call)
+    variant = zlib.crc32(f"{mode}|{fmt}|{','.join(sorted(names or ['*']))}".encode())
+    service = call.state.service
+    env = await service.environment(call.app_id, call.env_name)
+    inm = call.request.headers.get("If-None-Match")
+    current = rendered_etag(env.id, env.revision, variant)
+    if inm is not None and current in parse_etags(inm):
+        if wait <= 0 or not await service.notifier.wait(env.id, env.revision, wait):
+            return web.Response(status=304, headers={**NO_STORE, "ETag": current})
+        env = await service.environment(call.app_id, call.env_name)
+
+    if mode == "full":
+        revealed = await service.reveal(env, names)
+        values = revealed.values
+        unset = revealed.unset
+        revision = revealed.revision
+        call.state.audit.record(call.event("reveal", names=tuple(sorted(values))))
+    else:
+        snapshot = await service.repo.read_values(env, names)
+        values = {v.name: MASK for v in snapshot.values}
+        unset = snapshot.unset
+        revision = snapshot.env.revision
+    headers = {
+        **NO_STORE,
+        "ETag": rendered_etag(env.id, revision, variant),
+        "X-Loader-Revision": str(revision),
+    }
+    if fmt == "json":
+        body = {
+            "environment": env.name,
+            "revision": revision,
+            "secrets": values,
+            "unset": list(unset),
+        }
+        return json_response(body, headers=headers)
+    text = formats.render(fmt, values)
+    return web.Response(text=text, headers={**headers, "Content-Type": formats.CONTENT_TYPES[fmt]})
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+async def list_audit(call: Call[Any]) -> web.StreamResponse:
+    await call.state.service.app(call.app_id)
+    page = int_param(call, "page", 1, 1, 10**9)
+    size = int_param(call, "page_size", 100, 1, MAX_PAGE_SIZE)
+    query = call.request.query
+    since = None
+    if "since" in query:
+        try:
+            since = parse_iso(query["since"])
+        except ValueError:
+            raise InvalidRequestError("since must be an ISO 8601 timestamp") from None
+        if since.tzinfo is None:
+            raise InvalidRequestError("since must carry a timezone (e.g. Z)")
+    name = query.get("name")
+    if name is not None:
+        check_secret_name(name)
+    action = query.get("action") or None
+    if action is not None and (len(action) > 64 or not action.replace("_", "").isalnum()):
+        raise InvalidRequestError("action must be an action name such as reveal")
+    await call.state.audit.flush()
+    events, total = await call.state.service.repo.list_audit(
+        AuditQuery(call.app_id, action, name, since, (page - 1) * size, size)
+    )
+    return json_response(
+        {
+            "events": [event_json(e) for e in events],
+            "page": page,
+            "page_size": size,
+            "total": total,
+        },
+        headers=NO_STORE,
+    )
+
+
+# -- the table -----------------------------------------------------------------------------
+
+_IF_MATCH = Param(
+    "If-Match", {"type": "string"}, "Compare-and-set: the secret's current ETag", "header"
+)
+_PAGE = (
+    Param("page", {"type": "integer", "minimum": 1, "maximum": 10**9}, "Page number, from 1"),
+    Param(
+        "page_size",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+        "Items per page (default 100)",
+    ),
+)
+_ENV_SECRETS = "/v1/apps/{appId}/environments/{env}/secrets"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", "health", "Liveness", health, None, tag="System", response="Health"),
+    Route("GET", "/v1/openapi.json", "openapi", "This document", openapi, None, tag="System"),
+    # apps
+    Route(
+        "GET",
+        "/v1/apps",
+        "listApps",
+        "List apps",
+        list_apps,
+        "apps:read",
+        tag="Apps",
+        response="AppList",
+    ),
+    Route(
+        "POST",
+        "/v1/apps",
+        "createApp",
+        "Create an app (with a default environment)",
+        create_app,
+        "apps:write",
+        tag="Apps",
+        body=AppBody,
+        success=201,
+        response="App",
+        errors=(409,),
+    ),
+    Route(
+        "GET",
+        "/v1/apps/{appId}",
+        "getApp",
+        "Get an app",
+        get_app,
+        "apps:read",
+        tag="Apps",
+        response="App",
+        errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        "/v1/apps/{appId}",
+        "deleteApp",
+        "Delete an app and all its secrets",
+        delete_app,
+        "apps:write",
+        tag="Apps",
+        success=204,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/v1/apps/{appId}/environments",
+        "listEnvironments",
+        "List environments",
+        list_environments,
+        "apps:read",
+        tag="Environments",
+        response="EnvironmentList",
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/v1/apps/{appId}/environments",
+        "createEnvironment",
+        "Create an environment",
+        create_environment,
+        "apps:write",
+        tag="Environments",
+        body=EnvironmentBody,
+        success=201,
+        response="Environment",
+        errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/v1/apps/{appId}/environments/{env}",
+        "getEnvironment",
+        "Get an environment",
+        get_environment,
+        "apps:read",
+        tag="Environments",
+        response="Environment",
+        errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        "/v1/apps/{appId}/environments/{env}",
+        "deleteEnvironment",
+        "Delete an environment (not default) and its secrets",
+        delete_environment,
+        "apps:write",
+        tag="Environments",
+        success=204,
+        errors=(404,),
+    ),
+    # Spice-compatible
+    Route(
+        "GET",
+        "/v1/apps/{appId}/secrets",
+        "listSecrets",
+        "List secrets",
+        list_secrets_spice,
+        "secrets:read",
+        response="SecretList",
+        errors=(404,),
+        spice=True,
+        description="Returns all secrets for the specified app. Secret values are always masked.",
+    ),
+    Route(
+        "POST",
+        "/v1/apps/{appId}/secrets",
+        "upsertSecret",
+        "Create or update a secret",
+        upsert_secret_spice,
+        "secrets:write",
+        body=SpiceSecretBody,
+        response="Secret",
+        errors=(404, 412),
+        params=(_IF_MATCH,),
+        spice=True,
+        description="Creates a new secret or updates an existing secret with the same name. "
+        "The secret value is encrypted at rest.",
+    ),
+    Route(
+        "GET",
+        "/v1/apps/{appId}/secrets/{secretName}",
+        "getSecret",
+        "Get a secret",
+        get_secret,
+        "secrets:read",
+        response="Secret",
+        errors=(404,),
+        spice=True,
+    ),
+    Route(
+        "DELETE",
+        "/v1/apps/{appId}/secrets/{secretName}",
+        "deleteSecret",
+        "Delete a secret",
+        delete_secret,
+        "secrets:write",
+        success=204,
+        errors=(404, 412),
+        params=(_IF_MATCH,),
+        spice=True,
+    ),
+    # environments
+    Route(
+        "GET",
+        _ENV_SECRETS,
+        "listEnvironmentSecrets",
+        "List secrets (paginated)",
+        list_secrets,
+        "secrets:read",
+        response="SecretPage",
+        errors=(404,),
+        params=_PAGE,
+    ),
+    Route(
+        "POST",
+        _ENV_SECRETS,
+        "upsertEnvironmentSecret",
+        "Create or update a secret; without a value it is only declared",
+        upsert_secret,
+        "secrets:write",
+        body=SecretBody,
+        response="Secret",
+        errors=(404, 412),
+        params=(_IF_MATCH,),
+    ),
+    Route(
+        "GET",
+        _ENV_SECRETS + "/{secretName}",
+        "getEnvironmentSecret",
+        "Get a secret",
+        get_secret,
+        "secrets:read",
+        response="Secret",
+        errors=(404,),
+    ),
+    Route(
+        "PATCH",
+        _ENV_SECRETS + "/{secretName}",
+        "updateEnvironmentSecret",
+        "Change a secret's description",
+        patch_secret,
+        "secrets:write",
+        body=DescriptionBody,
+        response="Secret",
+        errors=(404, 412),
+        params=(_IF_MATCH,),
+    ),
+    Route(
+        "DELETE",
+        _ENV_SECRETS + "/{secretName}",
+        "deleteEnvironmentSecret",
+        "Delete a secret",
+        delete_secret,
+        "secrets:write",
+        success=204,
+        errors=(404, 412),
+        params=(_IF_MATCH,),
+    ),
+    Route(
+        "PUT",
+        _ENV_SECRETS + "/{secretName}/value",
+        "setSecretValue",
+        "Set a declared secret's value (a new version)",
+        put_value,
+        "secrets:write",
+        body=ValueBody,
+        response="Secret",
+        errors=(404, 412),
+        params=(_IF_MATCH,),
+    ),
+    Route(
+        "GET",
+        _ENV_SECRETS + "/{secretName}/versions",
+        "listSecretVersions",
+        "List a secret's versions (metadata only)",
+        list_versions,
+        "secrets:read",
+        response="VersionList",
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        _ENV_SECRETS + "/{secretName}/rollback",
+        "rollbackSecret",
+        "Restore an old version's value as a new version",
+        rollback,
+        "secrets:write",
+        body=RollbackBody,
+        response="Secret",
+        errors=(404, 412),
+        params=(_IF_MATCH,),
+    ),
+    Route(
+        "GET",
+        "/v1/apps/{appId}/environments/{env}/rendered",
+        "renderSecrets",
+        "Read an environment's values (the runtime route)",
+        rendered,
+        rendered_scope,
+        response="Rendered",
+        errors=(404, 422),
+        response_headers=("ETag",),
+        content_types=("application/json", "text/plain", "text/x-shellscript"),
+        params=(
+            Param(
+                "mode",
+                {"type": "string", "enum": ["full", "preview", "Full", "PreviewOnly"]},
+                "full reveals values (secrets:reveal); preview masks them (secrets:read)",
+            ),
+            Param(
+                "names",
+                {"type": "string", "maxLength": 300000},
+                "Comma-separated secret names to return (default: all)",
+            ),
+            Param(
+                "format",
+                {"type": "string", "enum": list(formats.FORMATS)},
+                "Body format (default json)",
+            ),
+            Param(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": 60},
+                "Long-poll: with a matching If-None-Match, hold until a change",
+            ),
+            Param(
+                "If-None-Match",
+                {"type": "string"},
+                "The ETag of the values you hold: 304 while unchanged",
+                "header",
+            ),
+        ),
+        description="The only route that returns plaintext (mode=full). Cache-Control: "
+        "no-store. The ETag never derives from plaintext.",
+    ),
+    Route(
+        "GET",
+        "/v1/apps/{appId}/audit",
+        "listAuditEvents",
+        "Audit log (names, never values)",
+        list_audit,
+        "apps:write",
+        tag="Audit",
+        response="AuditList",
+        errors=(404,),
+        params=(
+            Param("action", {"type": "string", "maxLength": 64}, "Only this action"),
+            Param("name", {"type": "string", "maxLength": 256}, "Only events on this secret"),
+            Param("since", {"type": "string", "format": "date-time"}, "Events at or after"),
+            *_PAGE,
+        ),
+    ),
+)

@@ -1,0 +1,167 @@
+"""The OpenAPI 3.1 document, generated from the route table so it cannot drift from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loader import __version__
+from loader.names import (
+    ENV_NAME_MAX,
+    ENV_NAME_PATTERN,
+    MAX_ID,
+    SECRET_NAME_MAX,
+    SECRET_NAME_PATTERN,
+)
+from loader.server.routing import Route
+from loader.server.schemas import RESPONSE_SCHEMAS
+
+_PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "appId": {
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        "description": "The ID of the app",
+    },
+    "env": {
+        "schema": {"type": "string", "pattern": ENV_NAME_PATTERN, "maxLength": ENV_NAME_MAX},
+        "description": "Environment name (every app has `default`)",
+    },
+    "secretName": {
+        "schema": {"type": "string", "pattern": SECRET_NAME_PATTERN, "maxLength": SECRET_NAME_MAX},
+        "description": "The name of the secret",
+    },
+}
+
+_STATUS_TEXT = {
+    304: "Not modified (the ETag still matches)",
+    400: "Invalid request: bad app id, name, body or query",
+    401: "Unauthorized: missing, invalid or expired token",
+    403: "Insufficient scope, or the token is bound to another app or environment",
+    404: "App, environment or secret not found",
+    409: "Already exists",
+    412: "Precondition failed: If-Match does not match the current ETag",
+    413: "Payload too large (body over 1 MiB or value over 64 KiB)",
+    422: "A value cannot be rendered in the requested format",
+    429: "Rate limited: retry after Retry-After seconds",
+    500: "Internal server error",
+}
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_RATE_HEADERS = {
+    "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"},
+}
+
+
+def _error(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": _STATUS_TEXT[status],
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+    if status == 429:
+        response["headers"] = _RATE_HEADERS
+    return response
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"in": "path", "name": name, "required": True, **_PATH_PARAMS[name]}
+        for name in route.path_params
+    ]
+    params += [
+        {
+            "in": p.where,
+            "name": p.name,
+            "required": False,
+            "schema": p.schema,
+            "description": p.description,
+        }
+        for p in route.params
+    ]
+    op: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+    }
+    if route.description:
+        op["description"] = route.description
+    if params:
+        op["parameters"] = params
+    if route.scope is None:
+        op["security"] = []
+    elif isinstance(route.scope, str):
+        op["x-required-scope"] = route.scope
+    if route.body is not None:
+        schema = route.body.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    success: dict[str, Any] = {"description": "Success"}
+    if route.success != 204:
+        content: dict[str, Any] = {}
+        for ct in route.content_types:
+            if ct == "application/json":
+                schema = (
+                    {"$ref": f"#/components/schemas/{route.response}"}
+                    if route.response
+                    else {"type": "object"}
+                )
+            else:
+                schema = {"type": "string"}
+            content[ct] = {"schema": schema}
+        success["content"] = content
+    if route.response_headers:
+        success["headers"] = {
+            h: {"schema": {"type": "string"}, "description": "Entity tag"}
+            for h in route.response_headers
+        }
+    responses: dict[str, Any] = {str(route.success): success}
+    if "If-None-Match" in {p.name for p in route.params}:
+        responses["304"] = {"description": _STATUS_TEXT[304]}
+    statuses = set(route.errors)
+    if route.path_params or route.params or route.body is not None:
+        statuses.add(400)
+    if route.scope is not None:
+        statuses |= {401, 403, 429}
+    if route.body is not None:
+        statuses.add(413)
+    statuses.add(500)
+    for status in sorted(statuses):
+        responses[str(status)] = _error(status)
+    op["responses"] = responses
+    return op
+
+
+def build(routes: tuple[Route, ...], extra_routes: tuple[Route, ...] = ()) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in (*routes, *extra_routes):
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "loader secrets store",
+            "version": __version__,
+            "description": "Spice.ai Cloud-compatible secrets API plus environments, versions, "
+            "audit and the runtime read route. Values are encrypted at rest and masked in "
+            "every response except rendered?mode=full.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "Secrets", "description": "Manage encrypted app secrets"},
+            {"name": "Apps"},
+            {"name": "Environments"},
+            {"name": "Audit"},
+            {"name": "System"},
+        ],
+        "security": [{"BearerAuth": []}],
+        "components": {
+            "securitySchemes": {
+                "BearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A loader token (lt_...) or an OAuth access token (JWT)",
+                }
+            },
+            "schemas": RESPONSE_SCHEMAS,
+        },
+        "paths": paths,
+    }

@@ -1,0 +1,215 @@
+"""The route table's types and the one request pipeline every route goes through.
+
+Pipeline, in order (so nothing can be learnt about an app or secret before the token is good):
+authenticate (401) -> scope (403) -> rate limit (429) -> path parameters (400) -> app and
+environment binding (403) -> body (400/413) -> handler (404, 409, 412, ...).
+Refusals (401/403) are audited here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from loader.errors import (
+    InsufficientScopeError,
+    InvalidRequestError,
+    LoaderError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+)
+from loader.names import (
+    DEFAULT_ENVIRONMENT,
+    check_environment_name,
+    check_secret_name,
+    parse_app_id,
+)
+from loader.server.schemas import MAX_VALUE_BYTES
+from loader.server.state import STATE, ServerState
+from loader.store.auth import Principal
+from loader.store.models import AuditEvent, utcnow
+
+B = TypeVar("B", bound=BaseModel)
+Handler = Callable[["Call[Any]"], Awaitable[web.StreamResponse]]
+ScopeRule = str | Callable[[Mapping[str, str]], str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A documented query parameter or request header."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    where: str = "query"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    handler: Handler
+    scope: ScopeRule
+    tag: str = "Secrets"
+    body: type[BaseModel] | None = None
+    params: tuple[Param, ...] = ()
+    success: int = 200
+    response: str | None = None
+    content_types: tuple[str, ...] = ("application/json",)
+    errors: tuple[int, ...] = ()
+    response_headers: tuple[str, ...] = ()
+    spice: bool = False
+    description: str = ""
+
+    def scope_for(self, query: Mapping[str, str]) -> str | None:
+        if callable(self.scope):
+            return self.scope(query)
+        return self.scope
+
+    @property
+    def path_params(self) -> list[str]:
+        return [p[1:-1] for p in self.path.split("/") if p.startswith("{")]
+
+    @property
+    def environment_scoped(self) -> bool:
+        return self.spice or "{env}" in self.path
+
+
+@dataclass
+class Call(Generic[B]):
+    """One request as a handler sees it: parsed, authenticated, authorised."""
+
+    request: web.Request
+    route: Route
+    state: ServerState
+    principal: Principal | None = None
+    app_id: int = 0
+    env_name: str = DEFAULT_ENVIRONMENT
+    secret_name: str = ""
+    body: B = field(default=cast(Any, None))
+
+    @property
+    def actor(self) -> str | None:
+        return self.principal.token_id if self.principal else None
+
+    @property
+    def client(self) -> str | None:
+        return self.request.remote
+
+    def event(self, action: str, outcome: str = "ok", names: tuple[str, ...] = ()) -> AuditEvent:
+        return AuditEvent(
+            at=utcnow(),
+            action=action,
+            outcome=outcome,
+            token_id=self.actor,
+            app_id=self.app_id or None,
+            environment=self.env_name if self.route.environment_scoped else None,
+            names=names or ((self.secret_name,) if self.secret_name else ()),
+            client=self.client,
+        )
+
+
+def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        call: Call[Any] = Call(request, route, state)
+        try:
+            if route.scope is not None:
+                call.principal = await state.authenticate(request)
+                scope = route.scope_for(request.query)
+                if scope is not None:
+                    call.principal.require(scope)
+                state.limiter.check(call.principal, route, request)
+            _parse_path(call, request.match_info)
+            if call.principal is not None:
+                _check_bindings(call, call.principal)
+        except (UnauthorizedError, InsufficientScopeError) as exc:
+            outcome = "unauthorized" if isinstance(exc, UnauthorizedError) else "forbidden"
+            state.audit.record(call.event(route.operation_id, outcome))
+            raise
+        if route.body is not None:
+            call.body = await parse_body(request, route.body)
+        return await route.handler(call)
+
+    handle.__name__ = route.operation_id
+    return handle
+
+
+def _parse_path(call: Call[Any], info: Mapping[str, str]) -> None:
+    if "appId" in info:
+        call.app_id = parse_app_id(info["appId"])
+    if "env" in info:
+        call.env_name = check_environment_name(info["env"])
+    if "secretName" in info:
+        call.secret_name = check_secret_name(info["secretName"])
+
+
+def _check_bindings(call: Call[Any], principal: Principal) -> None:
+    if call.app_id:
+        principal.require_app(call.app_id)
+    if call.route.environment_scoped:
+        principal.require_environment(call.env_name)
+
+
+async def parse_body(request: web.Request, model: type[B]) -> B:
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequestError("a JSON request body is required")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequestError("the request body is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise InvalidRequestError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("the request body must be a JSON object")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(_describe(exc)) from None
+    _check_text(parsed)
+    return parsed
+
+
+def _describe(exc: ValidationError) -> str:
+    """Field paths and messages only: pydantic's input echo could carry a value."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "string_pattern_mismatch" and where == "name":
+            message = "invalid name (see the route's pattern)"
+        parts.append(f"{where}: {message}")
+    return "invalid request body: " + "; ".join(parts)
+
+
+def _check_text(parsed: BaseModel) -> None:
+    for name, value in parsed:
+        if not isinstance(value, str):
+            continue
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:
+            raise InvalidRequestError(f"{name}: not valid Unicode text (lone surrogate)") from None
+        if name == "value" and size > MAX_VALUE_BYTES:
+            raise PayloadTooLargeError(f"value: larger than {MAX_VALUE_BYTES // 1024} KiB")
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def error_response(exc: LoaderError, headers: Mapping[str, str] | None = None) -> web.Response:
+    return json_response(exc.body(), exc.status, headers)

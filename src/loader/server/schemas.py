@@ -1,0 +1,253 @@
+"""Request bodies (strict: wrong types and unknown fields are 400s) and response shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loader.names import (
+    APP_NAME_MAX,
+    APP_NAME_PATTERN,
+    ENV_NAME_MAX,
+    ENV_NAME_PATTERN,
+    SECRET_NAME_MAX,
+    SECRET_NAME_PATTERN,
+)
+
+MAX_VALUE_BYTES = 64 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+MAX_DESCRIPTION = 1024
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+# Documented here, checked by loader.names so a bad name gets the invalid_secret_name code.
+_SECRET_NAME: Any = Field(
+    json_schema_extra={"pattern": SECRET_NAME_PATTERN, "maxLength": SECRET_NAME_MAX},
+    description="Starts with a letter or underscore; letters, digits and underscores only",
+)
+
+
+class SpiceSecretBody(BaseModel):
+    """``POST /v1/apps/{appId}/secrets`` (the Spice API's upsert)."""
+
+    model_config = _STRICT
+    name: str = _SECRET_NAME
+    value: str = Field(description="Secret value (encrypted at rest; at most 64 KiB of UTF-8)")
+
+
+class SecretBody(BaseModel):
+    """Upsert in an environment; without ``value`` the secret is only declared."""
+
+    model_config = _STRICT
+    name: str = _SECRET_NAME
+    value: str | None = Field(default=None, description="Omit to declare without a value")
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+
+
+class ValueBody(BaseModel):
+    model_config = _STRICT
+    value: str
+
+
+class DescriptionBody(BaseModel):
+    model_config = _STRICT
+    description: str | None = Field(max_length=MAX_DESCRIPTION)
+
+
+class RollbackBody(BaseModel):
+    model_config = _STRICT
+    version: int = Field(ge=1, le=2**63 - 1)
+
+
+class AppBody(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=APP_NAME_PATTERN, min_length=1, max_length=APP_NAME_MAX)
+
+
+class EnvironmentBody(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=ENV_NAME_PATTERN, min_length=1, max_length=ENV_NAME_MAX)
+
+
+class TokenRequestBody(BaseModel):
+    """``POST /oauth/token`` (client credentials)."""
+
+    model_config = _STRICT
+    grant_type: str
+    client_id: str = Field(max_length=256)
+    client_secret: str = Field(max_length=256)
+    scope: str | None = Field(default=None, max_length=1024)
+
+
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+_MASKED = {"type": "string", "description": "Always masked with asterisks"}
+
+RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "code"],
+        "properties": {
+            "error": {"type": "string"},
+            "code": {
+                "type": "string",
+                "enum": [
+                    "invalid_request",
+                    "invalid_secret_name",
+                    "unauthorized",
+                    "insufficient_scope",
+                    "not_found",
+                    "already_exists",
+                    "precondition_failed",
+                    "payload_too_large",
+                    "rate_limited",
+                    "internal_error",
+                    "unavailable",
+                ],
+            },
+            "retry_after": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Secret": {
+        "type": "object",
+        "required": ["id", "name", "value", "created_at", "updated_at"],
+        "properties": {
+            "id": {"type": "integer", "description": "Unique identifier for the secret"},
+            "name": {"type": "string"},
+            "value": _MASKED,
+            "created_at": _TIMESTAMP,
+            "updated_at": _TIMESTAMP,
+            "environment": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "has_value": {"type": "boolean"},
+            "version": {"type": "integer", "minimum": 0},
+            "etag": {"type": "string"},
+        },
+    },
+    "SecretList": {
+        "type": "object",
+        "required": ["secrets"],
+        "properties": {
+            "secrets": {"type": "array", "items": {"$ref": "#/components/schemas/Secret"}}
+        },
+    },
+    "SecretPage": {
+        "type": "object",
+        "required": ["secrets", "page", "page_size", "total", "total_pages"],
+        "properties": {
+            "secrets": {"type": "array", "items": {"$ref": "#/components/schemas/Secret"}},
+            "page": {"type": "integer", "minimum": 1},
+            "page_size": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+            "total_pages": {"type": "integer", "minimum": 0},
+        },
+    },
+    "App": {
+        "type": "object",
+        "required": ["id", "name", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "created_at": _TIMESTAMP,
+        },
+    },
+    "AppList": {
+        "type": "object",
+        "required": ["apps"],
+        "properties": {"apps": {"type": "array", "items": {"$ref": "#/components/schemas/App"}}},
+    },
+    "Environment": {
+        "type": "object",
+        "required": ["name", "app_id", "revision", "created_at"],
+        "properties": {
+            "name": {"type": "string"},
+            "app_id": {"type": "integer"},
+            "revision": {"type": "integer", "minimum": 0},
+            "created_at": _TIMESTAMP,
+        },
+    },
+    "EnvironmentList": {
+        "type": "object",
+        "required": ["environments"],
+        "properties": {
+            "environments": {"type": "array", "items": {"$ref": "#/components/schemas/Environment"}}
+        },
+    },
+    "Rendered": {
+        "type": "object",
+        "required": ["environment", "revision", "secrets"],
+        "properties": {
+            "environment": {"type": "string"},
+            "revision": {"type": "integer", "minimum": 0},
+            "secrets": {"type": "object", "additionalProperties": {"type": "string"}},
+            "unset": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "VersionList": {
+        "type": "object",
+        "required": ["versions"],
+        "properties": {
+            "versions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["version", "created_at", "actor"],
+                    "properties": {
+                        "version": {"type": "integer", "minimum": 1},
+                        "created_at": _TIMESTAMP,
+                        "actor": {"type": ["string", "null"]},
+                        "has_value": {"type": "boolean"},
+                    },
+                },
+            }
+        },
+    },
+    "AuditList": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "at",
+                        "token_id",
+                        "action",
+                        "environment",
+                        "name",
+                        "outcome",
+                        "client",
+                    ],
+                    "properties": {
+                        "at": _TIMESTAMP,
+                        "token_id": {"type": ["string", "null"]},
+                        "action": {"type": "string"},
+                        "environment": {"type": ["string", "null"]},
+                        "name": {"type": ["string", "null"]},
+                        "names": {"type": "array", "items": {"type": "string"}},
+                        "outcome": {"type": "string"},
+                        "client": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "page": {"type": "integer"},
+            "page_size": {"type": "integer"},
+            "total": {"type": "integer"},
+        },
+    },
+    "AccessToken": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"type": "string", "enum": ["Bearer"]},
+            "expires_in": {"type": "integer"},
+            "scope": {"type": "string"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+    },
+}

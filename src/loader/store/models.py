@@ -1,0 +1,170 @@
+"""Records the repository hands out. Plain frozen dataclasses; no values in plaintext."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+
+from loader.crypto import Sealed, WrappedKey
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """``2024-01-15T10:00:00.000Z``, the Spice API's timestamp shape."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
+"""Marks a field a change leaves as it is (``None`` means "clear it")."""
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    id: int
+    app_id: int
+    name: str
+    revision: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DataKeyRecord:
+    id: int
+    app_id: int
+    env_id: int
+    wrapped: WrappedKey
+
+
+@dataclass(frozen=True, slots=True)
+class SecretMeta:
+    id: int
+    env_id: int
+    name: str
+    description: str | None
+    version: int
+    modified_revision: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def has_value(self) -> bool:
+        return self.version > 0
+
+    @property
+    def etag(self) -> str:
+        return f'"s{self.id}.{self.modified_revision}"'
+
+
+@dataclass(frozen=True, slots=True)
+class SealedValue:
+    data_key_id: int
+    sealed: Sealed
+
+
+Sealer = Callable[[int, DataKeyRecord], Sealed]
+"""Called inside the write transaction with the new version and the env's active data key."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretChange:
+    """What a write does to one secret.
+
+    ``seal`` sets a new value (a new version); ``description`` sets or clears the description
+    (``UNSET`` leaves it); ``must_exist`` makes a missing secret a 404 instead of a create.
+    """
+
+    seal: Sealer | None = None
+    description: str | _Unset | None = UNSET
+    must_exist: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    secret: SecretMeta
+    created: bool
+    revision: int
+    changed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    name: str
+    version: int
+    value: SealedValue
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSnapshot:
+    """Every set value of one environment at one revision, still sealed."""
+
+    env: Environment
+    values: tuple[StoredValue, ...]
+    unset: tuple[str, ...]
+    data_keys: dict[int, DataKeyRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionMeta:
+    version: int
+    created_at: datetime
+    actor: str | None
+    has_value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A bearer token or an OAuth client: the id is public, only a digest of the secret is kept."""
+
+    id: str
+    kind: str  # "token" | "client"
+    digest: bytes = field(repr=False)
+    scopes: frozenset[str]
+    app_id: int | None
+    environments: tuple[str, ...] | None
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    at: datetime
+    action: str
+    outcome: str
+    token_id: str | None = None
+    app_id: int | None = None
+    environment: str | None = None
+    names: tuple[str, ...] = ()
+    client: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    app_id: int
+    action: str | None = None
+    name: str | None = None
+    since: datetime | None = None
+    offset: int = 0
+    limit: int = 100

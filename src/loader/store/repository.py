@@ -1,0 +1,122 @@
+"""The persistence interface the store service is written against.
+
+Two implementations: :mod:`loader.store.sqlite` (embedded default) and
+:mod:`loader.store.postgres` (several replicas). Both promise the same semantics:
+
+* every write is one transaction; every change to an environment bumps its ``revision`` by one
+  in that transaction (revisions are gap-free and strictly increasing per environment);
+* ``If-Match`` (``if_match``) is checked inside the write transaction: a mismatch raises
+  :class:`~loader.errors.PreconditionFailedError` and changes nothing;
+* values arrive sealed (the :data:`~loader.store.models.Sealer` runs inside the transaction,
+  with the version number the AAD needs) and leave sealed: plaintext never reaches the database;
+* ``on_commit`` listeners (:meth:`Repository.subscribe`) hear ``(env_id, revision)`` after each
+  committed change, including, for PostgreSQL, changes committed by other replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from loader.crypto import Sealed, WrappedKey
+from loader.store.models import (
+    App,
+    AuditEvent,
+    AuditQuery,
+    DataKeyRecord,
+    Environment,
+    SealedValue,
+    SecretChange,
+    SecretMeta,
+    TokenRecord,
+    ValueSnapshot,
+    VersionMeta,
+    WriteResult,
+)
+
+KeyWrapper = Callable[[int, int], WrappedKey]
+"""Makes a new wrapped data key for ``(app_id, env_id)``; runs inside the transaction."""
+
+ChangeListener = Callable[[int, int], None]
+"""Hears ``(env_id, revision)`` after a committed change."""
+
+Resealer = Callable[[DataKeyRecord, DataKeyRecord, str, int, Sealed], Sealed]
+"""``(old_key, new_key, name, version, sealed) -> sealed``: re-encrypts one stored value."""
+
+
+class Repository(Protocol):
+    backend: str
+
+    async def close(self) -> None: ...
+
+    def subscribe(self, listener: ChangeListener) -> None: ...
+
+    async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
+        """Follow changes made by other processes until cancelled (no-op where there are none)."""
+        ...
+
+    # apps and environments
+    async def create_app(self, name: str, now: datetime, new_key: KeyWrapper) -> App: ...
+    async def list_apps(self, only: int | None = None) -> list[App]: ...
+    async def get_app(self, app_id: int) -> App | None: ...
+    async def delete_app(self, app_id: int) -> bool: ...
+    async def create_environment(
+        self, app_id: int, name: str, now: datetime, new_key: KeyWrapper
+    ) -> Environment: ...
+    async def list_environments(self, app_id: int) -> list[Environment]: ...
+    async def get_environment(self, app_id: int, name: str) -> Environment | None: ...
+    async def delete_environment(self, app_id: int, name: str) -> bool: ...
+    async def get_revisions(self, env_ids: Sequence[int]) -> dict[int, int]: ...
+
+    # secrets
+    async def list_secrets(
+        self, env_id: int, offset: int, limit: int
+    ) -> tuple[list[SecretMeta], int]: ...
+    async def get_secret(self, env_id: int, name: str) -> SecretMeta | None: ...
+    async def write_secret(
+        self,
+        env: Environment,
+        name: str,
+        change: SecretChange,
+        *,
+        if_match: str | None,
+        actor: str | None,
+        now: datetime,
+        max_versions: int,
+        audit: AuditEvent | None = None,
+    ) -> WriteResult: ...
+    async def delete_secret(
+        self,
+        env: Environment,
+        name: str,
+        *,
+        if_match: str | None,
+        audit: AuditEvent | None = None,
+    ) -> int: ...
+    async def read_values(self, env: Environment, names: Sequence[str] | None) -> ValueSnapshot: ...
+    async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None: ...
+    async def get_version(
+        self, env_id: int, name: str, version: int
+    ) -> tuple[SealedValue, DataKeyRecord] | None: ...
+
+    # tokens and OAuth clients
+    async def create_token(self, record: TokenRecord) -> None: ...
+    async def get_token(self, token_id: str) -> TokenRecord | None: ...
+    async def list_tokens(self) -> list[TokenRecord]: ...
+    async def revoke_token(self, token_id: str, now: datetime) -> bool: ...
+    async def count_tokens(self) -> int: ...
+
+    # audit
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
+    async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]: ...
+
+    # keys
+    async def get_data_key(self, data_key_id: int) -> DataKeyRecord | None: ...
+    async def list_data_keys(self) -> list[DataKeyRecord]: ...
+    async def rewrap_data_key(
+        self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey
+    ) -> bool: ...
+    async def reencrypt_environment(
+        self, env_id: int, new_key: KeyWrapper, reseal: Resealer
+    ) -> int: ...

@@ -1,0 +1,254 @@
+"""The store's domain operations: encryption, change notification and caching over a repository.
+
+Knows nothing of HTTP. Handlers and CLI commands call it; it calls the repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from loader import crypto
+from loader.crypto import Keyring, Sealed, WrappedKey
+from loader.errors import NotFoundError
+from loader.names import DEFAULT_ENVIRONMENT
+from loader.store.models import (
+    UNSET,
+    App,
+    AuditEvent,
+    DataKeyRecord,
+    Environment,
+    SecretChange,
+    SecretMeta,
+    WriteResult,
+    _Unset,
+    utcnow,
+)
+from loader.store.notifier import ChangeNotifier
+from loader.store.repository import Repository
+
+MASK = "**********"
+
+
+class KeyringSource(Protocol):
+    @property
+    def keyring(self) -> Keyring: ...
+
+    def refresh(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Revealed:
+    """Plaintext values of one environment at one revision (held in memory only)."""
+
+    env: Environment
+    values: dict[str, str]
+    unset: tuple[str, ...]
+
+    @property
+    def revision(self) -> int:
+        return self.env.revision
+
+
+class StoreService:
+    def __init__(
+        self,
+        repo: Repository,
+        keys: KeyringSource,
+        *,
+        max_versions: int = 10,
+        reveal_cache_size: int = 64,
+    ) -> None:
+        self.repo = repo
+        self.keys = keys
+        self.notifier = ChangeNotifier()
+        self.max_versions = max_versions
+        self._data_keys: dict[tuple[int, str, bytes], bytes] = {}
+        self._reveal_cache: OrderedDict[tuple[int, int, tuple[str, ...] | None], Revealed] = (
+            OrderedDict()
+        )
+        self._reveal_inflight: dict[
+            tuple[int, int, tuple[str, ...] | None], asyncio.Future[Revealed]
+        ] = {}
+        self._reveal_cache_size = reveal_cache_size
+        repo.subscribe(self.notifier.publish)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def new_data_key(self, app_id: int, env_id: int) -> WrappedKey:
+        return self.keys.keyring.wrap(crypto.new_key(), crypto.data_key_aad(app_id, env_id))
+
+    def data_key(self, record: DataKeyRecord) -> bytes:
+        """Unwrap (and cache) a data key; reload the key file once for an unknown master key."""
+        cache_key = (record.id, record.wrapped.master_key_id, record.wrapped.nonce)
+        key = self._data_keys.get(cache_key)
+        if key is None:
+            aad = crypto.data_key_aad(record.app_id, record.env_id)
+            keyring = self.keys.keyring
+            if keyring.get(record.wrapped.master_key_id) is None:
+                self.keys.refresh()
+                keyring = self.keys.keyring
+            key = keyring.unwrap(record.wrapped, aad)
+            self._data_keys[cache_key] = key
+        return key
+
+    def seal_value(self, key: DataKeyRecord, name: str, version: int, value: str) -> Sealed:
+        aad = crypto.value_aad(key.app_id, key.env_id, name, version)
+        return crypto.seal(self.data_key(key), value.encode(), aad)
+
+    def open_value(self, key: DataKeyRecord, name: str, version: int, sealed: Sealed) -> str:
+        aad = crypto.value_aad(key.app_id, key.env_id, name, version)
+        what = (
+            f"value of {name} v{version} "
+            f"(data key {key.id}, master key {key.wrapped.master_key_id})"
+        )
+        return crypto.open_sealed(self.data_key(key), sealed, aad, what).decode()
+
+    async def notifier_resync(self) -> None:
+        """After missing notifications (a dropped LISTEN connection): re-check what is watched."""
+        watched = self.notifier.watched()
+        if not watched:
+            return
+        current = await self.repo.get_revisions(watched)
+        for env_id in watched:
+            latest = self.notifier.latest(env_id) or 0
+            # A vanished environment wakes its watchers too (they then get a 404).
+            self.notifier.publish(env_id, current.get(env_id, latest + 1))
+
+    # -- apps and environments -------------------------------------------------------------
+
+    async def create_app(self, name: str) -> App:
+        return await self.repo.create_app(name, utcnow(), self.new_data_key)
+
+    async def app(self, app_id: int) -> App:
+        app = await self.repo.get_app(app_id)
+        if app is None:
+            raise NotFoundError("app not found")
+        return app
+
+    async def create_environment(self, app_id: int, name: str) -> Environment:
+        return await self.repo.create_environment(app_id, name, utcnow(), self.new_data_key)
+
+    async def environment(self, app_id: int, name: str = DEFAULT_ENVIRONMENT) -> Environment:
+        env = await self.repo.get_environment(app_id, name)
+        if env is None:
+            if await self.repo.get_app(app_id) is None:
+                raise NotFoundError("app not found")
+            raise NotFoundError(f"environment {name!r} not found")
+        return env
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    async def secret(self, env: Environment, name: str) -> SecretMeta:
+        meta = await self.repo.get_secret(env.id, name)
+        if meta is None:
+            raise NotFoundError(f"secret {name!r} not found")
+        return meta
+
+    async def write(
+        self,
+        env: Environment,
+        name: str,
+        *,
+        value: str | None = None,
+        description: str | _Unset | None = UNSET,
+        must_exist: bool = False,
+        if_match: str | None = None,
+        actor: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> WriteResult:
+        """Create or change one secret: a value makes a new version; ``None`` leaves it."""
+        seal = None
+        if value is not None:
+            plaintext = value
+
+            def seal(version: int, key: DataKeyRecord) -> Sealed:
+                return self.seal_value(key, name, version, plaintext)
+
+        change = SecretChange(seal=seal, description=description, must_exist=must_exist)
+        return await self.repo.write_secret(
+            env,
+            name,
+            change,
+            if_match=if_match,
+            actor=actor,
+            now=utcnow(),
+            max_versions=self.max_versions,
+            audit=audit,
+        )
+
+    async def delete(
+        self,
+        env: Environment,
+        name: str,
+        *,
+        if_match: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> int:
+        return await self.repo.delete_secret(env, name, if_match=if_match, audit=audit)
+
+    async def rollback(
+        self,
+        env: Environment,
+        name: str,
+        version: int,
+        *,
+        if_match: str | None = None,
+        actor: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> WriteResult:
+        found = await self.repo.get_version(env.id, name, version)
+        if found is None:
+            if await self.repo.get_secret(env.id, name) is None:
+                raise NotFoundError(f"secret {name!r} not found")
+            raise NotFoundError(
+                f"version {version} of {name!r} is not kept (only the last "
+                f"{self.max_versions} versions keep their value)"
+            )
+        sealed, key = found
+        old = self.open_value(key, name, version, sealed.sealed)
+        return await self.write(
+            env, name, value=old, must_exist=True, if_match=if_match, actor=actor, audit=audit
+        )
+
+    async def reveal(self, env: Environment, names: Sequence[str] | None = None) -> Revealed:
+        """Decrypt an environment's values. Concurrent callers at one revision share one read."""
+        wanted = tuple(sorted(set(names))) if names is not None else None
+        revision = max(env.revision, self.notifier.latest(env.id) or 0)
+        cache_key = (env.id, revision, wanted)
+        hit = self._reveal_cache.get(cache_key)
+        if hit is not None:
+            self._reveal_cache.move_to_end(cache_key)
+            return hit
+        pending = self._reveal_inflight.get(cache_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[Revealed] = asyncio.get_running_loop().create_future()
+        self._reveal_inflight[cache_key] = fut
+        try:
+            revealed = await self._reveal_uncached(env, wanted)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: the caller re-raises it
+            raise
+        finally:
+            self._reveal_inflight.pop(cache_key, None)
+        fut.set_result(revealed)
+        actual_key = (env.id, revealed.revision, wanted)
+        self._reveal_cache[actual_key] = revealed
+        while len(self._reveal_cache) > self._reveal_cache_size:
+            self._reveal_cache.popitem(last=False)
+        return revealed
+
+    async def _reveal_uncached(self, env: Environment, names: tuple[str, ...] | None) -> Revealed:
+        snapshot = await self.repo.read_values(env, names)
+        values: dict[str, str] = {}
+        for stored in snapshot.values:
+            key = snapshot.data_keys[stored.value.data_key_id]
+            values[stored.name] = self.open_value(
+                key, stored.name, stored.version, stored.value.sealed
+            )
+        return Revealed(snapshot.env, values, snapshot.unset)

@@ -1,0 +1,850 @@
+"""The embedded default: SQLite in WAL mode, one writer thread, a small pool of reader threads.
+
+Each repository call runs as one unit of work on a thread, so a write is one ``BEGIN IMMEDIATE``
+transaction however many statements it takes, and a read is one consistent WAL snapshot.
+``synchronous=FULL``: a write is on disk (WAL fsynced) before it is acknowledged, so it survives
+``kill -9`` and power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from loader.crypto import Sealed, WrappedKey
+from loader.errors import AlreadyExistsError, ConfigError, NotFoundError
+from loader.store import migrations
+from loader.store.models import (
+    UNSET,
+    App,
+    AuditEvent,
+    AuditQuery,
+    DataKeyRecord,
+    Environment,
+    SealedValue,
+    SecretChange,
+    SecretMeta,
+    StoredValue,
+    TokenRecord,
+    ValueSnapshot,
+    VersionMeta,
+    WriteResult,
+    iso,
+    parse_iso,
+    utcnow,
+)
+from loader.store.repository import ChangeListener, KeyWrapper, Resealer
+from loader.store.rules import check_if_match, decode_scopes, encode_scopes
+
+T = TypeVar("T")
+
+_SECRET_COLUMNS = (
+    "id, env_id, name, description, version, modified_revision, created_at, updated_at"
+)
+
+
+def _secret(row: sqlite3.Row) -> SecretMeta:
+    return SecretMeta(
+        id=row["id"],
+        env_id=row["env_id"],
+        name=row["name"],
+        description=row["description"],
+        version=row["version"],
+        modified_revision=row["modified_revision"],
+        created_at=parse_iso(row["created_at"]),
+        updated_at=parse_iso(row["updated_at"]),
+    )
+
+
+def _env(row: sqlite3.Row) -> Environment:
+    return Environment(
+        id=row["id"],
+        app_id=row["app_id"],
+        name=row["name"],
+        revision=row["revision"],
+        created_at=parse_iso(row["created_at"]),
+    )
+
+
+def _app(row: sqlite3.Row) -> App:
+    return App(id=row["id"], name=row["name"], created_at=parse_iso(row["created_at"]))
+
+
+def _data_key(row: sqlite3.Row) -> DataKeyRecord:
+    return DataKeyRecord(
+        id=row["id"],
+        app_id=row["app_id"],
+        env_id=row["env_id"],
+        wrapped=WrappedKey(row["master_key_id"], row["nonce"], row["wrapped"]),
+    )
+
+
+def _token(row: sqlite3.Row) -> TokenRecord:
+    envs = row["environments"]
+    return TokenRecord(
+        id=row["id"],
+        kind=row["kind"],
+        digest=row["digest"],
+        scopes=decode_scopes(row["scopes"]),
+        app_id=row["app_id"],
+        environments=tuple(envs.split(",")) if envs is not None else None,
+        created_at=parse_iso(row["created_at"]),
+        expires_at=parse_iso(row["expires_at"]) if row["expires_at"] else None,
+        revoked_at=parse_iso(row["revoked_at"]) if row["revoked_at"] else None,
+        description=row["description"],
+    )
+
+
+def _audit(row: sqlite3.Row) -> AuditEvent:
+    names = row["names"]
+    return AuditEvent(
+        id=row["id"],
+        at=parse_iso(row["at"]),
+        token_id=row["token_id"],
+        app_id=row["app_id"],
+        environment=row["environment"],
+        names=tuple(names.split(",")) if names else (),
+        action=row["action"],
+        outcome=row["outcome"],
+        client=row["client"],
+    )
+
+
+_DATA_KEY_SELECT = (
+    "SELECT k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped "
+    "FROM data_keys k JOIN environments e ON e.id = k.env_id"
+)
+
+
+class _Tx:
+    """A write unit's view: the connection plus the changes to announce after commit."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.changes: list[tuple[int, int]] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def bump(self, env_id: int) -> int:
+        row = self.conn.execute(
+            "UPDATE environments SET revision = revision + 1 WHERE id = ? RETURNING revision",
+            (env_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError("environment not found")
+        revision: int = row[0]
+        self.changes.append((env_id, revision))
+        return revision
+
+    def audit(self, event: AuditEvent | None) -> None:
+        if event is not None:
+            _insert_audit(self.conn, [event])
+
+
+def _insert_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> None:
+    conn.executemany(
+        "INSERT INTO audit_events (at, token_id, app_id, environment, names, action, outcome, "
+        "client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                iso(e.at),
+                e.token_id,
+                e.app_id,
+                e.environment,
+                ",".join(e.names),
+                e.action,
+                e.outcome,
+                e.client,
+            )
+            for e in events
+        ],
+    )
+
+
+def _new_data_key(tx: _Tx, app_id: int, env_id: int, now: datetime, new_key: KeyWrapper) -> int:
+    wrapped = new_key(app_id, env_id)
+    cur = tx.execute(
+        "INSERT INTO data_keys (env_id, master_key_id, nonce, wrapped, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (env_id, wrapped.master_key_id, wrapped.nonce, wrapped.ciphertext, iso(now)),
+    )
+    key_id = cur.lastrowid
+    assert key_id is not None
+    tx.execute("UPDATE environments SET data_key_id = ? WHERE id = ?", (key_id, env_id))
+    return key_id
+
+
+def _insert_environment(
+    tx: _Tx, app_id: int, name: str, now: datetime, new_key: KeyWrapper
+) -> Environment:
+    try:
+        cur = tx.execute(
+            "INSERT INTO environments (app_id, name, revision, created_at) VALUES (?, ?, 0, ?)",
+            (app_id, name, iso(now)),
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExistsError(f"environment {name!r} already exists") from None
+    env_id = cur.lastrowid
+    assert env_id is not None
+    _new_data_key(tx, app_id, env_id, now, new_key)
+    return Environment(id=env_id, app_id=app_id, name=name, revision=0, created_at=now)
+
+
+class SQLiteRepository:
+    backend = "sqlite"
+
+    def __init__(self, path: Path, readers: int = 2) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="loader-sqlite-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="loader-sqlite-reader")
+        self._listeners: list[ChangeListener] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path, *, migrate: bool = False) -> SQLiteRepository:
+        # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        repo = cls(path)
+        try:
+            await repo._write_raw(lambda conn: _migrate(conn, apply=migrate))
+        except BaseException:
+            await repo.close()
+            raise
+        return repo
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
+        """One process owns a SQLite store: every change is announced in-process."""
+        await asyncio.Event().wait()
+
+    # -- unit-of-work plumbing -------------------------------------------------------------
+
+    async def _write_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, lambda: fn(self._connection()))
+
+    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+        def unit() -> tuple[T, list[tuple[int, int]]]:
+            conn = self._connection()
+            tx = _Tx(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(tx)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result, tx.changes
+
+        loop = asyncio.get_running_loop()
+        result, changes = await loop.run_in_executor(self._writer, unit)
+        for env_id, revision in changes:
+            for listener in self._listeners:
+                listener(env_id, revision)
+        return result
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def unit() -> T:
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, unit)
+
+    # -- apps and environments -------------------------------------------------------------
+
+    async def create_app(self, name: str, now: datetime, new_key: KeyWrapper) -> App:
+        def unit(tx: _Tx) -> App:
+            try:
+                cur = tx.execute(
+                    "INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, iso(now))
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsError(f"an app named {name!r} already exists") from None
+            app_id = cur.lastrowid
+            assert app_id is not None
+            _insert_environment(tx, app_id, "default", now, new_key)
+            return App(id=app_id, name=name, created_at=now)
+
+        return await self._write(unit)
+
+    async def list_apps(self, only: int | None = None) -> list[App]:
+        def unit(conn: sqlite3.Connection) -> list[App]:
+            if only is None:
+                rows = conn.execute("SELECT * FROM apps ORDER BY id").fetchall()
+            else:
+                rows = conn.execute("SELECT * FROM apps WHERE id = ?", (only,)).fetchall()
+            return [_app(r) for r in rows]
+
+        return await self._read(unit)
+
+    async def get_app(self, app_id: int) -> App | None:
+        def unit(conn: sqlite3.Connection) -> App | None:
+            row = conn.execute("SELECT * FROM apps WHERE id = ?", (app_id,)).fetchone()
+            return _app(row) if row else None
+
+        return await self._read(unit)
+
+    async def delete_app(self, app_id: int) -> bool:
+        def unit(tx: _Tx) -> bool:
+            envs = tx.execute("SELECT id FROM environments WHERE app_id = ?", (app_id,)).fetchall()
+            for (env_id,) in envs:
+                tx.bump(env_id)
+            return tx.execute("DELETE FROM apps WHERE id = ?", (app_id,)).rowcount > 0
+
+        return await self._write(unit)
+
+    async def create_environment(
+        self, app_id: int, name: str, now: datetime, new_key: KeyWrapper
+    ) -> Environment:
+        def unit(tx: _Tx) -> Environment:
+            if tx.execute("SELECT 1 FROM apps WHERE id = ?", (app_id,)).fetchone() is None:
+                raise NotFoundError("app not found")
+            return _insert_environment(tx, app_id, name, now, new_key)
+
+        return await self._write(unit)
+
+    async def list_environments(self, app_id: int) -> list[Environment]:
+        def unit(conn: sqlite3.Connection) -> list[Environment]:
+            rows = conn.execute(
+                "SELECT * FROM environments WHERE app_id = ? ORDER BY id", (app_id,)
+            ).fetchall()
+            return [_env(r) for r in rows]
+
+        return await self._read(unit)
+
+    async def get_environment(self, app_id: int, name: str) -> Environment | None:
+        def unit(conn: sqlite3.Connection) -> Environment | None:
+            row = conn.execute(
+                "SELECT * FROM environments WHERE app_id = ? AND name = ?", (app_id, name)
+            ).fetchone()
+            return _env(row) if row else None
+
+        return await self._read(unit)
+
+    async def delete_environment(self, app_id: int, name: str) -> bool:
+        def unit(tx: _Tx) -> bool:
+            row = tx.execute(
+                "SELECT id FROM environments WHERE app_id = ? AND name = ?", (app_id, name)
+            ).fetchone()
+            if row is None:
+                return False
+            tx.bump(row[0])
+            tx.execute("DELETE FROM environments WHERE id = ?", (row[0],))
+            return True
+
+        return await self._write(unit)
+
+    async def get_revisions(self, env_ids: Sequence[int]) -> dict[int, int]:
+        ids = list(env_ids)
+
+        def unit(conn: sqlite3.Connection) -> dict[int, int]:
+            out: dict[int, int] = {}
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT id, revision FROM environments WHERE id IN ({marks})"  # noqa: S608
+                out.update({r[0]: r[1] for r in conn.execute(sql, chunk)})
+            return out
+
+        return await self._read(unit)
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    async def list_secrets(
+        self, env_id: int, offset: int, limit: int
+    ) -> tuple[list[SecretMeta], int]:
+        def unit(conn: sqlite3.Connection) -> tuple[list[SecretMeta], int]:
+            total = conn.execute(
+                "SELECT count(*) FROM secrets WHERE env_id = ?", (env_id,)
+            ).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? "  # noqa: S608
+                "ORDER BY name LIMIT ? OFFSET ?",
+                (env_id, limit, offset),
+            ).fetchall()
+            return [_secret(r) for r in rows], total
+
+        return await self._read(unit)
+
+    async def get_secret(self, env_id: int, name: str) -> SecretMeta | None:
+        def unit(conn: sqlite3.Connection) -> SecretMeta | None:
+            row = conn.execute(
+                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
+                (env_id, name),
+            ).fetchone()
+            return _secret(row) if row else None
+
+        return await self._read(unit)
+
+    async def write_secret(
+        self,
+        env: Environment,
+        name: str,
+        change: SecretChange,
+        *,
+        if_match: str | None,
+        actor: str | None,
+        now: datetime,
+        max_versions: int,
+        audit: AuditEvent | None = None,
+    ) -> WriteResult:
+        def unit(tx: _Tx) -> WriteResult:
+            env_row = tx.execute(
+                "SELECT data_key_id FROM environments WHERE id = ?", (env.id,)
+            ).fetchone()
+            if env_row is None:
+                raise NotFoundError("environment not found")
+            row = tx.execute(
+                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
+                (env.id, name),
+            ).fetchone()
+            current = _secret(row) if row else None
+            check_if_match(if_match, current)
+            if current is None and change.must_exist:
+                raise NotFoundError(f"secret {name!r} not found")
+            description = (
+                (current.description if current else None)
+                if change.description is UNSET
+                else change.description
+            )
+            if current is not None and change.seal is None and description == current.description:
+                return WriteResult(current, created=False, revision=env.revision, changed=False)
+
+            revision = tx.bump(env.id)
+            version = current.version if current else 0
+            if current is None:
+                cur = tx.execute(
+                    "INSERT INTO secrets (env_id, name, description, version, modified_revision, "
+                    "created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?, ?)",
+                    (env.id, name, description, revision, iso(now), iso(now)),
+                )
+                secret_id = cur.lastrowid
+                assert secret_id is not None
+                created_at = now
+            else:
+                secret_id, created_at = current.id, current.created_at
+            if change.seal is not None:
+                key_row = tx.execute(
+                    f"{_DATA_KEY_SELECT} WHERE k.id = ?",
+                    (env_row[0],),
+                ).fetchone()
+                version += 1
+                sealed = change.seal(version, _data_key(key_row))
+                tx.execute(
+                    "INSERT INTO secret_versions (secret_id, version, created_at, actor, "
+                    "data_key_id, nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        secret_id,
+                        version,
+                        iso(now),
+                        actor,
+                        key_row["id"],
+                        sealed.nonce,
+                        sealed.ciphertext,
+                    ),
+                )
+                tx.execute(
+                    "UPDATE secret_versions SET data_key_id = NULL, nonce = NULL, "
+                    "ciphertext = NULL WHERE secret_id = ? AND version <= ? "
+                    "AND ciphertext IS NOT NULL",
+                    (secret_id, version - max_versions),
+                )
+            tx.execute(
+                "UPDATE secrets SET description = ?, version = ?, modified_revision = ?, "
+                "updated_at = ? WHERE id = ?",
+                (description, version, revision, iso(now), secret_id),
+            )
+            tx.audit(audit)
+            meta = SecretMeta(
+                id=secret_id,
+                env_id=env.id,
+                name=name,
+                description=description,
+                version=version,
+                modified_revision=revision,
+                created_at=created_at,
+                updated_at=now,
+            )
+            return WriteResult(meta, created=current is None, revision=revision)
+
+        return await self._write(unit)
+
+    async def delete_secret(
+        self,
+        env: Environment,
+        name: str,
+        *,
+        if_match: str | None,
+        audit: AuditEvent | None = None,
+    ) -> int:
+        def unit(tx: _Tx) -> int:
+            row = tx.execute(
+                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
+                (env.id, name),
+            ).fetchone()
+            current = _secret(row) if row else None
+            check_if_match(if_match, current)
+            if current is None:
+                raise NotFoundError(f"secret {name!r} not found")
+            revision = tx.bump(env.id)
+            tx.execute("DELETE FROM secrets WHERE id = ?", (current.id,))
+            tx.audit(audit)
+            return revision
+
+        return await self._write(unit)
+
+    async def read_values(self, env: Environment, names: Sequence[str] | None) -> ValueSnapshot:
+        wanted = list(names) if names is not None else None
+
+        def unit(conn: sqlite3.Connection) -> ValueSnapshot:
+            env_row = conn.execute("SELECT * FROM environments WHERE id = ?", (env.id,)).fetchone()
+            if env_row is None:
+                raise NotFoundError("environment not found")
+            sql = (
+                "SELECT s.name, s.version, v.data_key_id, v.nonce, v.ciphertext FROM secrets s "
+                "LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version "
+                "WHERE s.env_id = ?"
+            )
+            rows: list[sqlite3.Row] = []
+            if wanted is None:
+                rows = conn.execute(sql + " ORDER BY s.name", (env.id,)).fetchall()
+            else:
+                for chunk in _chunks(sorted(set(wanted)), 500):
+                    marks = ",".join("?" * len(chunk))
+                    rows.extend(
+                        conn.execute(
+                            f"{sql} AND s.name IN ({marks}) ORDER BY s.name", (env.id, *chunk)
+                        ).fetchall()
+                    )
+            values = []
+            unset = []
+            key_ids = set()
+            for r in rows:
+                if r["ciphertext"] is None:
+                    unset.append(r["name"])
+                    continue
+                key_ids.add(r["data_key_id"])
+                values.append(
+                    StoredValue(
+                        r["name"],
+                        r["version"],
+                        SealedValue(r["data_key_id"], Sealed(r["nonce"], r["ciphertext"])),
+                    )
+                )
+            keys = {}
+            for kid in key_ids:
+                krow = conn.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (kid,)).fetchone()
+                keys[kid] = _data_key(krow)
+            return ValueSnapshot(_env(env_row), tuple(values), tuple(unset), keys)
+
+        return await self._read(unit)
+
+    async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None:
+        def unit(conn: sqlite3.Connection) -> list[VersionMeta] | None:
+            row = conn.execute(
+                "SELECT id FROM secrets WHERE env_id = ? AND name = ?", (env_id, name)
+            ).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(
+                "SELECT version, created_at, actor, ciphertext IS NOT NULL AS kept "
+                "FROM secret_versions WHERE secret_id = ? ORDER BY version DESC",
+                (row[0],),
+            ).fetchall()
+            return [
+                VersionMeta(r["version"], parse_iso(r["created_at"]), r["actor"], bool(r["kept"]))
+                for r in rows
+            ]
+
+        return await self._read(unit)
+
+    async def get_version(
+        self, env_id: int, name: str, version: int
+    ) -> tuple[SealedValue, DataKeyRecord] | None:
+        def unit(conn: sqlite3.Connection) -> tuple[SealedValue, DataKeyRecord] | None:
+            row = conn.execute(
+                "SELECT v.data_key_id, v.nonce, v.ciphertext FROM secret_versions v "
+                "JOIN secrets s ON s.id = v.secret_id "
+                "WHERE s.env_id = ? AND s.name = ? AND v.version = ? "
+                "AND v.ciphertext IS NOT NULL",
+                (env_id, name, version),
+            ).fetchone()
+            if row is None:
+                return None
+            krow = conn.execute(
+                f"{_DATA_KEY_SELECT} WHERE k.id = ?",
+                (row["data_key_id"],),
+            ).fetchone()
+            sealed = SealedValue(row["data_key_id"], Sealed(row["nonce"], row["ciphertext"]))
+            return sealed, _data_key(krow)
+
+        return await self._read(unit)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def create_token(self, record: TokenRecord) -> None:
+        def unit(tx: _Tx) -> None:
+            tx.execute(
+                "INSERT INTO tokens (id, kind, digest, scopes, app_id, environments, description, "
+                "created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    record.id,
+                    record.kind,
+                    record.digest,
+                    encode_scopes(record.scopes),
+                    record.app_id,
+                    ",".join(record.environments) if record.environments is not None else None,
+                    record.description,
+                    iso(record.created_at),
+                    iso(record.expires_at) if record.expires_at else None,
+                ),
+            )
+
+        await self._write(unit)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        def unit(conn: sqlite3.Connection) -> TokenRecord | None:
+            row = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+            return _token(row) if row else None
+
+        return await self._read(unit)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        def unit(conn: sqlite3.Connection) -> list[TokenRecord]:
+            return [_token(r) for r in conn.execute("SELECT * FROM tokens ORDER BY created_at")]
+
+        return await self._read(unit)
+
+    async def revoke_token(self, token_id: str, now: datetime) -> bool:
+        def unit(tx: _Tx) -> bool:
+            cur = tx.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (iso(now), token_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(unit)
+
+    async def count_tokens(self) -> int:
+        def unit(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM tokens").fetchone()[0])
+
+        return await self._read(unit)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        batch = list(events)
+        if batch:
+            await self._write(lambda tx: _insert_audit(tx.conn, batch))
+
+    async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]:
+        where = ["app_id = ?"]
+        params: list[Any] = [query.app_id]
+        if query.action:
+            where.append("action = ?")
+            params.append(query.action)
+        if query.name:
+            where.append("(',' || names || ',') LIKE ?")
+            params.append(f"%,{query.name},%")
+        if query.since:
+            where.append("at >= ?")
+            params.append(iso(query.since))
+        clause = " AND ".join(where)
+
+        def unit(conn: sqlite3.Connection) -> tuple[list[AuditEvent], int]:
+            total = conn.execute(
+                f"SELECT count(*) FROM audit_events WHERE {clause}",  # noqa: S608
+                params,
+            ).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT * FROM audit_events WHERE {clause} ORDER BY id DESC "  # noqa: S608
+                "LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+            return [_audit(r) for r in rows], total
+
+        return await self._read(unit)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    async def get_data_key(self, data_key_id: int) -> DataKeyRecord | None:
+        def unit(conn: sqlite3.Connection) -> DataKeyRecord | None:
+            row = conn.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (data_key_id,)).fetchone()
+            return _data_key(row) if row else None
+
+        return await self._read(unit)
+
+    async def list_data_keys(self) -> list[DataKeyRecord]:
+        def unit(conn: sqlite3.Connection) -> list[DataKeyRecord]:
+            return [_data_key(r) for r in conn.execute(f"{_DATA_KEY_SELECT} ORDER BY k.id")]
+
+        return await self._read(unit)
+
+    async def rewrap_data_key(
+        self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey
+    ) -> bool:
+        def unit(tx: _Tx) -> bool:
+            cur = tx.execute(
+                "UPDATE data_keys SET master_key_id = ?, nonce = ?, wrapped = ? "
+                "WHERE id = ? AND master_key_id = ?",
+                (
+                    wrapped.master_key_id,
+                    wrapped.nonce,
+                    wrapped.ciphertext,
+                    data_key_id,
+                    expected_master_key_id,
+                ),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(unit)
+
+    async def reencrypt_environment(
+        self, env_id: int, new_key: KeyWrapper, reseal: Resealer
+    ) -> int:
+        def unit(tx: _Tx) -> int:
+            env_row = tx.execute("SELECT * FROM environments WHERE id = ?", (env_id,)).fetchone()
+            if env_row is None:
+                return 0
+            now = utcnow()
+            new_id = _new_data_key(tx, env_row["app_id"], env_id, now, new_key)
+            keys = {
+                r["id"]: _data_key(r)
+                for r in tx.execute(f"{_DATA_KEY_SELECT} WHERE k.env_id = ?", (env_id,))
+            }
+            rows = tx.execute(
+                "SELECT v.secret_id, v.version, v.data_key_id, v.nonce, v.ciphertext, s.name "
+                "FROM secret_versions v JOIN secrets s ON s.id = v.secret_id "
+                "WHERE s.env_id = ? AND v.ciphertext IS NOT NULL",
+                (env_id,),
+            ).fetchall()
+            for r in rows:
+                sealed = reseal(
+                    keys[r["data_key_id"]],
+                    keys[new_id],
+                    r["name"],
+                    r["version"],
+                    Sealed(r["nonce"], r["ciphertext"]),
+                )
+                tx.execute(
+                    "UPDATE secret_versions SET data_key_id = ?, nonce = ?, ciphertext = ? "
+                    "WHERE secret_id = ? AND version = ?",
+                    (new_id, sealed.nonce, sealed.ciphertext, r["secret_id"], r["version"]),
+                )
+            tx.execute("DELETE FROM data_keys WHERE env_id = ? AND id != ?", (env_id, new_id))
+            return len(rows)
+
+        return await self._write(unit)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def _migrate(conn: sqlite3.Connection, *, apply: bool) -> int:
+    """Apply pending migrations (``apply``) or check the schema is current. Returns the version."""
+    current = schema_version(conn)
+    known = migrations.migrations("sqlite")
+    latest = known[-1].version
+    if current > latest:
+        raise ConfigError(
+            f"the database schema is version {current}, newer than this loader knows ({latest}); "
+            "upgrade loader"
+        )
+    pending = [m for m in known if m.version > current]
+    if pending and not apply:
+        raise ConfigError(
+            f"the database schema is version {current}, this loader needs {latest}: "
+            "run `loader store migrate` (or `store serve --migrate`)"
+        )
+    for m in pending:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(m.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.name, iso(utcnow())),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return latest
+
+
+def _statements(sql: str) -> Iterator[str]:
+    buffer: list[str] = []
+    for line in sql.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            statement = "\n".join(buffer).strip()
+            if sqlite3.complete_statement(statement):
+                yield statement
+                buffer = []
+    rest = "\n".join(buffer).strip()
+    if rest:
+        yield rest
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,253 @@
+"""``${secrets:NAME}`` substitution (pure).
+
+Three kinds of template:
+
+* **yaml** (spicepods and other YAML): only the scalars that hold a ``${secrets:...}`` reference
+  are rewritten, each as one double-quoted YAML scalar whose parsed value is the substituted
+  string; every other byte (comments, anchors, layout) is kept. The output is parsed again and
+  each rewritten scalar checked, so a file that would not read back exactly is refused.
+* **json**: the same, string by string.
+* **text**: plain replacement.
+
+Other references (``${env:X}``, ``${ store:key }``) are left for the Spice runtime. A reference to
+a missing secret is an error naming it. Errors and warnings carry names, never values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import yaml
+
+from loader.errors import UnrenderableError
+from loader.names import is_spice_key
+
+REFERENCE = re.compile(r"\$\{\s*secrets\s*:\s*([^}\s]*)\s*\}")
+_ANY_REFERENCE = re.compile(r"\$\{\s*[A-Za-z0-9_.-]+\s*[:.]\s*[^}]*\}")
+_JSON_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"')
+KINDS = ("yaml", "json", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    used: tuple[str, ...]
+
+
+def kind_for(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith((".yaml", ".yml")):
+        return "yaml"
+    if lower.endswith(".json"):
+        return "json"
+    return "text"
+
+
+def references(text: str) -> list[str]:
+    return [m.group(1) for m in REFERENCE.finditer(text)]
+
+
+class _Substituter:
+    def __init__(self, values: Mapping[str, str], spicepod: bool) -> None:
+        self.values = values
+        self.spicepod = spicepod
+        self.used: set[str] = set()
+        self.missing: set[str] = set()
+
+    def __call__(self, text: str) -> str:
+        return REFERENCE.sub(self._one, text)
+
+    def _one(self, match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = self.values.get(name)
+        if value is None:
+            self.missing.add(name)
+            return match.group(0)
+        if self.spicepod and _ANY_REFERENCE.search(value):
+            raise UnrenderableError(
+                f"secret {name} holds a ${{...}} reference the Spice runtime would expand; "
+                "it cannot be placed in a spicepod as is",
+                name,
+            )
+        self.used.add(name)
+        return value
+
+    def finish(self) -> None:
+        if self.missing:
+            names = ", ".join(sorted(self.missing))
+            raise UnrenderableError(
+                f"the template references secret(s) that are not set: {names}",
+                sorted(self.missing)[0],
+            )
+
+
+def render(template: str, values: Mapping[str, str], kind: str = "text") -> Rendered:
+    if kind == "yaml":
+        return render_yaml(template, values)
+    if kind == "json":
+        return render_json(template, values)
+    sub = _Substituter(values, spicepod=False)
+    out = sub(template)
+    sub.finish()
+    return Rendered(out, tuple(sorted(sub.used)))
+
+
+# -- YAML ----------------------------------------------------------------------------------
+
+_YAML_ESCAPES = {
+    "\\": "\\\\",
+    '"': '\\"',
+    "\x00": "\\0",
+    "\x07": "\\a",
+    "\x08": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\x0b": "\\v",
+    "\x0c": "\\f",
+    "\r": "\\r",
+    "\x1b": "\\e",
+    "\x85": "\\N",
+    "\xa0": "\\_",
+    "\u2028": "\\L",
+    "\u2029": "\\P",
+}
+
+
+def yaml_double_quoted(value: str) -> str:
+    """One-line YAML double-quoted scalar whose parsed value is exactly ``value``."""
+    out = ['"']
+    for ch in value:
+        esc = _YAML_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+            continue
+        code = ord(ch)
+        if 0x20 <= code <= 0x7E or (
+            (0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000)
+            and code != 0xFEFF
+        ):
+            out.append(ch)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:  # pragma: no cover - every code point >= 0x10000 is printable above
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _is_spicepod(template: str) -> bool:
+    try:
+        doc = yaml.safe_load(template)
+    except yaml.YAMLError:
+        return False
+    return isinstance(doc, dict) and str(doc.get("kind", "")).lower() == "spicepod"
+
+
+def _scalar_tokens(text: str, what: str) -> list[yaml.ScalarToken]:
+    try:
+        return [
+            t for t in yaml.scan(text, Loader=yaml.SafeLoader) if isinstance(t, yaml.ScalarToken)
+        ]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UnrenderableError(f"{what} is not valid YAML{where}") from None
+
+
+def render_yaml(template: str, values: Mapping[str, str]) -> Rendered:
+    tokens = _scalar_tokens(template, "the template")
+    # Check it parses as a whole too (the scanner alone accepts some structural errors).
+    try:
+        list(yaml.compose_all(template, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UnrenderableError(f"the template is not valid YAML{where}") from None
+    sub = _Substituter(values, spicepod=_is_spicepod(template))
+    pieces: list[str] = []
+    expected: list[str] = []
+    cursor = 0
+    for token in tokens:
+        if not REFERENCE.search(token.value):
+            continue
+        new_value = sub(token.value)
+        start, end = token.start_mark.index, token.end_mark.index
+        span = template[start:end]
+        replacement = yaml_double_quoted(new_value)
+        if token.style in ("|", ">"):
+            replacement += span[len(span.rstrip()) :]  # keep the line break(s) after the block
+        pieces.append(template[cursor:start])
+        pieces.append(replacement)
+        expected.append(new_value)
+        cursor = end
+    sub.finish()
+    pieces.append(template[cursor:])
+    out = "".join(pieces)
+    _verify_yaml(out, tokens, expected)
+    return Rendered(out, tuple(sorted(sub.used)))
+
+
+def _verify_yaml(out: str, original: list[yaml.ScalarToken], expected: list[str]) -> None:
+    """The output must scan to the same scalars, the rewritten ones holding exactly their values."""
+    after = _scalar_tokens(out, "the rendered template")
+    wanted = iter(expected)
+    if len(after) != len(original):
+        raise UnrenderableError("the rendered template does not keep the template's structure")
+    for before, now in zip(original, after, strict=True):
+        target = next(wanted) if REFERENCE.search(before.value) else before.value
+        if now.value != target:
+            raise UnrenderableError(
+                "a substituted value does not read back exactly from the rendered YAML "
+                f"(line {now.start_mark.line + 1})"
+            )
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def render_json(template: str, values: Mapping[str, str]) -> Rendered:
+    try:
+        json.loads(template)
+    except ValueError as exc:
+        raise UnrenderableError(f"the template is not valid JSON: {exc.args[0][:80]}") from None
+    sub = _Substituter(values, spicepod=False)
+
+    def one(match: re.Match[str]) -> str:
+        literal = match.group(0)
+        decoded = json.loads(literal)
+        if not REFERENCE.search(decoded):
+            return literal
+        return json.dumps(sub(decoded), ensure_ascii=False)
+
+    out = _JSON_STRING.sub(one, template)
+    sub.finish()
+    json.loads(out)
+    return Rendered(out, tuple(sorted(sub.used)))
+
+
+# -- warnings ------------------------------------------------------------------------------
+
+
+def spice_warnings(names: Iterable[str]) -> list[str]:
+    """Names-only warnings about secrets a spicepod cannot reference as such."""
+    warnings = []
+    by_upper: dict[str, list[str]] = {}
+    for name in sorted(names):
+        if not is_spice_key(name):
+            warnings.append(
+                f"secret {name} cannot be referenced from a spicepod "
+                "(Spice secret keys match [a-zA-Z][a-zA-Z0-9_-]*)"
+            )
+        by_upper.setdefault(name.upper(), []).append(name)
+    for upper, group in sorted(by_upper.items()):
+        if len(group) > 1:
+            warnings.append(
+                f"secrets {', '.join(group)} collide as {upper} in the Spice env secret store "
+                "(it upper-cases keys)"
+            )
+    return warnings
