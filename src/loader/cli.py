@@ -16,10 +16,6 @@ from loader.errors import EX_USAGE, LoaderError
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args[:1] == ["run"]:
-            from loader.runner.execmode import run_command
-
-            return run_command(args[1:])
         return _full(args)
     except LoaderError as exc:
         print(f"loader: {exc}", file=sys.stderr)

@@ -133,7 +133,7 @@ class Keyring:
 
     @classmethod
     def parse(cls, text: str) -> Keyring:
-        """One base64 key per line (``#`` comments allowed); an optional ``id:`` prefix is checked."""
+        """One base64 key per line (``#`` comments allowed); an ``id:`` prefix is checked."""
         keys: list[MasterKey] = []
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()

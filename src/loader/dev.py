@@ -95,7 +95,7 @@ async def seed_demo(service: StoreService) -> int:
 
 
 async def run_dev(port: int) -> None:
-    from loader.commands.common import say, until_signalled
+    from loader.console import say, until_signalled
 
     async with dev_store(port) as store:
         say(banner(store))

@@ -82,6 +82,14 @@ class AlreadyExistsError(LoaderError):
     exit_code = EX_CANTCREAT
 
 
+class ConflictError(LoaderError):
+    """The request conflicts with the resource's state (e.g. deleting ``default``)."""
+
+    status = 409
+    code = "invalid_request"
+    exit_code = EX_USAGE
+
+
 class PreconditionFailedError(LoaderError):
     status = 412
     code = "precondition_failed"

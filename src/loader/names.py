@@ -30,9 +30,9 @@ def is_secret_name(name: str) -> bool:
 
 def check_secret_name(name: str) -> str:
     if not is_secret_name(name):
-        shown = name if len(name) <= 64 and name.isprintable() else name[:64].encode().hex()
+        # The name is not echoed: a mistyped command line may have put a value there.
         raise InvalidSecretNameError(
-            f"invalid secret name {shown!r}: names match {SECRET_NAME_PATTERN} "
+            f"invalid secret name: names match {SECRET_NAME_PATTERN} "
             f"and have at most {SECRET_NAME_MAX} characters"
         )
     return name

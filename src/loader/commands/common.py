@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loader.errors import ConfigError
+from loader.errors import ConfigError, UsageError
 from loader.httpclient import HttpClient
+from loader.units import parse_duration
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -40,6 +38,18 @@ def setup_logging(level: str | None) -> None:
     if name != "debug":
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("loader.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_quiet_malformed_requests)
+
+
+def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
+    """A client's malformed HTTP is its problem: one INFO line, not an ERROR with a traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    status = getattr(exc, "code", None)
+    if exc is not None and isinstance(status, int) and 400 <= status < 500:
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "refused a malformed HTTP request (%s)", (type(exc).__name__,)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def add_log_level(parser: Any) -> None:
@@ -51,35 +61,11 @@ def add_log_level(parser: Any) -> None:
     )
 
 
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-async def until_signalled() -> signal.Signals:
-    """Wait for SIGTERM or SIGINT; a second SIGINT exits at once."""
-    loop = asyncio.get_running_loop()
-    got: asyncio.Future[signal.Signals] = loop.create_future()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if got.done():
-            if sig == signal.SIGINT:
-                os._exit(130)
-            return
-        got.set_result(sig)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+def duration(text: str, what: str) -> float:
     try:
-        return await got
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}") from None
 
 
 @dataclass(frozen=True)

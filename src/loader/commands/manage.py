@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loader.commands.common import add_client_options, client_config, env, print_json, say
+from loader.commands.common import add_client_options, client_config, env
+from loader.console import print_json, say
 from loader.errors import ConfigError, InvalidRequestError, UsageError
 from loader.httpclient import HttpClient, path_quote
 from loader.names import DEFAULT_ENVIRONMENT, check_environment_name, check_secret_name
@@ -259,13 +260,14 @@ def parse_env_file(path: Path) -> dict[str, str]:
         if binding.error:
             problems.append(f"line {line}: cannot parse this line")
         elif binding.key is not None:
+            # Keys are not echoed: in a malformed file a value may sit where a key should.
             if binding.value is None:
-                problems.append(f"line {line}: {binding.key} has no value (no '=')")
+                problems.append(f"line {line}: no '=' (a name without a value)")
             else:
                 try:
                     check_secret_name(binding.key)
                 except InvalidRequestError:
-                    problems.append(f"line {line}: {binding.key!r} is not a valid secret name")
+                    problems.append(f"line {line}: not a valid secret name")
                     continue
                 values[binding.key] = binding.value
     if problems:

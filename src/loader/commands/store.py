@@ -8,19 +8,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from loader.commands.common import (
-    add_log_level,
-    env,
-    print_json,
-    say,
-    setup_logging,
-    until_signalled,
-)
+from loader.commands.common import add_log_level, duration, setup_logging
+from loader.console import print_json, say, until_signalled
 from loader.errors import ConfigError, NotFoundError
 from loader.settings import StoreSettings, load
 from loader.store.auth import issue_token, parse_scopes
 from loader.store.models import iso
-from loader.units import parse_duration
 
 log = logging.getLogger("loader.store")
 
@@ -243,7 +236,7 @@ def migrate(ns: Any) -> int:
 def token_create(ns: Any) -> int:
     settings = settings_from(ns)
     scopes = parse_scopes(ns.scopes)
-    ttl = parse_duration(ns.ttl) if ns.ttl else None
+    ttl = duration(ns.ttl, "--ttl") if ns.ttl else None
 
     async def go() -> tuple[str, str]:
         from loader.store.backends import open_repository
@@ -325,6 +318,3 @@ def token_revoke(ns: Any) -> int:
         raise NotFoundError(f"no active token or client with id {ns.id}")
     say(f"revoked {ns.id}")
     return 0
-
-
-__all__ = ["env", "register"]

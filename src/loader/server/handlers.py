@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from typing import Any
 
 from aiohttp import web
 
 from loader import formats
-from loader.errors import InsufficientScopeError, InvalidRequestError, NotFoundError
+from loader.errors import (
+    ConflictError,
+    InsufficientScopeError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from loader.names import (
     DEFAULT_ENVIRONMENT,
+    SECRET_NAME_MAX,
+    SECRET_NAME_PATTERN,
     check_app_name,
     check_environment_name,
     check_secret_name,
@@ -32,6 +40,9 @@ from loader.store.rules import parse_etags
 from loader.store.service import MASK
 
 NO_STORE = {"Cache-Control": "no-store"}
+NAMES_PATTERN = r"^([a-zA-Z_][a-zA-Z0-9_]{0,255})?(,[a-zA-Z_][a-zA-Z0-9_]{0,255})*$"
+ACTION_PATTERN = r"^[a-z_]{0,64}$"
+_ACTION = re.compile(ACTION_PATTERN)
 MAX_PAGE_SIZE = 1000
 MAX_NAMES = 1000
 
@@ -78,7 +89,7 @@ def int_param(call: Call[Any], name: str, default: int, low: int, high: int) -> 
     raw = call.request.query.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(high)):
         raise InvalidRequestError(f"{name} must be an integer from {low} to {high}")
     value = int(raw)
     if not low <= value <= high:
@@ -87,7 +98,9 @@ def int_param(call: Call[Any], name: str, default: int, low: int, high: int) -> 
 
 
 def if_match(call: Call[Any]) -> str | None:
-    return call.request.headers.get("If-Match")
+    """The If-Match header; an empty one counts as absent."""
+    value = call.request.headers.get("If-Match", "").strip()
+    return value or None
 
 
 # -- health and discovery ------------------------------------------------------------------
@@ -160,7 +173,7 @@ async def get_environment(call: Call[Any]) -> web.StreamResponse:
 
 async def delete_environment(call: Call[Any]) -> web.StreamResponse:
     if call.env_name == DEFAULT_ENVIRONMENT:
-        raise InvalidRequestError("the default environment cannot be deleted")
+        raise ConflictError("the default environment cannot be deleted")
     await call.state.service.app(call.app_id)
     if not await call.state.service.repo.delete_environment(call.app_id, call.env_name):
         raise NotFoundError(f"environment {call.env_name!r} not found")
@@ -431,7 +444,7 @@ async def list_audit(call: Call[Any]) -> web.StreamResponse:
     if name is not None:
         check_secret_name(name)
     action = query.get("action") or None
-    if action is not None and (len(action) > 64 or not action.replace("_", "").isalnum()):
+    if action is not None and not _ACTION.fullmatch(action):
         raise InvalidRequestError("action must be an action name such as reveal")
     await call.state.audit.flush()
     events, total = await call.state.service.repo.list_audit(
@@ -556,7 +569,7 @@ ROUTES: tuple[Route, ...] = (
         "apps:write",
         tag="Environments",
         success=204,
-        errors=(404,),
+        errors=(404, 409),
     ),
     # Spice-compatible
     Route(
@@ -719,7 +732,7 @@ ROUTES: tuple[Route, ...] = (
             ),
             Param(
                 "names",
-                {"type": "string", "maxLength": 300000},
+                {"type": "string", "maxLength": 4096, "pattern": NAMES_PATTERN},
                 "Comma-separated secret names to return (default: all)",
             ),
             Param(
@@ -753,8 +766,16 @@ ROUTES: tuple[Route, ...] = (
         response="AuditList",
         errors=(404,),
         params=(
-            Param("action", {"type": "string", "maxLength": 64}, "Only this action"),
-            Param("name", {"type": "string", "maxLength": 256}, "Only events on this secret"),
+            Param(
+                "action",
+                {"type": "string", "maxLength": 64, "pattern": ACTION_PATTERN},
+                "Only this action (e.g. reveal, upsert_secret)",
+            ),
+            Param(
+                "name",
+                {"type": "string", "maxLength": SECRET_NAME_MAX, "pattern": SECRET_NAME_PATTERN},
+                "Only events on this secret",
+            ),
             Param("since", {"type": "string", "format": "date-time"}, "Events at or after"),
             *_PAGE,
         ),

@@ -131,10 +131,46 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
+# Where a created resource's identifiers come from, for OpenAPI links (stateful clients and
+# fuzzers follow them from a create to the operations on what it created).
+_LINK_SOURCES: dict[str, dict[str, str]] = {
+    "createApp": {"appId": "$response.body#/id", "env": "default"},
+    "createEnvironment": {"appId": "$request.path.appId", "env": "$response.body#/name"},
+    "upsertEnvironmentSecret": {
+        "appId": "$request.path.appId",
+        "env": "$request.path.env",
+        "secretName": "$response.body#/name",
+    },
+    "upsertSecret": {"appId": "$request.path.appId", "secretName": "$response.body#/name"},
+}
+
+
+def _links(source: Route, routes: tuple[Route, ...]) -> dict[str, Any]:
+    values = _LINK_SOURCES[source.operation_id]
+    links = {}
+    for target in routes:
+        needed = target.path_params
+        if not needed or target is source or not set(needed) <= set(values):
+            continue
+        if source.spice != target.spice and "secretName" in needed:
+            continue
+        if "secretName" in values and "secretName" not in needed:
+            continue
+        links[target.operation_id] = {
+            "operationId": target.operation_id,
+            "parameters": {name: values[name] for name in needed},
+        }
+    return links
+
+
 def build(routes: tuple[Route, ...], extra_routes: tuple[Route, ...] = ()) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for route in (*routes, *extra_routes):
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    everything = (*routes, *extra_routes)
+    for route in everything:
+        op = _operation(route)
+        if route.operation_id in _LINK_SOURCES:
+            op["responses"][str(route.success)]["links"] = _links(route, everything)
+        paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loader.names import (
     APP_NAME_MAX,
@@ -57,6 +57,14 @@ class DescriptionBody(BaseModel):
 class RollbackBody(BaseModel):
     model_config = _STRICT
     version: int = Field(ge=1, le=2**63 - 1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # JSON has one number type: 3.0 is the integer 3 (as JSON Schema's "integer" says).
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 class AppBody(BaseModel):

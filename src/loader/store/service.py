@@ -13,7 +13,7 @@ from typing import Protocol
 
 from loader import crypto
 from loader.crypto import Keyring, Sealed, WrappedKey
-from loader.errors import NotFoundError
+from loader.errors import DecryptionError, NotFoundError
 from loader.names import DEFAULT_ENVIRONMENT
 from loader.store.models import (
     UNSET,
@@ -95,17 +95,35 @@ class StoreService:
             self._data_keys[cache_key] = key
         return key
 
-    def seal_value(self, key: DataKeyRecord, name: str, version: int, value: str) -> Sealed:
-        aad = crypto.value_aad(key.app_id, key.env_id, name, version)
+    def seal_value(
+        self, env: Environment, key: DataKeyRecord, name: str, version: int, value: str
+    ) -> Sealed:
+        """Encrypt under ``env``'s data key, bound to the row it is written to."""
+        self._check_key(env, key, name, version)
+        aad = crypto.value_aad(env.app_id, env.id, name, version)
         return crypto.seal(self.data_key(key), value.encode(), aad)
 
-    def open_value(self, key: DataKeyRecord, name: str, version: int, sealed: Sealed) -> str:
-        aad = crypto.value_aad(key.app_id, key.env_id, name, version)
-        what = (
+    def open_value(
+        self, env: Environment, key: DataKeyRecord, name: str, version: int, sealed: Sealed
+    ) -> str:
+        """Decrypt a value read from ``env``'s row ``name``/``version`` (and only from there)."""
+        self._check_key(env, key, name, version)
+        aad = crypto.value_aad(env.app_id, env.id, name, version)
+        what = self._what(key, name, version)
+        return crypto.open_sealed(self.data_key(key), sealed, aad, what).decode()
+
+    def _check_key(self, env: Environment, key: DataKeyRecord, name: str, version: int) -> None:
+        if key.env_id != env.id or key.app_id != env.app_id:
+            raise DecryptionError(
+                f"{self._what(key, name, version)}: not the environment's own data key"
+            )
+
+    @staticmethod
+    def _what(key: DataKeyRecord, name: str, version: int) -> str:
+        return (
             f"value of {name} v{version} "
             f"(data key {key.id}, master key {key.wrapped.master_key_id})"
         )
-        return crypto.open_sealed(self.data_key(key), sealed, aad, what).decode()
 
     async def notifier_resync(self) -> None:
         """After missing notifications (a dropped LISTEN connection): re-check what is watched."""
@@ -166,7 +184,7 @@ class StoreService:
             plaintext = value
 
             def seal(version: int, key: DataKeyRecord) -> Sealed:
-                return self.seal_value(key, name, version, plaintext)
+                return self.seal_value(env, key, name, version, plaintext)
 
         change = SecretChange(seal=seal, description=description, must_exist=must_exist)
         return await self.repo.write_secret(
@@ -209,7 +227,7 @@ class StoreService:
                 f"{self.max_versions} versions keep their value)"
             )
         sealed, key = found
-        old = self.open_value(key, name, version, sealed.sealed)
+        old = self.open_value(env, key, name, version, sealed.sealed)
         return await self.write(
             env, name, value=old, must_exist=True, if_match=if_match, actor=actor, audit=audit
         )
@@ -249,6 +267,6 @@ class StoreService:
         for stored in snapshot.values:
             key = snapshot.data_keys[stored.value.data_key_id]
             values[stored.name] = self.open_value(
-                key, stored.name, stored.version, stored.value.sealed
+                snapshot.env, key, stored.name, stored.version, stored.value.sealed
             )
         return Revealed(snapshot.env, values, snapshot.unset)

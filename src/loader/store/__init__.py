@@ -1,0 +1,1 @@
+"""The store: persistence, encryption, tokens, audit, change notification."""
