@@ -132,3 +132,24 @@ def store_process(data_dir: Path, *args: str, env: dict[str, str] | None = None)
         yield p
     finally:
         p.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_agent(
+    log: Path, *args: str, env: dict[str, str] | None = None, wait_listening: bool = True
+) -> Proc:
+    p = spawn([*LOADER, "agent", *args], log, env)
+    if wait_listening:
+        try:
+            p.url = wait_for_line(p, r"listening on (\S+)")
+        except AssertionError:
+            p.stop()
+            raise
+    return p

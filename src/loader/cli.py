@@ -40,11 +40,12 @@ def _full(args: list[str]) -> int:
     parser.add_argument("--version", action="version", version=f"loader {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from loader.commands import dev, manage, store
+    from loader.commands import agent, dev, manage, store
 
     dev.register(sub)
     store.register(sub)
     manage.register(sub)
+    agent.register(sub)
 
     if not args:
         parser.print_help(sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -16,11 +17,16 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
+from loader.agent.daemon import Agent
+from loader.agent.renderer import RenderResult
+from loader.agent.snapshot import Snapshot
 from loader.crypto import Keyring
+from loader.errors import ConfigError
 from loader.server.app import create_app, serving, store_state
-from loader.settings import StoreSettings
+from loader.settings import AgentSettings, StoreSettings
 from loader.store.auth import issue_token
 from loader.store.keyfile import StaticKeyring, write_key_file
 from loader.store.service import StoreService
@@ -43,6 +49,7 @@ def demo_secrets() -> dict[str, str]:
 class DevStore:
     url: str
     admin_token: str
+    agent_token: str
     app_id: int
     data_dir: Path
 
@@ -80,7 +87,13 @@ async def dev_store(port: int = 8700, data_dir: Path | None = None) -> AsyncIter
                 state.service.repo, frozenset({"*"}), description="loader dev admin token"
             )
             app_id = await seed_demo(state.service)
-            yield DevStore(f"http://127.0.0.1:{bound}", admin, app_id, directory)
+            _, agent_token = await issue_token(
+                state.service.repo,
+                frozenset({"secrets:reveal"}),
+                app_id=app_id,
+                description="loader dev agent (reveal, demo app only)",
+            )
+            yield DevStore(f"http://127.0.0.1:{bound}", admin, agent_token, app_id, directory)
     finally:
         if owned:
             shutil.rmtree(directory, ignore_errors=True)
@@ -94,22 +107,87 @@ async def seed_demo(service: StoreService) -> int:
     return app.id
 
 
-async def run_dev(port: int) -> None:
+def memory_dir() -> Path:
+    """A private directory on tmpfs for rendered secrets: /dev/shm or $XDG_RUNTIME_DIR."""
+    from loader.fsio import is_memory_backed
+
+    candidates = [Path("/dev/shm"), Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"))]
+    for base in candidates:
+        try:
+            if base.is_dir() and os.access(base, os.W_OK) and is_memory_backed(base):
+                return Path(tempfile.mkdtemp(prefix="loader-dev-", dir=base))
+        except OSError:
+            continue
+    raise ConfigError(
+        "loader dev renders secrets into tmpfs, and neither /dev/shm nor $XDG_RUNTIME_DIR is "
+        "a writable memory filesystem here"
+    )
+
+
+@asynccontextmanager
+async def dev_agent(store: DevStore, out_dir: Path, port: int) -> AsyncIterator[Agent]:
+    """An agent for the demo app rendering an env file and the demo spicepod into ``out_dir``."""
+    template = store.data_dir / "spicepod.yaml"
+    template.write_text(resources.files("loader.demo").joinpath("spicepod.yaml").read_text())
+    listen_port = port if port and port_free("127.0.0.1", port) else 0
+    settings = AgentSettings(
+        store_url=store.url,
+        token=store.agent_token,
+        app=store.app_id,
+        output=out_dir / ".env",
+        template=template,
+        template_output=out_dir / "spicepod.yaml",
+        listen=f"127.0.0.1:{listen_port}",
+        wait=30,
+    )
+    agent = Agent(settings, on_render=_print_render)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        while agent.state.rendered is None:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield agent
+    finally:
+        stop.set()
+        await task
+
+
+def _print_render(snapshot: Snapshot, result: RenderResult) -> None:
+    from loader.console import say
+
+    if result.errors:
+        say(f"[agent] revision {snapshot.revision}: NOT rendered: {'; '.join(result.errors)}")
+    elif result.written:
+        files = ", ".join(p.name for p in result.written)
+        say(
+            f"[agent] revision {snapshot.revision}: rendered {', '.join(snapshot.names)} -> {files}"
+        )
+
+
+async def run_dev(port: int, agent_port: int) -> None:
     from loader.console import say, until_signalled
 
-    async with dev_store(port) as store:
-        say(banner(store))
-        await until_signalled()
-        say("\nstopping; removing the dev store")
+    out_dir = memory_dir()
+    try:
+        async with dev_store(port) as store, dev_agent(store, out_dir, agent_port) as agent:
+            say(banner(store, agent, out_dir))
+            await until_signalled()
+            say("\nstopping; removing the dev store and the rendered files")
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def banner(store: DevStore) -> str:
+def banner(store: DevStore, agent: Agent, out_dir: Path) -> str:
     return f"""
 loader dev is running (embedded SQLite store in {store.data_dir}; removed on exit).
 
   Store API:    {store.url}      (OpenAPI: {store.url}/v1/openapi.json)
   Admin token:  {store.admin_token}
   Demo app:     {DEMO_APP} (id {store.app_id}) with DATABASE_URL, API_KEY, GREETING
+  Agent:        renders into {out_dir} (tmpfs): .env and spicepod.yaml
+  Agent API:    {agent.bound}/v1/secrets   (needs the header X-Loader-Request: true)
 
 In another terminal:
 
@@ -117,12 +195,13 @@ In another terminal:
   export LOADER_TOKEN={store.admin_token}
   export LOADER_APP={store.app_id}
   loader secrets list
-  printf 'bonjour' | loader secrets set GREETING
+  printf 'bonjour' | loader secrets set GREETING      # the agent re-renders at once
+  cat {out_dir}/spicepod.yaml
 
 Press Ctrl-C to stop.
 """
 
 
-def main(port: int) -> int:
-    asyncio.run(run_dev(port))
+def main(port: int, agent_port: int = 8701) -> int:
+    asyncio.run(run_dev(port, agent_port))
     return 0

@@ -4,33 +4,63 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from pathlib import Path
+
+import yaml
 
 from loader.httpclient import HttpClient
 from tests.procs import LOADER, spawn, wait_for_line
 
 
-def test_dev_runs_a_store_with_a_demo_app_and_cleans_up(tmp_path: Path) -> None:
-    """1. start `loader dev`; 2. the banner gives URL and token; 3. the demo app has its
-    secrets; 4. a change through the API is served; 5. Ctrl-C stops it and removes its files."""
-    proc = spawn([*LOADER, "dev", "--port", "0"], tmp_path / "dev.log")
+def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_dev_runs_store_and_agent_with_a_demo_app_and_cleans_up(tmp_path: Path) -> None:
+    """1. start `loader dev`; 2. the banner gives URLs and token; 3. the agent has rendered the
+    demo app into tmpfs; 4. a change through the API is re-rendered and announced by name only;
+    5. Ctrl-C stops it and removes the store and the rendered files."""
+    proc = spawn([*LOADER, "dev", "--port", "0", "--agent-port", "0"], tmp_path / "dev.log")
     try:
         url = wait_for_line(proc, r"Store API:\s+(http://\S+)")
         token = wait_for_line(proc, r"Admin token:\s+(lt_\S+)")
         data_dir = Path(wait_for_line(proc, r"embedded SQLite store in (\S+?);"))
+        out_dir = Path(wait_for_line(proc, r"Agent:\s+renders into (\S+) \(tmpfs\)"))
+        agent_url = wait_for_line(proc, r"Agent API:\s+(http://\S+)/v1/secrets")
         app = int(wait_for_line(proc, r"Demo app:\s+demo \(id (\d+)\)"))
+        assert str(out_dir).startswith(("/dev/shm", "/run"))
+        env_file, pod = out_dir / ".env", out_dir / "spicepod.yaml"
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        assert "GREETING='hello from loader'" in env_file.read_text()
+
         client = HttpClient(url, token=token)
-        names = [s["name"] for s in client.call("GET", f"/v1/apps/{app}/secrets").json()["secrets"]]
-        assert names == ["API_KEY", "DATABASE_URL", "GREETING"]
-        client.call("POST", f"/v1/apps/{app}/secrets", {"name": "GREETING", "value": "hola-zx81"})
+        client.call("POST", f"/v1/apps/{app}/secrets", {"name": "GREETING", "value": "hola: zx81"})
+        wait_until(lambda: "hola: zx81" in pod.read_text())
+        params = yaml.safe_load(pod.read_text())["models"][0]["params"]
+        assert params["system_prompt"] == 'Greet every user with "hola: zx81" first.'
+        wait_until(
+            lambda: (
+                re.search(
+                    r"\[agent\] revision \d+: rendered API_KEY, DATABASE_URL, "
+                    r"GREETING",
+                    proc.output(),
+                )
+                is not None
+            )
+        )
+        agent = HttpClient(agent_url, headers={"X-Loader-Request": "true"})
+        assert agent.call("GET", "/v1/secrets").json()["GREETING"] == "hola: zx81"
         values = client.call("GET", f"/v1/apps/{app}/environments/default/rendered?mode=full")
-        assert values.json()["secrets"]["GREETING"] == "hola-zx81"
-        client.close()
-        assert data_dir.is_dir()
         for secret in values.json()["secrets"].values():
-            assert secret not in proc.output().replace(token, "")
+            assert secret not in proc.output() + proc.logs()
+        client.close()
+        agent.close()
     finally:
         code = proc.stop(signal.SIGINT)
     assert code == 0, proc.logs()
-    assert not data_dir.exists()
-    assert re.search(r"Traceback", proc.logs()) is None
+    assert not data_dir.exists() and not out_dir.exists()
+    assert "Traceback" not in proc.logs()

@@ -39,6 +39,7 @@ def setup_logging(level: str | None) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("loader.access").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_quiet_malformed_requests)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 def _quiet_malformed_requests(record: logging.LogRecord) -> bool:

@@ -17,6 +17,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--port", type=int, default=8700, help="Store port (default 8700; a free port if taken)"
     )
+    p.add_argument(
+        "--agent-port",
+        type=int,
+        default=8701,
+        help="Agent endpoint port (default 8701; a free port if taken)",
+    )
     add_log_level(p)
     p.set_defaults(handler=run)
 
@@ -25,4 +31,4 @@ def run(ns: Any) -> int:
     setup_logging(ns.log_level)
     from loader.dev import main
 
-    return main(ns.port)
+    return main(ns.port, ns.agent_port)

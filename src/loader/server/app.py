@@ -92,10 +92,16 @@ def _loader_error(exc: LoaderError) -> web.Response:
 def create_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[STATE] = state
+    app.on_shutdown.append(_release_watchers)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, endpoint(route))
     state.openapi = openapi.build(ROUTES)
     return app
+
+
+async def _release_watchers(app: web.Application) -> None:
+    """On shutdown, answer held long-polls now instead of waiting out their ``wait``."""
+    app[STATE].service.notifier.close()
 
 
 @asynccontextmanager

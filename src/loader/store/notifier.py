@@ -13,6 +13,16 @@ class ChangeNotifier:
     def __init__(self) -> None:
         self._latest: dict[int, int] = {}
         self._waiters: dict[int, set[asyncio.Future[bool]]] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Release every waiter (they answer "unchanged") and stop holding new ones."""
+        self._closed = True
+        waiters, self._waiters = self._waiters, {}
+        for group in waiters.values():
+            for fut in group:
+                if not fut.done():
+                    fut.set_result(False)
 
     def latest(self, env_id: int) -> int | None:
         return self._latest.get(env_id)
@@ -38,6 +48,8 @@ class ChangeNotifier:
         """Until ``env_id`` moves past ``known_revision`` (True) or ``timeout`` passes (False)."""
         if self._latest.get(env_id, -1) > known_revision:
             return True
+        if self._closed:
+            return False
         self._latest.setdefault(env_id, known_revision)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()

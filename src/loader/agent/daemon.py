@@ -1,0 +1,269 @@
+"""The agent's lifecycle: build every part from the settings (all checks before any network
+call), follow the store, render, serve locally, and stop cleanly on SIGTERM/SIGINT.
+
+``render_once`` is the init-container mode: fetch, render, exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from loader.agent.follower import Backoff, Follower
+from loader.agent.local_api import create_local_app
+from loader.agent.metrics import AgentMetrics
+from loader.agent.renderer import Renderer, RenderResult
+from loader.agent.snapshot import Snapshot
+from loader.agent.state import AgentState
+from loader.agent.storeclient import StoreClient
+from loader.agent.tokens import TokenSource, watch_file
+from loader.errors import (
+    ConfigError,
+    InsufficientScopeError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+    UnrenderableError,
+)
+from loader.settings import AgentSettings, Listen
+
+log = logging.getLogger("loader.agent")
+
+RenderHook = Callable[[Snapshot, RenderResult], None]
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, on_render: RenderHook | None = None) -> None:
+        self.settings = settings
+        token = settings.token.get_secret_value() if settings.token is not None else None
+        self.tokens = TokenSource(token, settings.token_file)
+        self.renderer = Renderer(
+            output=settings.output,
+            fmt=settings.format,
+            template_path=settings.template,
+            template_output=settings.template_output,
+            template_kind=settings.resolved_template_format,
+            allow_disk=settings.allow_disk,
+        )
+        self.state = AgentState(settings.max_stale)
+        self.metrics = AgentMetrics(self.state)
+        self.listen = settings.listen_address
+        if self.listen is not None and self.listen.path is not None:
+            _check_socket_path(self.listen.path)
+        self.on_render = on_render
+        self.latest: Snapshot | None = None
+        self.bound: str | None = None
+        self._on_change_running = False
+        self._on_change_again = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    def client(self) -> StoreClient:
+        s = self.settings
+        return StoreClient(
+            s.store_url, s.app, s.environment, names=s.name_filter, ca_file=s.ca_file
+        )
+
+    # -- rendering -------------------------------------------------------------------------
+
+    async def apply(self, snapshot: Snapshot) -> RenderResult:
+        self.latest = snapshot
+        result = self.renderer.render(snapshot)
+        if not result.ok:
+            message = "; ".join(result.errors)
+            self.state.failed(message)
+            self.metrics.errors.labels("render").inc()
+            log.error(
+                "render of revision %d failed, keeping the last good files: %s",
+                snapshot.revision,
+                message,
+            )
+        else:
+            self.state.rendered_ok(snapshot)
+            self.metrics.revision.set(snapshot.revision)
+            for path in result.written:
+                self.metrics.renders.labels(path.name).inc()
+            if result.written:
+                log.info(
+                    "revision %d: %d secret(s) [%s] -> %s",
+                    snapshot.revision,
+                    len(snapshot.values),
+                    ", ".join(snapshot.names),
+                    ", ".join(str(p) for p in result.written),
+                )
+                self._spawn(self._on_change())
+        if self.on_render is not None:
+            self.on_render(snapshot, result)
+        return result
+
+    async def _apply(self, snapshot: Snapshot) -> None:
+        await self.apply(snapshot)
+
+    async def _on_change(self) -> None:
+        """Run --on-change after a write; a write during a run queues one more run."""
+        command = self.settings.on_change
+        if not command:
+            return
+        if self._on_change_running:
+            self._on_change_again = True
+            return
+        self._on_change_running = True
+        try:
+            while True:
+                self._on_change_again = False
+                env = {k: v for k, v in os.environ.items() if k not in ("LOADER_TOKEN",)}
+                proc = await asyncio.create_subprocess_shell(command, env=env)
+                code = await proc.wait()
+                if code != 0:
+                    log.warning("--on-change command exited with %d", code)
+                if not self._on_change_again:
+                    break
+        finally:
+            self._on_change_running = False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _watch_template(self) -> None:
+        template = self.settings.template
+        if template is None:
+            await asyncio.Event().wait()
+            return
+        async for _ in watch_file(template):
+            if self.renderer.reload_template():
+                log.info("template %s changed; re-rendering", template)
+                if self.latest is not None:
+                    await self.apply(self.latest)
+
+    # -- the daemon ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Future[Any] | asyncio.Event) -> None:
+        s = self.settings
+        log.info(
+            "following app %d / %s at %s (long-poll %gs)",
+            s.app,
+            s.environment,
+            s.store_url,
+            s.wait,
+        )
+        async with self.client() as client, self.serving():
+            follower = Follower(
+                client,
+                self.tokens,
+                self.state,
+                self.metrics,
+                self._apply,
+                wait=s.wait,
+                backoff=Backoff(s.backoff_initial, s.backoff_max),
+            )
+            tasks = [
+                asyncio.create_task(follower.run(), name="follow"),
+                asyncio.create_task(self.tokens.watch(), name="token-file"),
+                asyncio.create_task(self._watch_template(), name="template-file"),
+            ]
+            waiter = asyncio.ensure_future(stop.wait() if isinstance(stop, asyncio.Event) else stop)
+            try:
+                done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not waiter:
+                        task.result()  # a part died: surface its error
+            finally:
+                waiter.cancel()
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                for task in list(self._background):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait_for(task, timeout=5)
+        log.info("agent stopped")
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        if self.listen is None:
+            yield
+            return
+        app = create_local_app(self.state, self.metrics)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            self.bound = await _start_site(runner, self.listen)
+            print(f"loader agent listening on {self.bound}", flush=True)
+            yield
+        finally:
+            await runner.cleanup()
+            if self.listen.path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.listen.path.unlink()
+
+    # -- init-container mode ---------------------------------------------------------------
+
+    async def render_once(self, timeout: float) -> RenderResult:
+        """Fetch and render once, retrying unreachable/limited stores until ``timeout``.
+
+        Raises the error that decides the exit code: 77 token refused, 69 store unreachable,
+        65 a value or template that cannot be rendered.
+        """
+        deadline = time.monotonic() + timeout
+        backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        async with self.client() as client:
+            while True:
+                try:
+                    snapshot = await client.fetch(self.tokens.token, None, 0)
+                    assert snapshot is not None
+                    break
+                except (UnauthorizedError, InsufficientScopeError):
+                    raise
+                except (RateLimitedError, ServiceUnavailableError) as exc:
+                    delay = backoff.next(exc.retry_after)
+                    left = deadline - time.monotonic()
+                    if left <= 0 or delay > left:
+                        raise ServiceUnavailableError(
+                            f"gave up after {timeout:g}s: {exc}"
+                        ) from None
+                    log.warning("%s; retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+        result = await self.apply(snapshot)
+        if not result.ok:
+            raise UnrenderableError("; ".join(result.errors))
+        return result
+
+
+def _check_socket_path(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise ConfigError(f"socket directory {path.parent} does not exist")
+    if path.exists() and not stat.S_ISSOCK(path.stat().st_mode):
+        raise ConfigError(f"{path} exists and is not a socket; refusing to replace it")
+
+
+async def _start_site(runner: web.AppRunner, listen: Listen) -> str:
+    if listen.path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            listen.path.unlink()  # a stale socket from a previous run
+        old = os.umask(0o177)
+        try:
+            await web.UnixSite(runner, str(listen.path)).start()
+        finally:
+            os.umask(old)
+        os.chmod(listen.path, 0o600)
+        return f"unix:{listen.path}"
+    site = web.TCPSite(runner, listen.host, listen.port)
+    await site.start()
+    port = listen.port
+    for sock in getattr(site._server, "sockets", None) or ():
+        port = sock.getsockname()[1]
+        break
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return f"http://{host}:{port}"

@@ -1,0 +1,113 @@
+"""Turn a snapshot into files: the env file and the rendered template, written safely.
+
+Each target renders independently into memory first; a target that fails (a value its format
+cannot carry, a template referencing a missing secret) keeps its last good file. Files are
+written atomically (same-directory temp file, 0600, fsync, rename) and only when their bytes
+change; secrets go only to tmpfs/ramfs unless ``allow_disk``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loader import formats, template
+from loader.agent.snapshot import Snapshot
+from loader.errors import ConfigError, UnrenderableError
+from loader.fsio import atomic_write, check_secret_target, read_if_exists
+
+log = logging.getLogger("loader.agent")
+
+
+class FileSink:
+    """One output file; knows its current bytes so unchanged content is not rewritten."""
+
+    def __init__(self, path: Path, allow_disk: bool) -> None:
+        check_secret_target(path, allow_disk)
+        self.path = path
+        self._current = read_if_exists(path)
+
+    def write(self, data: bytes) -> bool:
+        if data == self._current:
+            return False
+        atomic_write(self.path, data, mode=0o600)
+        self._current = data
+        return True
+
+
+@dataclass
+class RenderResult:
+    written: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class Renderer:
+    def __init__(
+        self,
+        *,
+        output: Path | None,
+        fmt: str,
+        template_path: Path | None,
+        template_output: Path | None,
+        template_kind: str,
+        allow_disk: bool,
+    ) -> None:
+        self.fmt = fmt
+        self.env_sink = FileSink(output, allow_disk) if output else None
+        self.template_path = template_path
+        self.template_kind = template_kind
+        self.template_sink = FileSink(template_output, allow_disk) if template_output else None
+        self._template: str | None = None
+        if template_path is not None:
+            self._template = self._read_template()
+        self._warned: set[str] = set()
+
+    def _read_template(self) -> str:
+        assert self.template_path is not None
+        try:
+            return self.template_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise ConfigError(f"cannot read template {self.template_path}: {reason}") from None
+
+    def reload_template(self) -> bool:
+        """Re-read the template file; True when its text changed."""
+        try:
+            text = self._read_template()
+        except ConfigError as exc:
+            log.warning("keeping the previous template: %s", exc)
+            return False
+        if text == self._template:
+            return False
+        self._template = text
+        return True
+
+    def render(self, snapshot: Snapshot) -> RenderResult:
+        result = RenderResult()
+        for warning in template.spice_warnings(snapshot.values):
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("%s", warning)
+        pending: list[tuple[FileSink, bytes]] = []
+        if self.env_sink is not None:
+            try:
+                pending.append((self.env_sink, formats.render(self.fmt, snapshot.values).encode()))
+            except UnrenderableError as exc:
+                result.errors.append(f"{self.env_sink.path}: {exc}")
+        if self.template_sink is not None and self._template is not None:
+            try:
+                out = template.render(self._template, snapshot.values, self.template_kind)
+                pending.append((self.template_sink, out.text.encode()))
+            except UnrenderableError as exc:
+                result.errors.append(f"{self.template_sink.path}: {exc}")
+        if result.errors:
+            return result  # all or nothing: every file shows the same revision
+        for sink, data in pending:
+            if sink.write(data):
+                result.written.append(sink.path)
+        return result

@@ -1,0 +1,79 @@
+"""Where the agent's bearer token comes from: a setting, or a file re-read when it changes.
+
+Kubernetes rotates projected service-account tokens by swapping a ``..data`` symlink in the
+token's directory, so the whole directory is watched (watchfiles), not just the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from loader.errors import ConfigError
+
+log = logging.getLogger("loader.agent")
+
+
+def read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"token file {path} is empty")
+    return token
+
+
+class TokenSource:
+    def __init__(self, token: str | None = None, path: Path | None = None) -> None:
+        if token is None and path is None:
+            raise ConfigError("a token is required: LOADER_TOKEN_FILE (or LOADER_TOKEN)")
+        self.path = path
+        self._token: str = read_token(path) if path is not None else str(token)
+        self.changed = asyncio.Event()
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    def reload(self) -> bool:
+        """Re-read the file; True (and ``changed`` set) when the token is different."""
+        if self.path is None:
+            return False
+        try:
+            token = read_token(self.path)
+        except ConfigError as exc:
+            log.warning("keeping the previous token: %s", exc)
+            return False
+        if token == self._token:
+            return False
+        self._token = token
+        self.changed.set()
+        log.info("token file %s changed; using the new token", self.path)
+        return True
+
+    async def watch(self) -> None:
+        """Follow the token file until cancelled."""
+        if self.path is None:
+            await asyncio.Event().wait()
+            return
+        async for _ in watch_file(self.path):
+            self.reload()
+
+
+async def watch_file(path: Path) -> AsyncIterator[None]:
+    """Yield when ``path`` may have changed: written, replaced, or (Kubernetes ConfigMaps and
+    projected volumes) its directory's ``..data`` symlink swapped. Other files are ignored."""
+    from watchfiles import awatch
+
+    target = str(path)
+
+    def relevant(_change: object, changed: str) -> bool:
+        return changed == target or Path(changed).name.startswith("..")
+
+    async for _ in awatch(
+        path.parent, watch_filter=relevant, debounce=50, step=20, recursive=False
+    ):
+        yield
