@@ -214,7 +214,7 @@ class AgentSettings(_Base):
             if not is_loopback(address):
                 raise ValueError(
                     f"refusing to listen on {self.listen}: the local endpoint binds only to "
-                    "127.0.0.1, ::1 or a unix socket"
+                    "loopback (127.0.0.1, ::1) or a unix socket"
                 )
         return self
 

@@ -47,9 +47,9 @@ def host_is_loopback(host: str | None) -> bool:
         name = host[: end + 1] if end > 0 else host
         rest = host[end + 1 :] if end > 0 else ""
     else:
-        name, _, port = host.partition(":")
-        rest = f":{port}" if port else ""
-    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        name, sep, port = host.partition(":")
+        rest = sep + port
+    if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
         return False
     return name in LOOPBACK_HOSTS
 

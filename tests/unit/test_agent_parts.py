@@ -1,0 +1,111 @@
+"""Unit tables for the agent's pure parts: backoff, Host checks, listen addresses, state."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from loader.agent.follower import Backoff
+from loader.agent.local_api import host_is_loopback
+from loader.agent.snapshot import Snapshot
+from loader.agent.state import AgentState
+from loader.errors import ConfigError
+from loader.settings import AgentSettings, is_loopback, load, parse_listen
+
+
+def test_backoff_grows_with_jitter_to_the_cap_and_resets() -> None:
+    b = Backoff(0.2, 5.0, random.Random(7))
+    delays = [b.next() for _ in range(10)]
+    bases = [min(5.0, 0.2 * 2**i) for i in range(10)]
+    for delay, base in zip(delays, bases, strict=True):
+        assert base / 2 <= delay <= base
+    assert len(set(delays)) == len(delays)  # jittered
+    b.reset()
+    assert b.next() <= 0.2
+
+
+def test_backoff_honours_retry_after() -> None:
+    b = Backoff(0.05, 0.1, random.Random(1))
+    for _ in range(20):
+        delay = b.next(retry_after=2.0)
+        assert 2.0 <= delay <= 2.2
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("localhost", True), ("localhost:8701", True), ("LOCALHOST:1", True),
+        ("127.0.0.1", True), ("127.0.0.1:8701", True), ("[::1]", True), ("[::1]:8701", True),
+        (None, False), ("", False), ("evil.com", False), ("localhost.evil.com", False),
+        ("127.0.0.1.nip.io", False), ("127.0.0.2", False), ("localhost:", False),
+        ("localhost:80x", False), ("[::1]x", False), ("[::2]", False), ("0.0.0.0", False),
+        ("localhost:8701:1", False),
+    ],
+)
+def test_host_is_loopback(host: str | None, ok: bool) -> None:
+    assert host_is_loopback(host) is ok
+
+
+@pytest.mark.parametrize(
+    ("text", "loopback"),
+    [("127.0.0.1:8701", True), ("[::1]:1", True), ("localhost:1", True), ("unix:/x.sock", True),
+     ("0.0.0.0:1", False), ("[::]:1", False), ("10.1.2.3:80", False), ("example.com:1", False)],
+)
+def test_listen_loopback(text: str, loopback: bool) -> None:
+    assert is_loopback(parse_listen(text)) is loopback
+
+
+@pytest.mark.parametrize("text", ["nohost", "1.2.3.4:99999", "unix:relative.sock", "h:-1"])
+def test_listen_parse_errors(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+BASE = {"store_url": "http://store:8700", "token": "t", "app": 1, "output": "/dev/shm/x"}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"listen": "0.0.0.0:8701"}, "loopback"),
+        ({"store_url": "store:8700"}, "http"),
+        ({"app": 0}, "APP"),
+        ({"output": None}, "nothing to render"),
+        ({"template": "/t.yaml"}, "go together"),
+        ({"token": None}, "token"),
+        ({"wait": 120}, "WAIT"),
+        ({"environment": "a/b"}, "ENVIRONMENT"),
+        ({"max_stale": "soon"}, "MAX_STALE"),
+    ],
+)
+def test_agent_settings_refusals_are_one_line(change: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(AgentSettings, **{**BASE, **change})
+    message = str(info.value)
+    assert "\n" not in message and fragment in message
+
+
+def test_agent_settings_durations_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOADER_FORMAT", "shell")
+    monkeypatch.setenv("LOADER_MAX_STALE", "5m")
+    s = load(AgentSettings, **BASE)
+    assert s.format == "shell" and s.max_stale == 300
+    assert load(AgentSettings, **BASE, format="json").format == "json"
+
+
+def test_state_age_readiness_and_generations() -> None:
+    state = AgentState(max_stale=None)
+    assert state.readiness().ready is False and state.age() is None
+    snap = Snapshot(3, '"r1.3"', {"A": "1"})
+    state.rendered_ok(snap)
+    assert state.readiness().ready and state.generation == 1
+    state.rendered_ok(Snapshot(4, '"r1.4"', {"A": "1"}))  # same values: no new generation
+    assert state.generation == 1
+    state.failed("store unreachable")
+    assert state.readiness().last_error == "store unreachable"
+    state.confirmed('"r1.4"')
+    assert state.readiness().last_error is None
+    stale = AgentState(max_stale=0.0)
+    stale.rendered_ok(snap)
+    assert stale.readiness().stale and not stale.readiness().ready
