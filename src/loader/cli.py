@@ -7,15 +7,22 @@ before every app start); every other command builds the full argparse parser.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from loader.errors import EX_USAGE, LoaderError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args[:1] == ["run"]:
+            from loader.runner.execmode import run_command
+
+            return run_command(args[1:])
         return _full(args)
     except LoaderError as exc:
         print(f"loader: {exc}", file=sys.stderr)

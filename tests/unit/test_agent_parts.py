@@ -35,11 +35,24 @@ def test_backoff_honours_retry_after() -> None:
 @pytest.mark.parametrize(
     ("host", "ok"),
     [
-        ("localhost", True), ("localhost:8701", True), ("LOCALHOST:1", True),
-        ("127.0.0.1", True), ("127.0.0.1:8701", True), ("[::1]", True), ("[::1]:8701", True),
-        (None, False), ("", False), ("evil.com", False), ("localhost.evil.com", False),
-        ("127.0.0.1.nip.io", False), ("127.0.0.2", False), ("localhost:", False),
-        ("localhost:80x", False), ("[::1]x", False), ("[::2]", False), ("0.0.0.0", False),
+        ("localhost", True),
+        ("localhost:8701", True),
+        ("LOCALHOST:1", True),
+        ("127.0.0.1", True),
+        ("127.0.0.1:8701", True),
+        ("[::1]", True),
+        ("[::1]:8701", True),
+        (None, False),
+        ("", False),
+        ("evil.com", False),
+        ("localhost.evil.com", False),
+        ("127.0.0.1.nip.io", False),
+        ("127.0.0.2", False),
+        ("localhost:", False),
+        ("localhost:80x", False),
+        ("[::1]x", False),
+        ("[::2]", False),
+        ("0.0.0.0", False),
         ("localhost:8701:1", False),
     ],
 )
@@ -49,8 +62,16 @@ def test_host_is_loopback(host: str | None, ok: bool) -> None:
 
 @pytest.mark.parametrize(
     ("text", "loopback"),
-    [("127.0.0.1:8701", True), ("[::1]:1", True), ("localhost:1", True), ("unix:/x.sock", True),
-     ("0.0.0.0:1", False), ("[::]:1", False), ("10.1.2.3:80", False), ("example.com:1", False)],
+    [
+        ("127.0.0.1:8701", True),
+        ("[::1]:1", True),
+        ("localhost:1", True),
+        ("unix:/x.sock", True),
+        ("0.0.0.0:1", False),
+        ("[::]:1", False),
+        ("10.1.2.3:80", False),
+        ("example.com:1", False),
+    ],
 )
 def test_listen_loopback(text: str, loopback: bool) -> None:
     assert is_loopback(parse_listen(text)) is loopback

@@ -26,7 +26,7 @@ from loader.agent.renderer import Renderer, RenderResult
 from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
 from loader.agent.storeclient import StoreClient
-from loader.agent.tokens import TokenSource, watch_file
+from loader.agent.tokens import TokenSource
 from loader.errors import (
     ConfigError,
     InsufficientScopeError,
@@ -35,6 +35,7 @@ from loader.errors import (
     UnauthorizedError,
     UnrenderableError,
 )
+from loader.fswatch import watch_file
 from loader.settings import AgentSettings, Listen
 
 log = logging.getLogger("loader.agent")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from loader.errors import ConfigError
+from loader.fswatch import watch_file
 
 log = logging.getLogger("loader.agent")
 
@@ -61,19 +61,3 @@ class TokenSource:
             return
         async for _ in watch_file(self.path):
             self.reload()
-
-
-async def watch_file(path: Path) -> AsyncIterator[None]:
-    """Yield when ``path`` may have changed: written, replaced, or (Kubernetes ConfigMaps and
-    projected volumes) its directory's ``..data`` symlink swapped. Other files are ignored."""
-    from watchfiles import awatch
-
-    target = str(path)
-
-    def relevant(_change: object, changed: str) -> bool:
-        return changed == target or Path(changed).name.startswith("..")
-
-    async for _ in awatch(
-        path.parent, watch_filter=relevant, debounce=50, step=20, recursive=False
-    ):
-        yield

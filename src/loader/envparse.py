@@ -1,0 +1,176 @@
+"""Read env files back (pure; stdlib only, no ``re``: ``loader run`` imports this on its exec path).
+
+Files the agent wrote start with ``# loader format=<fmt>``; their grammar is exactly what
+:mod:`loader.formats` writes, so a small strict reader handles them without importing anything
+heavy. Anything else -- a hand-written ``.env``, or an agent file someone edited -- goes to
+python-dotenv's parser (imported only then), the reference reader for ``.env`` input.
+
+Round trips (render -> parse) are proven against the real readers in the tests.
+"""
+
+from __future__ import annotations
+
+HEADER_PREFIX = "# loader format="
+FORMATS = ("dotenv", "shell", "docker", "json")
+
+
+class EnvParseError(ValueError):
+    """A file that is not what it claims to be (the message names a line, never a value)."""
+
+
+def detect(text: str) -> str:
+    """The format of ``text``: its loader header, JSON by its first character, else dotenv."""
+    if text.startswith(HEADER_PREFIX):
+        end = text.find(" ", len(HEADER_PREFIX))
+        newline = text.find("\n")
+        stop = min(x for x in (end, newline, len(text)) if x >= 0)
+        fmt = text[len(HEADER_PREFIX) : stop]
+        if fmt in FORMATS:
+            return fmt
+    if text.lstrip()[:1] == "{":
+        return "json"
+    return "dotenv"
+
+
+def parse(text: str, fmt: str | None = None) -> dict[str, str]:
+    fmt = fmt or detect(text)
+    if fmt == "json":
+        return parse_json(text)
+    canonical = text.startswith(HEADER_PREFIX + fmt)
+    try:
+        if fmt == "shell" and canonical:
+            return parse_shell(text)
+        if fmt == "docker":
+            return parse_docker(text)
+        if fmt == "dotenv" and canonical:
+            return parse_canonical_dotenv(text)
+    except EnvParseError:
+        if fmt == "docker":
+            raise
+    if fmt == "shell":
+        return parse_shell(text)
+    return parse_dotenv(text)
+
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def parse_shell(text: str) -> dict[str, str]:
+    """``export NAME='v'`` lines, where a value may span lines and ``'`` is written ``'\\''``."""
+    out: dict[str, str] = {}
+    i, n, line = 0, len(text), 1
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            i, line = i + 1, line + 1
+            continue
+        if ch == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if not text.startswith("export ", i):
+            raise EnvParseError(f"line {line}: expected export NAME='value'")
+        eq = text.find("=", i)
+        if eq < 0:
+            raise EnvParseError(f"line {line}: expected export NAME='value'")
+        name = text[i + 7 : eq].strip()
+        i = eq + 1
+        parts: list[str] = []
+        while True:
+            if i >= n or text[i] != "'":
+                raise EnvParseError(f"line {line}: expected a single-quoted value")
+            close = text.find("'", i + 1)
+            if close < 0:
+                raise EnvParseError(f"line {line}: unterminated quote")
+            segment = text[i + 1 : close]
+            parts.append(segment)
+            line += segment.count("\n")
+            i = close + 1
+            if text.startswith("\\''", i):
+                parts.append("'")
+                i += 2  # onto the quote that opens the next segment
+                continue
+            break
+        out[name] = "".join(parts)
+        if i < n and text[i] != "\n":
+            raise EnvParseError(f"line {line}: trailing characters after the value")
+    return out
+
+
+def parse_canonical_dotenv(text: str) -> dict[str, str]:
+    """What :func:`loader.formats.dotenv_line` writes: ``NAME='v'`` or ``NAME="v"``."""
+    out: dict[str, str] = {}
+    for number, raw in enumerate(_lines(text), 1):
+        if not raw or raw.startswith("#"):
+            continue
+        name, sep, rest = raw.partition("=")
+        if not sep or len(rest) < 2 or rest[0] != rest[-1] or rest[0] not in "'\"":
+            raise EnvParseError(f"line {number}: not in loader's dotenv form")
+        body = rest[1:-1]
+        if rest[0] == "'":
+            if "'" in body:
+                raise EnvParseError(f"line {number}: not in loader's dotenv form")
+            out[name] = body
+            continue
+        chars: list[str] = []
+        j = 0
+        while j < len(body):
+            c = body[j]
+            if c == "\\":
+                nxt = body[j + 1 : j + 2]
+                if nxt == "n":
+                    chars.append("\n")
+                elif nxt in ("\\", '"'):
+                    chars.append(nxt)
+                else:
+                    raise EnvParseError(f"line {number}: unexpected escape")
+                j += 2
+            elif c == '"':
+                raise EnvParseError(f"line {number}: not in loader's dotenv form")
+            else:
+                chars.append(c)
+                j += 1
+        out[name] = "".join(chars)
+    return out
+
+
+def parse_docker(text: str) -> dict[str, str]:
+    """docker's ``--env-file`` rule: ``NAME=value``, raw after the first ``=``."""
+    out: dict[str, str] = {}
+    for number, raw in enumerate(_lines(text), 1):
+        line = raw.removesuffix("\r").lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name or " " in name or "\t" in name:
+            raise EnvParseError(f"line {number}: expected NAME=value")
+        out[name] = value
+    return out
+
+
+def parse_json(text: str) -> dict[str, str]:
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise EnvParseError("not valid JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise EnvParseError("expected one JSON object of string values")
+    return data
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """Any ``.env`` file, read as python-dotenv's ``dotenv_values`` reads it (``${VAR}``
+    interpolation included); a line its parser cannot read is an error, not a warning."""
+    import io
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise EnvParseError(f"line {binding.original.line}: cannot parse this line")
+    values = dotenv_values(stream=io.StringIO(text))
+    return {k: v for k, v in values.items() if v is not None}

@@ -1,0 +1,162 @@
+"""A minimal HTTP/1.1 GET over TCP or a unix socket, sync (the exec path: stdlib ``socket``
+only) and async (supervise mode: asyncio streams, cancellable, TLS for the store).
+
+Each request uses its own connection (``Connection: close``); the response is parsed by one pure
+function. Failures to connect are :class:`~loader.errors.ServiceUnavailableError` (exit 69).
+"""
+
+from __future__ import annotations
+
+from loader.errors import ServiceUnavailableError
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class Target:
+    """Where to connect: ``unix`` path, or ``host``/``port`` (``tls`` for https)."""
+
+    __slots__ = ("base_path", "host", "port", "tls", "unix", "url")
+
+    def __init__(
+        self,
+        url: str,
+        host: str = "localhost",
+        port: int = 80,
+        unix: str | None = None,
+        tls: bool = False,
+        base_path: str = "",
+    ) -> None:
+        self.url, self.host, self.port, self.unix = url, host, port, unix
+        self.tls, self.base_path = tls, base_path
+
+    @property
+    def host_header(self) -> str:
+        if self.unix is not None:
+            return "localhost"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def target(url: str) -> Target:
+    if url.startswith("unix:"):
+        return Target(url, unix=url[len("unix:") :])
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError(f"expected http(s)://host[:port] or unix:/path, got {url!r}")
+    authority, slash, path = rest.partition("/")
+    tls = scheme == "https"
+    if authority.startswith("["):
+        end = authority.find("]")
+        host, port_text = authority[1:end], authority[end + 2 :]
+    else:
+        host, _, port_text = authority.partition(":")
+    if not host or (port_text and not port_text.isdigit()):
+        raise ValueError(f"expected http(s)://host[:port] or unix:/path, got {url!r}")
+    port = int(port_text) if port_text else (443 if tls else 80)
+    base = ("/" + path).rstrip("/") if slash else ""
+    return Target(url, host=host, port=port, tls=tls, base_path=base)
+
+
+def request_bytes(t: Target, path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"GET {t.base_path}{path} HTTP/1.1", f"Host: {t.host_header}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def parse_response(data: bytes) -> Response:
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("incomplete HTTP response")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError("not an HTTP response")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    elif "content-length" in headers:
+        body = body[: int(headers["content-length"])]
+    return Response(int(parts[1]), headers, body)
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    i = 0
+    while True:
+        end = data.find(b"\r\n", i)
+        if end < 0:
+            raise ValueError("truncated chunked body")
+        size = int(data[i:end].split(b";")[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += data[end + 2 : end + 2 + size]
+        i = end + 2 + size + 2
+
+
+def get(url: str, path: str, headers: dict[str, str], timeout: float) -> Response:
+    """Blocking GET (plain HTTP or unix socket: the local agent)."""
+    import socket
+
+    t = target(url)
+    if t.tls:
+        raise ValueError("https needs the full client")
+    try:
+        if t.unix is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(t.unix)
+        else:
+            sock = socket.create_connection((t.host, t.port), timeout=timeout)
+        with sock:
+            sock.sendall(request_bytes(t, path, headers))
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return parse_response(b"".join(chunks))
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ServiceUnavailableError(f"{url} is unreachable: {reason}") from None
+
+
+async def aget(
+    url: str, path: str, headers: dict[str, str], timeout: float, ca_file: str | None = None
+) -> Response:
+    """The same GET with asyncio streams; cancellable; https verified against ``ca_file``."""
+    import asyncio
+    import ssl
+
+    t = target(url)
+    try:
+        async with asyncio.timeout(timeout):
+            if t.unix is not None:
+                reader, writer = await asyncio.open_unix_connection(t.unix)
+            else:
+                ctx = None
+                if t.tls:
+                    ctx = ssl.create_default_context(cafile=ca_file)
+                    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                reader, writer = await asyncio.open_connection(
+                    t.host, t.port, ssl=ctx, server_hostname=t.host if ctx else None
+                )
+            try:
+                writer.write(request_bytes(t, path, headers))
+                await writer.drain()
+                data = await reader.read()
+            finally:
+                writer.close()
+        return parse_response(data)
+    except (OSError, ValueError, TimeoutError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ServiceUnavailableError(f"{url} is unreachable: {reason}") from None

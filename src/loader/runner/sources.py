@@ -1,0 +1,273 @@
+"""Where ``loader run`` gets the secrets: a file, a local agent, or the store.
+
+``load`` is synchronous and light (the exec path); ``follow`` is async (supervise mode) and
+yields the new values each time they change.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from loader import envparse
+from loader.errors import (
+    ConfigError,
+    LoaderError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    UsageError,
+    error_for_status,
+)
+from loader.runner import http
+from loader.units import parse_duration
+
+# Stdlib basics only at import time: typing, dataclasses and pathlib cost more than the rest.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+    from loader.runner.options import RunOptions
+
+AGENT_HEADERS = {"X-Loader-Request": "true"}
+FOLLOW_WAIT = 30
+
+
+def _retrying(fetch: Callable[[], dict[str, str]], timeout: float) -> dict[str, str]:
+    """Retry while unreachable or not ready (an agent starting up), up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            return fetch()
+        except (ServiceUnavailableError, RateLimitedError) as exc:
+            wait = exc.retry_after or delay
+            if time.monotonic() + wait > deadline:
+                raise ServiceUnavailableError(f"gave up after {timeout:g}s: {exc}") from None
+            time.sleep(wait)
+            delay = min(delay * 2, 1.0)
+
+
+def _check(resp: http.Response, what: str) -> None:
+    if resp.status == 200:
+        return
+    message, code = f"{what} answered HTTP {resp.status}", None
+    try:
+        import json
+
+        data = json.loads(resp.body)
+        message, code = f"{what}: {data['error']}", data.get("code")
+    except (ValueError, KeyError, TypeError):
+        pass
+    retry = resp.headers.get("retry-after")
+    raise error_for_status(resp.status, message, code, float(retry) if retry else None)
+
+
+class FileSource:
+    def __init__(self, path: str, fmt: str | None) -> None:
+        self.path = path
+        self.absolute = os.path.abspath(path)
+        self.fmt = fmt
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def load(self) -> dict[str, str]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"cannot read {self.path}: {reason}") from None
+        try:
+            return envparse.parse(text, self.fmt)
+        except envparse.EnvParseError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
+
+    async def follow(self) -> AsyncIterator[dict[str, str]]:
+        from pathlib import Path
+
+        from loader.fswatch import watch_file
+
+        async for _ in watch_file(Path(self.absolute)):
+            try:
+                yield self.load()
+            except ConfigError:
+                continue  # mid-rewrite or removed: wait for the next version
+
+
+class AgentSource:
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    def describe(self) -> str:
+        return f"agent {self.url}"
+
+    def _fetch(self) -> dict[str, str]:
+        resp = http.get(self.url, "/v1/secrets?format=shell", AGENT_HEADERS, self.timeout)
+        _check(resp, "agent")
+        return envparse.parse_shell(resp.body.decode("utf-8"))
+
+    def load(self) -> dict[str, str]:
+        return _retrying(self._fetch, self.timeout)
+
+    async def follow(self) -> AsyncIterator[dict[str, str]]:
+        async for resp in _long_poll(
+            lambda tag: http.aget(
+                self.url,
+                f"/v1/secrets?format=shell&wait={FOLLOW_WAIT}",
+                {**AGENT_HEADERS, **({"If-None-Match": tag} if tag else {})},
+                FOLLOW_WAIT + 15,
+            )
+        ):
+            yield envparse.parse_shell(resp.body.decode("utf-8"))
+
+
+class StoreSource:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        app: int,
+        environment: str,
+        ca_file: str | None,
+        timeout: float,
+    ) -> None:
+        self.url, self.token, self.app, self.environment = url, token, app, environment
+        self.ca_file, self.timeout = ca_file, timeout
+
+    def describe(self) -> str:
+        return f"store {self.url} (app {self.app} / {self.environment})"
+
+    @property
+    def path(self) -> str:
+        from urllib.parse import quote
+
+        env = quote(self.environment, safe="")
+        return f"/v1/apps/{self.app}/environments/{env}/rendered?mode=full&format=json"
+
+    def _fetch(self) -> dict[str, str]:
+        from loader.httpclient import HttpClient
+
+        client = HttpClient(self.url, token=self.token, ca_file=self.ca_file, timeout=self.timeout)
+        try:
+            resp = client.request("GET", self.path)
+        finally:
+            client.close()
+        _check(http.Response(resp.status, resp.headers, resp.body), "store")
+        return _store_values(resp.body)
+
+    def load(self) -> dict[str, str]:
+        return _retrying(self._fetch, self.timeout)
+
+    async def follow(self) -> AsyncIterator[dict[str, str]]:
+        auth = {"Authorization": f"Bearer {self.token}"}
+        async for resp in _long_poll(
+            lambda tag: http.aget(
+                self.url,
+                f"{self.path}&wait={FOLLOW_WAIT}",
+                {**auth, **({"If-None-Match": tag} if tag else {})},
+                FOLLOW_WAIT + 15,
+                self.ca_file,
+            )
+        ):
+            yield _store_values(resp.body)
+
+
+def _store_values(body: bytes) -> dict[str, str]:
+    import json
+
+    data = json.loads(body)
+    return dict(data["secrets"])
+
+
+async def _long_poll(
+    request: Callable[[str | None], Awaitable[http.Response]],
+) -> AsyncIterator[http.Response]:
+    """Yield each 200 of a long-poll loop (sending the last ETag); ride out errors with a
+    capped backoff."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("loader.run")
+    delay = 0.5
+    etag: str | None = None
+    while True:
+        try:
+            resp = await request(etag)
+            if resp.status == 304:
+                continue
+            _check(resp, "source")
+            delay = 0.5
+            etag = resp.headers.get("etag")
+            yield resp
+        except LoaderError as exc:
+            wait = getattr(exc, "retry_after", None) or delay
+            log.warning("following changes: %s; retrying in %.1fs", exc, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, 15.0)
+
+
+def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
+    timeout = _duration(opts.get("timeout", "10s") or "10s", "--timeout")
+    fmt = opts.get("format")
+    if fmt is not None and fmt not in envparse.FORMATS:
+        raise UsageError(f"run: --format must be one of {', '.join(envparse.FORMATS)}")
+    from_file = opts.get("from_file")
+    if from_file:
+        return FileSource(from_file, fmt)
+    agent = opts.get("agent_url")
+    if agent:
+        try:
+            http.target(agent)
+        except ValueError as exc:
+            raise ConfigError(f"bad setting: LOADER_AGENT_URL: {exc}") from None
+        return AgentSource(agent, timeout)
+    store = opts.get("store_url")
+    if store:
+        return StoreSource(
+            store,
+            _token(opts, environ),
+            _app(opts.get("app")),
+            opts.get("environment", "default") or "default",
+            opts.get("ca_file"),
+            timeout,
+        )
+    raise ConfigError(
+        "no source of secrets: pass --from-file FILE, or set LOADER_AGENT_URL (a local agent) "
+        "or LOADER_STORE_URL with LOADER_TOKEN and LOADER_APP"
+    )
+
+
+def _duration(text: str, what: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"run: {what}: {exc}") from None
+
+
+def _token(opts: RunOptions, environ: Mapping[str, str]) -> str:
+    token_file = opts.get("token_file")
+    if token_file:
+        try:
+            with open(token_file) as f:
+                token = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token file {token_file}: {exc.strerror}") from None
+        if token:
+            return token
+        raise ConfigError(f"token file {token_file} is empty")
+    token = environ.get("LOADER_TOKEN", "")
+    if not token:
+        raise ConfigError("reading the store needs a token: LOADER_TOKEN or LOADER_TOKEN_FILE")
+    return token
+
+
+def _app(raw: str | None) -> int:
+    if raw is None or not raw.isdigit() or int(raw) < 1:
+        raise ConfigError("reading the store needs the app id: --app ID or LOADER_APP")
+    return int(raw)
+
+
+if TYPE_CHECKING:
+    Source = FileSource | AgentSource | StoreSource

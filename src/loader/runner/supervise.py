@@ -1,0 +1,300 @@
+"""``loader run --watch`` / ``--mask``: stay as the command's parent.
+
+* The child gets SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT and SIGWINCH as they arrive.
+* With ``--watch``, changes are followed (long-poll on the agent or store, inotify on a file);
+  when the child's environment really changes (sorted, compared with the last, debounced) the
+  child is restarted: ``--restart-signal`` (SIGTERM), ``--grace`` (10 s), then SIGKILL; or, with
+  ``--reload-signal``, only signalled (the app then re-reads its secrets itself).
+* The runner exits with the child's exit code (128+N when signal N killed it). When the runner
+  gets SIGTERM or SIGINT it passes it on and, if the child outlives ``--grace``, kills it; if the
+  runner dies abruptly the kernel kills the child (``PR_SET_PDEATHSIG``): no orphan, no zombie.
+* With ``--mask``, the child's stdout and stderr pass through :class:`~loader.runner.mask.Masker`
+  (through a pty when ours is a terminal, so the child keeps its line buffering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from typing import IO
+
+from loader.errors import LoaderError, UsageError
+from loader.runner.execmode import child_env, resolve
+from loader.runner.mask import Masker
+from loader.runner.options import RunOptions
+from loader.runner.sources import AgentSource, FileSource, StoreSource
+from loader.units import parse_duration
+
+log = logging.getLogger("loader.run")
+Source = FileSource | AgentSource | StoreSource
+
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGQUIT,
+    signal.SIGWINCH,
+)
+PR_SET_PDEATHSIG = 1
+
+
+def parse_signal(text: str) -> signal.Signals:
+    name = text.strip().upper()
+    if name.isdigit():
+        with contextlib.suppress(ValueError):
+            return signal.Signals(int(name))
+    else:
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name in signal.Signals.__members__:
+            return signal.Signals[name]
+    raise UsageError(f"run: unknown signal {text!r}")
+
+
+def exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _duration(text: str, what: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"run: {what}: {exc}") from None
+
+
+class Supervisor:
+    def __init__(self, opts: RunOptions, source: Source) -> None:
+        self.opts = opts
+        self.source = source
+        self.command = opts.command
+        self.restart_signal = parse_signal(opts.get("restart_signal", "SIGTERM") or "SIGTERM")
+        reload = opts.get("reload_signal")
+        self.reload_signal = parse_signal(reload) if reload else None
+        self.grace = _duration(opts.get("grace", "10s") or "10s", "--grace")
+        self.debounce = _duration(opts.get("debounce", "0.25s") or "0.25s", "--debounce")
+        self.child: asyncio.subprocess.Process | None = None
+        self.env: dict[str, str] = {}
+        self.values: dict[str, str] = {}
+        self.stopping = False
+        self.restarting = False
+        self.restarted = asyncio.Event()
+        self.restarts = 0
+        self._pumps: list[asyncio.Task[None]] = []
+
+    # -- the child -------------------------------------------------------------------------
+
+    async def start(self, values: dict[str, str], env: dict[str, str]) -> None:
+        path = resolve(self.command[0], env)
+        self.values, self.env = values, env
+        masked = self.opts.on("mask")
+        stdio: list[int | None] = []  # what the child writes to
+        masters: list[int | None] = []  # the pty side we read, when there is one
+        stream: IO[str]
+        for stream in (sys.stdout, sys.stderr):
+            if not masked:
+                stdio.append(None)
+                masters.append(None)
+            elif stream.isatty():
+                import pty
+
+                master_fd, slave_fd = pty.openpty()
+                stdio.append(slave_fd)
+                masters.append(master_fd)
+            else:
+                stdio.append(asyncio.subprocess.PIPE)
+                masters.append(None)
+        self.child = await asyncio.create_subprocess_exec(
+            path,
+            *self.command[1:],
+            env=env,
+            stdout=stdio[0],
+            stderr=stdio[1],
+            preexec_fn=_die_with_parent,
+        )
+        for child_end, master in zip(stdio, masters, strict=True):
+            if master is not None and child_end is not None:
+                os.close(child_end)  # the child holds the pty slave now
+        if masked:
+            masker = Masker(values.values())
+            pipes = (self.child.stdout, self.child.stderr)
+            sinks = (sys.stdout.buffer, sys.stderr.buffer)
+            self._pumps = [
+                asyncio.create_task(
+                    self._pump(masker, master if master is not None else pipe, sink)
+                )
+                for master, pipe, sink in zip(masters, pipes, sinks, strict=True)
+            ]
+        log.info("started %s (pid %d)", self.command[0], self.child.pid)
+
+    async def _pump(
+        self, masker: Masker, source: asyncio.StreamReader | int | None, sink: IO[bytes]
+    ) -> None:
+        reader = source if isinstance(source, asyncio.StreamReader) else await _reader(source)
+        while True:
+            try:
+                chunk = await reader.read(65536)
+            except OSError:  # EIO from a pty master once the child side closed
+                chunk = b""
+            if not chunk:
+                break
+            out = masker.feed(chunk)
+            if out:
+                sink.write(out)
+                sink.flush()
+        tail = masker.flush()
+        if tail:
+            sink.write(tail)
+            sink.flush()
+
+    async def _drain(self) -> None:
+        for task in self._pumps:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)
+        self._pumps = []
+
+    async def stop_child(self, sig: signal.Signals) -> int:
+        """Send ``sig``; SIGKILL after ``grace``. Returns the exit status."""
+        child = self.child
+        assert child is not None
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(sig)
+            try:
+                await asyncio.wait_for(child.wait(), self.grace)
+            except TimeoutError:
+                self._kill(child)
+                await child.wait()
+        await self._drain()
+        assert child.returncode is not None
+        return child.returncode
+
+    def _kill(self, child: asyncio.subprocess.Process) -> None:
+        if child.returncode is None:
+            log.warning("%s outlived the %gs grace; killing it", self.command[0], self.grace)
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def forward(self, sig: signal.Signals) -> None:
+        child = self.child
+        if child is None or child.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(sig)
+        if sig in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
+            self.stopping = True
+            asyncio.get_running_loop().call_later(self.grace, self._kill_if_alive)
+
+    def _kill_if_alive(self) -> None:
+        if self.child is not None:
+            self._kill(self.child)
+
+    # -- changes ---------------------------------------------------------------------------
+
+    async def follow(self) -> None:
+        changes = aiter(self.source.follow())
+        pending: tuple[dict[str, str], dict[str, str]] | None = None
+        while True:
+            try:
+                if pending is None:
+                    values = await anext(changes)
+                else:
+                    values = await asyncio.wait_for(anext(changes), self.debounce)
+            except TimeoutError:
+                assert pending is not None
+                await self.apply(*pending)
+                pending = None
+                continue
+            try:
+                env = child_env(self.opts, os.environ, values)
+            except LoaderError as exc:
+                log.error("keeping the running command: %s", exc)
+                continue
+            changed = sorted(env.items()) != sorted(self.env.items())
+            pending = (values, env) if changed else None
+
+    async def apply(self, values: dict[str, str], env: dict[str, str]) -> None:
+        if self.stopping:
+            return
+        if self.reload_signal is not None:
+            self.values, self.env = values, env
+            log.info("secrets changed; sending %s", self.reload_signal.name)
+            if self.child is not None and self.child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.child.send_signal(self.reload_signal)
+            return
+        log.info("secrets changed; restarting %s", self.command[0])
+        self.restarting = True
+        self.restarted.clear()
+        try:
+            await self.stop_child(self.restart_signal)
+            if not self.stopping:
+                await self.start(values, env)
+                self.restarts += 1
+        finally:
+            self.restarting = False
+            self.restarted.set()
+
+    # -- main ------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        values = await asyncio.to_thread(self.source.load)
+        await self.start(values, child_env(self.opts, os.environ, values))
+        loop = asyncio.get_running_loop()
+        for sig in FORWARDED:
+            loop.add_signal_handler(sig, self.forward, sig)
+        follower = asyncio.create_task(self.follow()) if self.opts.on("watch") else None
+        try:
+            while True:
+                child = self.child
+                assert child is not None
+                await child.wait()
+                if self.restarting:
+                    await self.restarted.wait()
+                if self.child is not child:
+                    continue  # restarted: supervise the new one
+                await self._drain()
+                assert child.returncode is not None
+                return exit_code(child.returncode)
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(BaseException):
+                    await follower
+            for sig in FORWARDED:
+                loop.remove_signal_handler(sig)
+            if self.child is not None and self.child.returncode is None:
+                self.child.kill()
+                await self.child.wait()
+
+
+async def _reader(fd: int | None) -> asyncio.StreamReader:
+    assert fd is not None
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader
+
+
+def supervise(opts: RunOptions, source: Source) -> int:
+    level = os.environ.get("LOADER_LOG_LEVEL", "warning").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.WARNING),
+        format="loader run: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    return asyncio.run(Supervisor(opts, source).run())
