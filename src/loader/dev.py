@@ -1,8 +1,9 @@
 """``loader dev``: the whole product on one machine, like ``vault server -dev``.
 
-An embedded SQLite store in a temporary directory with a generated master key, a demo app with a
-few secrets, the admin token and URLs printed; it runs until Ctrl-C and then removes everything
-it created.
+An embedded SQLite store in a temporary directory with a generated master key and a demo app
+with a few secrets; an agent rendering the app's env file and a demo spicepod into tmpfs; and a
+demo process under ``loader run --watch --mask`` fed by the agent. The admin token and URLs are
+printed; it runs until Ctrl-C and then removes everything it created.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -166,15 +168,51 @@ def _print_render(snapshot: Snapshot, result: RenderResult) -> None:
         )
 
 
+@asynccontextmanager
+async def demo_app(agent: Agent) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The demo app under ``loader run --watch --mask``, reading the agent's endpoint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOADER_")}
+    env["LOADER_AGENT_URL"] = agent.bound or ""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "loader",
+        "run",
+        "--watch",
+        "--mask",
+        "--debounce",
+        "0.1",
+        "--",
+        sys.executable,
+        "-m",
+        "loader.demo.app",
+        env=env,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
 async def run_dev(port: int, agent_port: int) -> None:
     from loader.console import say, until_signalled
 
     out_dir = memory_dir()
     try:
-        async with dev_store(port) as store, dev_agent(store, out_dir, agent_port) as agent:
+        async with (
+            dev_store(port) as store,
+            dev_agent(store, out_dir, agent_port) as agent,
+        ):
             say(banner(store, agent, out_dir))
-            await until_signalled()
-            say("\nstopping; removing the dev store and the rendered files")
+            async with demo_app(agent):
+                await until_signalled()
+                say("\nstopping; removing the dev store and the rendered files")
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -188,6 +226,8 @@ loader dev is running (embedded SQLite store in {store.data_dir}; removed on exi
   Demo app:     {DEMO_APP} (id {store.app_id}) with DATABASE_URL, API_KEY, GREETING
   Agent:        renders into {out_dir} (tmpfs): .env and spicepod.yaml
   Agent API:    {agent.bound}/v1/secrets   (needs the header X-Loader-Request: true)
+  Demo process: python -m loader.demo.app under `loader run --watch --mask`, restarted on
+                every change (its output below; the value it prints outright is masked)
 
 In another terminal:
 
@@ -195,8 +235,9 @@ In another terminal:
   export LOADER_TOKEN={store.admin_token}
   export LOADER_APP={store.app_id}
   loader secrets list
-  printf 'bonjour' | loader secrets set GREETING      # the agent re-renders at once
+  printf 'bonjour' | loader secrets set GREETING      # re-rendered and restarted at once
   cat {out_dir}/spicepod.yaml
+  LOADER_AGENT_URL={agent.bound} loader run -- env  # your own command, with the secrets
 
 Press Ctrl-C to stop.
 """

@@ -13,10 +13,10 @@ from loader.httpclient import HttpClient
 from tests.procs import LOADER, spawn, wait_for_line
 
 
-def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float = 15.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
         time.sleep(0.02)
 
 
@@ -37,6 +37,7 @@ def test_dev_runs_store_and_agent_with_a_demo_app_and_cleans_up(tmp_path: Path) 
         assert env_file.stat().st_mode & 0o777 == 0o600
         assert "GREETING='hello from loader'" in env_file.read_text()
 
+        wait_until(lambda: "[demo app pid" in proc.output(), what="the demo process")
         client = HttpClient(url, token=token)
         client.call("POST", f"/v1/apps/{app}/secrets", {"name": "GREETING", "value": "hola: zx81"})
         wait_until(lambda: "hola: zx81" in pod.read_text())
@@ -52,6 +53,13 @@ def test_dev_runs_store_and_agent_with_a_demo_app_and_cleans_up(tmp_path: Path) 
                 is not None
             )
         )
+        wait_until(
+            lambda: len(re.findall(r"\[demo app pid (\d+)\] started", proc.output())) >= 2,
+            what="the demo process restarted by the runner",
+        )
+        pids = re.findall(r"\[demo app pid (\d+)\] started", proc.output())
+        assert pids[0] != pids[-1]
+        assert "printing GREETING outright: ******" in proc.output()
         agent = HttpClient(agent_url, headers={"X-Loader-Request": "true"})
         assert agent.call("GET", "/v1/secrets").json()["GREETING"] == "hola: zx81"
         values = client.call("GET", f"/v1/apps/{app}/environments/default/rendered?mode=full")

@@ -122,8 +122,10 @@ def test_mask_byte_by_byte_and_short_values_left_alone() -> None:
 
 
 def test_mask_passes_lines_on_at_once() -> None:
-    masker = Masker([SECRET])
+    masker = Masker([SECRET, "a longer secret value than the other one " * 3])
     assert masker.feed(b"a full line\n") == b"a full line\n"
+    assert masker.feed(f"the value: {SECRET}\n".encode()) == b"the value: " + MASK + b"\n"
+    masker = Masker([SECRET])
     assert masker.feed(b"partial s3") == b"partial "  # "s3" may begin the secret: held
     assert masker.feed(b"x") == b"s3x"
 

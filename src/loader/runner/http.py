@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from loader.errors import ServiceUnavailableError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
 
 class Response:
     __slots__ = ("body", "headers", "status")
@@ -103,31 +108,73 @@ def _dechunk(data: bytes) -> bytes:
 
 
 def get(url: str, path: str, headers: dict[str, str], timeout: float) -> Response:
-    """Blocking GET (plain HTTP or unix socket: the local agent)."""
-    import socket
+    """Blocking GET (plain HTTP or a unix socket: the local agent).
+
+    Uses the C ``_socket`` module directly: ``socket`` imports ``enum`` and would cost the exec
+    path more than everything else it does.
+    """
+    import _socket
 
     t = target(url)
     if t.tls:
         raise ValueError("https needs the full client")
+    sock = None
     try:
         if t.unix is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             sock.settimeout(timeout)
             sock.connect(t.unix)
         else:
-            sock = socket.create_connection((t.host, t.port), timeout=timeout)
-        with sock:
-            sock.sendall(request_bytes(t, path, headers))
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            error: OSError | None = None
+            for family, kind, proto, _, address in _addresses(_socket, t.host, t.port):
+                candidate = _socket.socket(family, kind, proto)
+                candidate.settimeout(timeout)
+                try:
+                    candidate.connect(address)
+                except OSError as exc:
+                    candidate.close()
+                    error = exc
+                    continue
+                sock = candidate
+                break
+            if sock is None:
+                raise error or OSError("no address")
+        sock.sendall(request_bytes(t, path, headers))
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
         return parse_response(b"".join(chunks))
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ServiceUnavailableError(f"{url} is unreachable: {reason}") from None
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def _addresses(mod: Any, host: str, port: int) -> Iterator[tuple[Any, ...]]:
+    """Connect candidates for ``host``, lazily. IP literals (and localhost, tried as 127.0.0.1
+    first) skip getaddrinfo, whose first call in a process costs ~10 ms of resolver set-up."""
+    literal = "127.0.0.1" if host == "localhost" else host
+    for family in (mod.AF_INET, mod.AF_INET6):
+        try:
+            mod.inet_pton(family, literal)
+        except OSError:
+            continue
+        yield (
+            family,
+            mod.SOCK_STREAM,
+            0,
+            "",
+            (literal, port) if family == mod.AF_INET else (literal, port, 0, 0),
+        )
+        if host != "localhost":
+            return
+        break
+    yield from mod.getaddrinfo(host, port, 0, mod.SOCK_STREAM)
 
 
 async def aget(

@@ -52,30 +52,26 @@ class Masker:
         buf = self._pending + data
         out = bytearray()
         cursor = 0
-        # Any match starting before `settled` lies wholly in `buf`: no longer pattern can
-        # start there and end beyond it.
-        settled = max(0, len(buf) - self.longest + 1)
-        for match in self._regex.finditer(buf):
-            if match.start() >= settled:
-                break
+        while (match := self._regex.search(buf, cursor)) is not None:
+            if self._could_grow(buf, match.start()):
+                break  # a longer secret may match here once more bytes arrive
             out += buf[cursor : match.start()] + MASK
             cursor = match.end()
-        hold = max(cursor, self._undecided(buf, max(cursor, settled)))
+        hold = self._undecided(buf, cursor)
         out += buf[cursor:hold]
         self._pending = buf[hold:]
         return bytes(out)
 
+    def _could_grow(self, buf: bytes, start: int) -> bool:
+        """Could a pattern longer than what is left of ``buf`` still match at ``start``?"""
+        tail = buf[start:]
+        return any(len(p) > len(tail) and p.startswith(tail) for p in self.patterns)
+
     def _undecided(self, buf: bytes, start: int) -> int:
-        """The first index from which ``buf``'s tail could still begin a pattern."""
-        for i in range(start, len(buf)):
-            if buf[i : i + 1] not in self._starts:
-                continue
-            tail = buf[i:]
-            for p in self.patterns:
-                if (len(p) > len(tail) and p.startswith(tail)) or (
-                    len(p) <= len(tail) and tail.startswith(p)
-                ):
-                    return i
+        """The first index from which ``buf`` is a proper prefix of some pattern (else its end)."""
+        for i in range(max(start, len(buf) - self.longest + 1), len(buf)):
+            if buf[i : i + 1] in self._starts and self._could_grow(buf, i):
+                return i
         return len(buf)
 
     def flush(self) -> bytes:
