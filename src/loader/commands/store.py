@@ -72,6 +72,37 @@ def register(sub: Any) -> None:
     p.add_argument("id", help="Token id (lt_...) or client id (lc_...)")
     p.set_defaults(handler=token_revoke)
 
+    client = ssub.add_parser("client", help="OAuth clients (client credentials grant)")
+    csub = client.add_subparsers(dest="client_command", metavar="COMMAND", required=True)
+    p = csub.add_parser("create", help="Create an OAuth client; its secret is printed once")
+    _location(p)
+    _grant(p)
+    p.add_argument("--description", help="A note shown in `token list`")
+    p.add_argument("--json", action="store_true", help="Print one JSON object")
+    p.set_defaults(handler=client_create)
+
+    p = ssub.add_parser(
+        "rotate-key", help="Add a new master key and re-wrap every data key under it, online"
+    )
+    _location(p)
+    p.add_argument(
+        "--new-key-file",
+        required=True,
+        help="The new key (base64 of 32 bytes); created 0600 if it does not exist",
+    )
+    p.add_argument(
+        "--reencrypt",
+        action="store_true",
+        help="Also give every environment a fresh data key and re-encrypt its values",
+    )
+    p.add_argument("--json", action="store_true", help="Print one JSON object")
+    p.set_defaults(handler=rotate_key)
+
+    p = ssub.add_parser("remove-key", help="Remove an old master key that wraps nothing any more")
+    _location(p)
+    p.add_argument("key_id", help="The key id, as rotate-key reported it (k...)")
+    p.set_defaults(handler=remove_key)
+
 
 def _location(p: Any) -> None:
     p.add_argument("--data-dir", help="Store directory (LOADER_DATA_DIR)")
@@ -227,6 +258,111 @@ def migrate(ns: Any) -> int:
 
     asyncio.run(go())
     say("schema is up to date")
+    return 0
+
+
+# -- OAuth clients and keys ----------------------------------------------------------------
+
+
+def client_create(ns: Any) -> int:
+    settings = settings_from(ns)
+    scopes = parse_scopes(ns.scopes)
+
+    async def go() -> tuple[str, str]:
+        from loader.store.auth import CLIENT_PREFIX, digest, new_id, new_secret
+        from loader.store.backends import open_repository
+        from loader.store.models import TokenRecord, utcnow
+
+        repo = await open_repository(settings.db_url)
+        try:
+            if ns.app is not None and await repo.get_app(ns.app) is None:
+                raise NotFoundError(f"app {ns.app} not found")
+            client_id, secret = new_id(CLIENT_PREFIX), new_secret()
+            await repo.create_token(
+                TokenRecord(
+                    id=client_id,
+                    kind="client",
+                    digest=digest(secret),
+                    scopes=scopes,
+                    app_id=ns.app,
+                    environments=_envs(ns.env),
+                    created_at=utcnow(),
+                    description=ns.description,
+                )
+            )
+            return client_id, secret
+        finally:
+            await repo.close()
+
+    client_id, secret = asyncio.run(go())
+    if ns.json:
+        print_json({"client_id": client_id, "client_secret": secret})
+    else:
+        say(f"client_id:     {client_id}")
+        say(f"client_secret: {secret}   (shown once)")
+    return 0
+
+
+def rotate_key(ns: Any) -> int:
+    settings = settings_from(ns)
+
+    async def go() -> Any:
+        from loader.store.backends import open_repository
+        from loader.store.rotation import rotate
+
+        repo = await open_repository(settings.db_url)
+        try:
+            return await rotate(
+                repo, settings.key_file, Path(ns.new_key_file), reencrypt=ns.reencrypt
+            )
+        finally:
+            await repo.close()
+
+    report = asyncio.run(go())
+    if ns.json:
+        print_json(
+            {
+                "new_key_id": report.new_key_id,
+                "rewrapped": report.rewrapped,
+                "reencrypted_environments": report.reencrypted_environments,
+                "reencrypted_values": report.reencrypted_values,
+                "key_usage": report.usage,
+                "removable": report.removable,
+            }
+        )
+        return 0
+    say(f"new primary master key {report.new_key_id}; re-wrapped {report.rewrapped} data key(s)")
+    if ns.reencrypt:
+        say(
+            f"re-encrypted {report.reencrypted_values} value(s) in "
+            f"{report.reencrypted_environments} environment(s) under fresh data keys"
+        )
+    for key_id in report.removable:
+        say(
+            f"old master key {key_id} wraps nothing now: remove it with "
+            f"`loader store remove-key {key_id}`"
+        )
+    for key_id, count in sorted(report.usage.items()):
+        if key_id != report.new_key_id:
+            say(f"old master key {key_id} still wraps {count} data key(s): run rotate-key again")
+    return 0
+
+
+def remove_key(ns: Any) -> int:
+    settings = settings_from(ns)
+
+    async def go() -> None:
+        from loader.store.backends import open_repository
+        from loader.store.rotation import remove_key as remove
+
+        repo = await open_repository(settings.db_url)
+        try:
+            await remove(repo, settings.key_file, ns.key_id)
+        finally:
+            await repo.close()
+
+    asyncio.run(go())
+    say(f"removed master key {ns.key_id} from {settings.key_file}")
     return 0
 
 

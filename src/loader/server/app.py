@@ -29,6 +29,7 @@ from loader.server.state import STATE, Limiter, NoLimit, ServerState
 from loader.settings import StoreSettings
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
+from loader.store.jwt import JwtAuthority
 from loader.store.keyfile import KeyringFile
 from loader.store.service import KeyringSource, StoreService
 
@@ -117,12 +118,15 @@ async def store_state(
         stack.push_async_callback(repo.close)
         service = StoreService(repo, keyring, max_versions=settings.max_versions)
         audit = await stack.enter_async_context(AuditLog(repo, settings.audit_file).running())
+        service.on_audited = audit.mirror
         watcher = asyncio.create_task(repo.watch_changes(service.notifier_resync))
         stack.push_async_callback(_cancel, watcher)
+        authority = JwtAuthority(repo, keyring, settings.access_token_ttl)
         yield ServerState(
             service=service,
             audit=audit,
-            authenticate=TokenAuthenticator(repo),
+            authenticate=TokenAuthenticator(repo, authority),
+            jwt=authority,
             limiter=limiter or NoLimit(),
         )
 

@@ -15,6 +15,7 @@ from loader.errors import (
     InsufficientScopeError,
     InvalidRequestError,
     NotFoundError,
+    UnauthorizedError,
 )
 from loader.names import (
     DEFAULT_ENVIRONMENT,
@@ -32,10 +33,22 @@ from loader.server.schemas import (
     RollbackBody,
     SecretBody,
     SpiceSecretBody,
+    TokenRequestBody,
     ValueBody,
 )
 from loader.store.audit import event_json
-from loader.store.models import UNSET, App, AuditQuery, Environment, SecretMeta, iso, parse_iso
+from loader.store.auth import usable, verify_secret
+from loader.store.models import (
+    UNSET,
+    App,
+    AuditEvent,
+    AuditQuery,
+    Environment,
+    SecretMeta,
+    iso,
+    parse_iso,
+    utcnow,
+)
 from loader.store.rules import parse_etags
 from loader.store.service import MASK
 
@@ -461,6 +474,53 @@ async def list_audit(call: Call[Any]) -> web.StreamResponse:
     )
 
 
+# -- OAuth client credentials -------------------------------------------------------------
+
+
+async def oauth_token(call: Call[TokenRequestBody]) -> web.StreamResponse:
+    body = call.body
+    if body.grant_type != "client_credentials":
+        raise InvalidRequestError("grant_type must be client_credentials")
+    authority = call.state.jwt
+    if authority is None:
+        raise NotFoundError("OAuth is not enabled on this store")
+    record = await call.state.service.repo.get_token(body.client_id)
+    if (
+        not verify_secret(body.client_secret, record)
+        or record is None
+        or record.kind != "client"
+        or not usable(record, utcnow())
+    ):
+        call.state.audit.record(call.event("issue_access_token", "unauthorized"))
+        raise UnauthorizedError("invalid client credentials")
+    scopes = record.scopes
+    if body.scope:
+        wanted = frozenset(body.scope.split())
+        if not wanted <= record.scopes:
+            raise InvalidRequestError("scope asks for more than the client was granted")
+        scopes = wanted
+    issued = authority.issue(record, scopes)
+    call.state.audit.record(
+        AuditEvent(
+            at=utcnow(),
+            action="issue_access_token",
+            outcome="ok",
+            token_id=record.id,
+            app_id=record.app_id,
+            client=call.client,
+        )
+    )
+    return json_response(
+        {
+            "access_token": issued.token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": issued.scope,
+        },
+        headers={**NO_STORE, "Pragma": "no-cache"},
+    )
+
+
 # -- the table -----------------------------------------------------------------------------
 
 _IF_MATCH = Param(
@@ -779,5 +839,18 @@ ROUTES: tuple[Route, ...] = (
             Param("since", {"type": "string", "format": "date-time"}, "Events at or after"),
             *_PAGE,
         ),
+    ),
+    Route(
+        "POST",
+        "/oauth/token",
+        "issueAccessToken",
+        "OAuth 2.0 client credentials: a short-lived access token (JWT)",
+        oauth_token,
+        None,
+        tag="Auth",
+        body=TokenRequestBody,
+        body_types=("application/json", "application/x-www-form-urlencoded"),
+        response="AccessToken",
+        errors=(401,),
     ),
 )

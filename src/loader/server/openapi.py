@@ -93,7 +93,10 @@ def _operation(route: Route) -> dict[str, Any]:
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
             prop.pop("title", None)
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {ct: {"schema": schema} for ct in route.body_types},
+        }
 
     success: dict[str, Any] = {"description": "Success"}
     if route.success != 204:
@@ -186,6 +189,7 @@ def build(routes: tuple[Route, ...], extra_routes: tuple[Route, ...] = ()) -> di
             {"name": "Apps"},
             {"name": "Environments"},
             {"name": "Audit"},
+            {"name": "Auth"},
             {"name": "System"},
         ],
         "security": [{"BearerAuth": []}],

@@ -8,10 +8,12 @@ Refusals (401/403) are audited here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -59,6 +61,7 @@ class Route:
     scope: ScopeRule
     tag: str = "Secrets"
     body: type[BaseModel] | None = None
+    body_types: tuple[str, ...] = ("application/json",)
     params: tuple[Param, ...] = ()
     success: int = 200
     response: str | None = None
@@ -132,10 +135,12 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                 _check_bindings(call, call.principal)
         except (UnauthorizedError, InsufficientScopeError) as exc:
             outcome = "unauthorized" if isinstance(exc, UnauthorizedError) else "forbidden"
+            with contextlib.suppress(LoaderError):  # record what the request aimed at
+                _parse_path(call, request.match_info)
             state.audit.record(call.event(route.operation_id, outcome))
             raise
         if route.body is not None:
-            call.body = await parse_body(request, route.body)
+            call.body = await parse_body(request, route.body, route.body_types)
         return await route.handler(call)
 
     handle.__name__ = route.operation_id
@@ -158,16 +163,31 @@ def _check_bindings(call: Call[Any], principal: Principal) -> None:
         principal.require_environment(call.env_name)
 
 
-async def parse_body(request: web.Request, model: type[B]) -> B:
+FORM = "application/x-www-form-urlencoded"
+
+
+async def parse_body(
+    request: web.Request, model: type[B], types: tuple[str, ...] = ("application/json",)
+) -> B:
     raw = await request.read()
     if not raw:
-        raise InvalidRequestError("a JSON request body is required")
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidRequestError("the request body is not UTF-8") from None
-    except (ValueError, RecursionError):
-        raise InvalidRequestError("the request body is not valid JSON") from None
+        raise InvalidRequestError("a request body is required")
+    data: Any
+    if request.content_type == FORM and FORM in types:
+        try:
+            pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidRequestError("the form body is malformed") from None
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            raise InvalidRequestError("the form body repeats a field")
+    else:
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError:
+            raise InvalidRequestError("the request body is not UTF-8") from None
+        except (ValueError, RecursionError):
+            raise InvalidRequestError("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     try:

@@ -81,10 +81,12 @@ class TokenRequestBody(BaseModel):
     """``POST /oauth/token`` (client credentials)."""
 
     model_config = _STRICT
-    grant_type: str
+    grant_type: str = Field(json_schema_extra={"enum": ["client_credentials"]})
     client_id: str = Field(max_length=256)
     client_secret: str = Field(max_length=256)
-    scope: str | None = Field(default=None, max_length=1024)
+    scope: str | None = Field(
+        default=None, max_length=1024, description="Space-separated subset of the client's scopes"
+    )
 
 
 _TIMESTAMP = {"type": "string", "format": "date-time"}

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from loader.store.audit import AuditLog
 from loader.store.auth import Principal
+from loader.store.jwt import JwtAuthority
 from loader.store.service import StoreService
 
 
@@ -30,6 +31,7 @@ class ServerState:
     service: StoreService
     audit: AuditLog
     authenticate: Authenticator
+    jwt: JwtAuthority | None = None
     limiter: Limiter = field(default_factory=NoLimit)
     max_wait: float = 60.0
     openapi: dict[str, object] = field(default_factory=dict)

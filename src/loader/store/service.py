@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,11 +74,14 @@ class StoreService:
             tuple[int, int, tuple[str, ...] | None], asyncio.Future[Revealed]
         ] = {}
         self._reveal_cache_size = reveal_cache_size
+        # Told about each audit record a write committed (the audit log's file mirror).
+        self.on_audited: Callable[[AuditEvent], None] | None = None
         repo.subscribe(self.notifier.publish)
 
     # -- keys ------------------------------------------------------------------------------
 
     def new_data_key(self, app_id: int, env_id: int) -> WrappedKey:
+        self.keys.refresh()  # a rotation may have put a new primary key in the file
         return self.keys.keyring.wrap(crypto.new_key(), crypto.data_key_aad(app_id, env_id))
 
     def data_key(self, record: DataKeyRecord) -> bytes:
@@ -187,7 +190,7 @@ class StoreService:
                 return self.seal_value(env, key, name, version, plaintext)
 
         change = SecretChange(seal=seal, description=description, must_exist=must_exist)
-        return await self.repo.write_secret(
+        result = await self.repo.write_secret(
             env,
             name,
             change,
@@ -197,6 +200,8 @@ class StoreService:
             max_versions=self.max_versions,
             audit=audit,
         )
+        self._audited(audit if result.changed else None)
+        return result
 
     async def delete(
         self,
@@ -206,7 +211,13 @@ class StoreService:
         if_match: str | None = None,
         audit: AuditEvent | None = None,
     ) -> int:
-        return await self.repo.delete_secret(env, name, if_match=if_match, audit=audit)
+        revision = await self.repo.delete_secret(env, name, if_match=if_match, audit=audit)
+        self._audited(audit)
+        return revision
+
+    def _audited(self, event: AuditEvent | None) -> None:
+        if event is not None and self.on_audited is not None:
+            self.on_audited(event)
 
     async def rollback(
         self,

@@ -1,0 +1,122 @@
+"""OAuth client-credentials access tokens: short-lived HS256 JWTs (PyJWT).
+
+The signing key is derived from a master key with HKDF (so nothing more to store or rotate);
+the JWT header's ``kid`` names that master key, and tokens signed under a key that has left the
+key file stop verifying. Claims: ``iss``/``aud`` ``loader``, ``sub`` (the client id), ``iat``,
+``nbf``, ``exp``, ``jti``, ``scope`` (space-separated), ``app`` and ``envs`` (bindings).
+A verified token is still refused when its client has been revoked since.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from loader.crypto import Keyring
+from loader.errors import UnauthorizedError
+from loader.store.auth import Principal, usable
+from loader.store.models import TokenRecord, utcnow
+from loader.store.repository import Repository
+from loader.store.service import KeyringSource
+
+ISSUER = "loader"
+AUDIENCE = "loader"
+ALGORITHM = "HS256"
+
+
+def signing_key(master: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"loader/v1/jwt-hs256"
+    ).derive(master)
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    token: str
+    expires_in: int
+    scope: str
+
+
+class JwtAuthority:
+    def __init__(self, repo: Repository, keys: KeyringSource, ttl: float = 900) -> None:
+        self.repo = repo
+        self.keys = keys
+        self.ttl = int(ttl)
+        self._derived: dict[str, bytes] = {}
+
+    def _key(self, keyring: Keyring, kid: str) -> bytes | None:
+        cached = self._derived.get(kid)
+        if cached is not None and keyring.get(kid) is not None:
+            return cached
+        master = keyring.get(kid)
+        if master is None:
+            return None
+        key = self._derived[kid] = signing_key(master.key)
+        return key
+
+    def issue(self, client: TokenRecord, scopes: frozenset[str]) -> Issued:
+        keyring = self.keys.keyring
+        kid = keyring.primary.id
+        key = self._key(keyring, kid)
+        assert key is not None
+        now = int(time.time())
+        scope = " ".join(sorted(scopes))
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": client.id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_hex(12),
+            "scope": scope,
+            "app": client.app_id,
+            "envs": list(client.environments) if client.environments is not None else None,
+        }
+        token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+        return Issued(token, self.ttl, scope)
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise UnauthorizedError("invalid token") from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or header.get("alg") != ALGORITHM:
+            raise UnauthorizedError("invalid token")
+        keyring = self.keys.keyring
+        if keyring.get(kid) is None:
+            self.keys.refresh()
+            keyring = self.keys.keyring
+        key = self._key(keyring, kid)
+        if key is None:
+            raise UnauthorizedError("invalid token (signed with a retired key)")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "scope", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise UnauthorizedError("access token expired") from None
+        except jwt.PyJWTError:
+            raise UnauthorizedError("invalid token") from None
+        client = await self.repo.get_token(str(claims["sub"]))
+        if client is None or client.kind != "client" or not usable(client, utcnow()):
+            raise UnauthorizedError("access token of a revoked or unknown client")
+        envs = claims.get("envs")
+        return Principal(
+            token_id=client.id,
+            scopes=frozenset(str(claims["scope"]).split()),
+            app_id=claims.get("app"),
+            environments=tuple(envs) if envs is not None else None,
+        )
