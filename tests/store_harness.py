@@ -1,4 +1,5 @@
-"""An in-process store (real aiohttp app, real SQLite files) for the API tests."""
+"""An in-process store (real aiohttp app; real SQLite files or a real PostgreSQL database) for
+the API tests. The same tests run on both backends."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from loader.server.state import Limiter, ServerState
 from loader.settings import StoreSettings
 from loader.store.auth import issue_token
 from loader.store.keyfile import StaticKeyring, write_key_file
+from tests.pg import PostgresServer
 
 
 @dataclass
@@ -25,6 +27,9 @@ class Store:
     admin: str
     data_dir: Path
     keyring: Keyring
+    backend: str = "sqlite"
+    database_url: str | None = None
+    pg: PostgresServer | None = None
 
     async def token(
         self,
@@ -77,15 +82,68 @@ class Store:
         )
         return int((await resp.json())["revision"])
 
+    # -- reaching under the API (tamper tests, leak hunts) ---------------------------------
+
+    async def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        """Run SQL on the backing database directly, as an attacker with DB access could."""
+        if self.backend == "sqlite":
+            import sqlite3
+
+            conn = sqlite3.connect(self.data_dir / "loader.db")
+            try:
+                rows = conn.execute(statement).fetchall()
+                conn.commit()
+                return [tuple(r) for r in rows]
+            finally:
+                conn.close()
+        import asyncpg
+
+        assert self.database_url is not None
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return [tuple(r) for r in await conn.fetch(statement)]
+        finally:
+            await conn.close()
+
+    async def disk_files(self) -> list[Path]:
+        """Every file the database keeps on disk (after a checkpoint, for PostgreSQL)."""
+        if self.backend == "sqlite":
+            return sorted(p for p in self.data_dir.iterdir() if p.name.startswith("loader.db"))
+        assert self.pg is not None
+        await self.sql("CHECKPOINT")
+        return self.pg.data_files()
+
 
 @asynccontextmanager
 async def running_store(
-    data_dir: Path, aiohttp_client: Any, limiter: Limiter | None = None, **settings: Any
+    data_dir: Path,
+    aiohttp_client: Any,
+    limiter: Limiter | None = None,
+    pg: PostgresServer | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Store]:
     keyring = Keyring.generate()
+    data_dir.mkdir(parents=True, exist_ok=True)
     write_key_file(data_dir / "master.key", keyring)
+    database_url = None
+    if pg is not None:
+        database_url = pg.url(pg.create_database(template="loader_template"))
+        settings = {
+            **settings,
+            "database_url": database_url,
+            "master_key_file": data_dir / "master.key",
+        }
     store_settings = StoreSettings(data_dir=data_dir, migrate=True, **settings)
     async with store_state(store_settings, keys=StaticKeyring(keyring), limiter=limiter) as state:
         client = await aiohttp_client(create_app(state))
         _, admin = await issue_token(state.service.repo, frozenset({"*"}))
-        yield Store(client, state, admin, data_dir, keyring)
+        yield Store(
+            client,
+            state,
+            admin,
+            data_dir,
+            keyring,
+            backend="postgres" if pg else "sqlite",
+            database_url=database_url,
+            pg=pg,
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,6 @@ import pytest
 from tests.store_harness import Store
 
 CANARY = "canary-7f3a9c-plaintext-must-not-leak"
-
-
-def files_of(data_dir: Path) -> list[Path]:
-    return sorted(p for p in data_dir.iterdir() if p.name.startswith("loader.db"))
 
 
 async def test_canary_is_nowhere_on_disk_or_in_logs(
@@ -57,28 +52,20 @@ async def test_canary_is_nowhere_on_disk_or_in_logs(
     assert await store.reveal(app) == {"A": CANARY}
 
     await store.state.audit.flush()
-    assert files_of(store.data_dir), "expected the SQLite files"
-    for path in files_of(store.data_dir):
+    files = await store.disk_files()
+    assert files, "expected the database's files"
+    for path in files:
         assert CANARY.encode() not in path.read_bytes(), path.name
     assert CANARY not in caplog.text
     for record in caplog.records:
         assert CANARY not in str(record.args)
 
 
-async def _swap(db: Path, sql: str) -> None:
-    conn = sqlite3.connect(db)
-    conn.execute(sql)
-    conn.commit()
-    conn.close()
-
-
 async def test_ciphertext_copied_to_another_secret_fails(store: Store) -> None:
     app = await store.app()
     await store.put(app, "A", "value-a")
     await store.put(app, "B", "value-b")
-    db = store.data_dir / "loader.db"
-    await _swap(
-        db,
+    await store.sql(
         "UPDATE secret_versions SET nonce = (SELECT nonce FROM secret_versions v "
         "JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'A'), ciphertext = "
         "(SELECT ciphertext FROM secret_versions v JOIN secrets s ON s.id = v.secret_id "
@@ -98,10 +85,8 @@ async def test_ciphertext_copied_to_another_environment_fails(store: Store) -> N
     await store.env(app, "prod")
     await store.put(app, "A", "default-a")
     await store.put(app, "A", "prod-a", env="prod")
-    db = store.data_dir / "loader.db"
     # Same name, same version, same app: only the environment differs (and its data key).
-    await _swap(
-        db,
+    await store.sql(
         "UPDATE secret_versions SET data_key_id = (SELECT data_key_id FROM environments "
         "WHERE name = 'default'), nonce = (SELECT v.nonce FROM secret_versions v JOIN secrets s "
         "ON s.id = v.secret_id JOIN environments e ON e.id = s.env_id WHERE e.name = 'default'), "
@@ -121,13 +106,9 @@ async def test_ciphertext_copied_to_another_environment_fails(store: Store) -> N
 async def test_flipped_ciphertext_bit_fails(store: Store) -> None:
     app = await store.app()
     await store.put(app, "A", "value-a")
-    db = store.data_dir / "loader.db"
-    conn = sqlite3.connect(db)
-    (blob,) = conn.execute("SELECT ciphertext FROM secret_versions").fetchone()
+    ((blob,),) = await store.sql("SELECT ciphertext FROM secret_versions")
     flipped = bytes([blob[0] ^ 1]) + blob[1:]
-    conn.execute("UPDATE secret_versions SET ciphertext = ?", (flipped,))
-    conn.commit()
-    conn.close()
+    await store.sql(f"UPDATE secret_versions SET ciphertext = {_literal(flipped, store)}")
     await store.put(app, "B", "bump")
     resp = await store.client.get(
         f"/v1/apps/{app}/environments/default/rendered?mode=full&names=A",
@@ -139,16 +120,18 @@ async def test_flipped_ciphertext_bit_fails(store: Store) -> None:
 async def test_data_keys_are_per_environment_and_wrapped(store: Store) -> None:
     a, b = await store.app("a"), await store.app("b")
     await store.env(a, "prod")
-    conn = sqlite3.connect(store.data_dir / "loader.db")
-    rows = conn.execute(
+    rows = await store.sql(
         "SELECT env_id, master_key_id, length(nonce), length(wrapped) FROM data_keys"
-    ).fetchall()
-    conn.close()
+    )
     assert len({r[0] for r in rows}) == 3 == len(rows)
     assert {r[1] for r in rows} == {store.keyring.primary.id}
     assert {r[2] for r in rows} == {12}
     assert {r[3] for r in rows} == {32 + 16}
     assert b != a
+
+
+def _literal(blob: bytes, store: Store) -> str:
+    return f"X'{blob.hex()}'" if store.backend == "sqlite" else f"'\\x{blob.hex()}'::bytea"
 
 
 def test_key_file_is_0600(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from loader.server.limits import RateLimiter
 from loader.store.auth import CLIENT_PREFIX, digest, new_id, new_secret
 from loader.store.models import TokenRecord, utcnow
-from tests.store_harness import Store, running_store
+from tests.store_harness import Store
 
 CANARY = "hardening-canary-0c7e-value"
 
@@ -59,11 +58,10 @@ async def audit(store: Store, app: int, query: str = "") -> list[dict[str, Any]]
 
 
 async def test_audit_records_every_action_and_refusal_never_a_value_or_token(
-    tmp_path: Path, aiohttp_client: Any
+    tmp_path: Path, make_store: Any
 ) -> None:
     sink = tmp_path / "audit.jsonl"
-    (tmp_path / "s").mkdir()
-    async with running_store(tmp_path / "s", aiohttp_client, audit_file=sink) as store:
+    async with make_store(audit_file=sink) as store:
         app = await store.app("audited")
         h = store.auth(store.admin)
         c = store.client
@@ -107,9 +105,7 @@ async def test_audit_records_every_action_and_refusal_never_a_value_or_token(
         denied = await c.get(f"/v1/apps/{app}/audit", headers=store.auth(reader))
         assert denied.status == 403
         await store.state.audit.flush()
-    db = sqlite3.connect(tmp_path / "s" / "loader.db")
-    rows = db.execute("SELECT * FROM audit_events").fetchall()
-    db.close()
+        rows = await store.sql("SELECT * FROM audit_events")
     text = json.dumps(rows, default=str) + sink.read_text()
     assert len(sink.read_text().splitlines()) == len(rows)
     for secret in (CANARY, store.admin, reader, bad, store.admin[15:]):
@@ -143,10 +139,10 @@ class Clock:
 
 
 @pytest.fixture
-async def limited(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[tuple[Store, Clock]]:
+async def limited(make_store: Any) -> AsyncIterator[tuple[Store, Clock]]:
     clock = Clock()
     limiter = RateLimiter(2.0, 3, reveal_rate=1.0, clock=clock)
-    async with running_store(tmp_path, aiohttp_client, limiter=limiter) as store:
+    async with make_store(limiter=limiter) as store:
         yield store, clock
 
 
@@ -281,10 +277,8 @@ async def test_oauth_client_credentials_flow(store: Store) -> None:
         assert secret not in await resp.text()
 
 
-async def test_oauth_tampered_expired_and_revoked_tokens_are_401(
-    tmp_path: Path, aiohttp_client: Any
-) -> None:
-    async with running_store(tmp_path, aiohttp_client, access_token_ttl=1) as store:
+async def test_oauth_tampered_expired_and_revoked_tokens_are_401(make_store: Any) -> None:
+    async with make_store(access_token_ttl=1) as store:
         app = await store.app()
         client_id, secret = await client(store, frozenset({"secrets:read"}))
         form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}

@@ -15,18 +15,26 @@ import pytest
 import trustme
 
 from loader.httpclient import HttpClient
+from tests.pg import PostgresServer
 from tests.procs import free_port, init_store, loader_env, run_loader, start_agent, start_store
 
 
-def test_rotate_key_under_load_then_remove_the_old_key(tmp_path: Path) -> None:
+def test_rotate_key_under_load_then_remove_the_old_key(
+    tmp_path: Path, backend: PostgresServer | None
+) -> None:
     """1. a store serving 20 secrets; 2. a reader/writer loop runs while `rotate-key` re-wraps
     every data key: no request fails; 3. the old key is reported removable and removed; 4. the
     store (restarted too) still reads everything; 5. --reencrypt gives fresh data keys and
     ciphertexts, values unchanged; 6. a key still in use cannot be removed."""
     data = tmp_path / "store"
-    admin = init_store(data)
+    env = loader_env()
+    if backend is not None:
+        db = backend.create_database()
+        env["LOADER_DATABASE_URL"] = backend.url(db)
+    init = run_loader("store", "init", "--data-dir", str(data), "--json", env=env)
+    admin = json.loads(init.stdout)["admin_token"]
     port = free_port()
-    store = start_store(data, listen=f"127.0.0.1:{port}")
+    store = start_store(data, listen=f"127.0.0.1:{port}", env=env)
     client = HttpClient(store.url, token=admin)
     app = client.call("POST", "/v1/apps", {"name": "rotating"}).json()["id"]
     client.call("POST", f"/v1/apps/{app}/environments", {"name": "prod"})
@@ -63,6 +71,7 @@ def test_rotate_key_under_load_then_remove_the_old_key(tmp_path: Path) -> None:
             "--new-key-file",
             str(tmp_path / "k2"),
             "--json",
+            env=env,
         )
     finally:
         stop.set()
@@ -74,7 +83,7 @@ def test_rotate_key_under_load_then_remove_the_old_key(tmp_path: Path) -> None:
     assert report["key_usage"] == {report["new_key_id"]: 2}
     assert (tmp_path / "k2").stat().st_mode & 0o777 == 0o600
 
-    removed = run_loader("store", "remove-key", old_key, "--data-dir", str(data))
+    removed = run_loader("store", "remove-key", old_key, "--data-dir", str(data), env=env)
     assert removed.returncode == 0, removed.stderr
     assert old_key not in (data / "master.key").read_text()
     values = client.call("GET", f"/v1/apps/{app}/environments/default/rendered?mode=full")
@@ -82,9 +91,9 @@ def test_rotate_key_under_load_then_remove_the_old_key(tmp_path: Path) -> None:
     client.close()
     store.stop()
 
-    store = start_store(data, listen=f"127.0.0.1:{port}")
+    store = start_store(data, listen=f"127.0.0.1:{port}", env=env)
     client = HttpClient(store.url, token=admin)
-    before = _ciphertexts(data)
+    before = _ciphertexts(data, backend, env)
     out = run_loader(
         "store",
         "rotate-key",
@@ -94,27 +103,37 @@ def test_rotate_key_under_load_then_remove_the_old_key(tmp_path: Path) -> None:
         str(tmp_path / "k3"),
         "--reencrypt",
         "--json",
+        env=env,
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["reencrypted_environments"] == 2 and report["reencrypted_values"] >= 21
-    after = _ciphertexts(data)
+    after = _ciphertexts(data, backend, env)
     assert set(before) == set(after) and all(before[k] != after[k] for k in before)
     values = client.call("GET", f"/v1/apps/{app}/environments/default/rendered?mode=full")
     assert {k: v for k, v in values.json()["secrets"].items() if k != "TICK"} == expected
-    still_used = run_loader("store", "remove-key", report["new_key_id"], "--data-dir", str(data))
+    still_used = run_loader(
+        "store", "remove-key", report["new_key_id"], "--data-dir", str(data), env=env
+    )
     assert still_used.returncode == 78
     client.close()
     store.stop()
 
 
-def _ciphertexts(data: Path) -> dict[tuple[int, int], bytes]:
-    db = sqlite3.connect(data / "loader.db")
-    rows = db.execute(
+def _ciphertexts(
+    data: Path, backend: PostgresServer | None, env: dict[str, str]
+) -> dict[tuple[int, int], bytes]:
+    query = (
         "SELECT secret_id, version, ciphertext FROM secret_versions WHERE ciphertext IS NOT NULL"
-    ).fetchall()
-    db.close()
-    return {(r[0], r[1]): r[2] for r in rows}
+    )
+    if backend is None:
+        db = sqlite3.connect(data / "loader.db")
+        rows = db.execute(query).fetchall()
+        db.close()
+        return {(r[0], r[1]): r[2] for r in rows}
+    out = backend.psql(query, env["LOADER_DATABASE_URL"].rsplit("/", 1)[1])
+    parsed = (line.split("|") for line in out.splitlines())
+    return {(int(s), int(v)): bytes.fromhex(c.removeprefix("\\x")) for s, v, c in parsed}
 
 
 def test_oauth_client_from_the_cli(tmp_path: Path) -> None:

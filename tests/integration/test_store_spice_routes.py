@@ -6,7 +6,6 @@ Bodies are validated against the vendor's own schemas (``../shared/seeds``), val
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -200,10 +199,7 @@ async def test_spice_database_failure_is_500_without_details(
 ) -> None:
     app = await store.app()
     await store.put(app, "A", "canary-500-value")
-    side = sqlite3.connect(store.data_dir / "loader.db")
-    side.execute("ALTER TABLE secrets RENAME TO secrets_moved")
-    side.commit()
-    side.close()
+    await store.sql("ALTER TABLE secrets RENAME TO secrets_moved")
     for method, template, body in [
         ("GET", LIST, None),
         ("POST", LIST, {"name": "B", "value": "canary-500-value"}),

@@ -20,4 +20,8 @@ async def open_repository(url: str, *, migrate: bool = False) -> Repository:
         if not path.parent.is_dir():
             raise ConfigError(f"database directory {path.parent} does not exist")
         return await SQLiteRepository.open(path, migrate=migrate)
-    raise ConfigError("database url must start with sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        from loader.store.postgres import PostgresRepository
+
+        return await PostgresRepository.open(url, migrate=migrate)
+    raise ConfigError("database url must start with sqlite:/// or postgresql://")

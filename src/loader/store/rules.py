@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from loader.errors import PreconditionFailedError
-from loader.store.models import SecretMeta
+from dataclasses import dataclass
+
+from loader.errors import NotFoundError, PreconditionFailedError
+from loader.store.models import UNSET, SecretChange, SecretMeta
 
 
 def parse_etags(header: str) -> list[str]:
@@ -39,3 +41,35 @@ def encode_scopes(scopes: frozenset[str]) -> str:
 
 def decode_scopes(text: str) -> frozenset[str]:
     return frozenset(text.split())
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """What a write does, decided before any SQL (both repositories execute the same plan)."""
+
+    noop: bool
+    description: str | None
+    version: int  # the value's version after the write (a new one when sealing)
+
+
+def plan_write(
+    name: str, current: SecretMeta | None, change: SecretChange, if_match: str | None
+) -> WritePlan:
+    check_if_match(if_match, current)
+    if current is None and change.must_exist:
+        raise NotFoundError(f"secret {name!r} not found")
+    description = (
+        (current.description if current else None)
+        if change.description is UNSET
+        else change.description
+    )
+    version = current.version if current else 0
+    noop = current is not None and change.seal is None and description == current.description
+    return WritePlan(noop, description, version + 1 if change.seal is not None else version)
+
+
+def plan_delete(name: str, current: SecretMeta | None, if_match: str | None) -> SecretMeta:
+    check_if_match(if_match, current)
+    if current is None:
+        raise NotFoundError(f"secret {name!r} not found")
+    return current

@@ -22,7 +22,6 @@ from loader.crypto import Sealed, WrappedKey
 from loader.errors import AlreadyExistsError, ConfigError, NotFoundError
 from loader.store import migrations
 from loader.store.models import (
-    UNSET,
     App,
     AuditEvent,
     AuditQuery,
@@ -41,80 +40,21 @@ from loader.store.models import (
     utcnow,
 )
 from loader.store.repository import ChangeListener, KeyWrapper, Resealer
-from loader.store.rules import check_if_match, decode_scopes, encode_scopes
+from loader.store.rows import (
+    app_record,
+    audit_record,
+    data_key_record,
+    env_record,
+    secret_record,
+    token_record,
+)
+from loader.store.rules import encode_scopes, plan_delete, plan_write
 
 T = TypeVar("T")
 
 _SECRET_COLUMNS = (
     "id, env_id, name, description, version, modified_revision, created_at, updated_at"
 )
-
-
-def _secret(row: sqlite3.Row) -> SecretMeta:
-    return SecretMeta(
-        id=row["id"],
-        env_id=row["env_id"],
-        name=row["name"],
-        description=row["description"],
-        version=row["version"],
-        modified_revision=row["modified_revision"],
-        created_at=parse_iso(row["created_at"]),
-        updated_at=parse_iso(row["updated_at"]),
-    )
-
-
-def _env(row: sqlite3.Row) -> Environment:
-    return Environment(
-        id=row["id"],
-        app_id=row["app_id"],
-        name=row["name"],
-        revision=row["revision"],
-        created_at=parse_iso(row["created_at"]),
-    )
-
-
-def _app(row: sqlite3.Row) -> App:
-    return App(id=row["id"], name=row["name"], created_at=parse_iso(row["created_at"]))
-
-
-def _data_key(row: sqlite3.Row) -> DataKeyRecord:
-    return DataKeyRecord(
-        id=row["id"],
-        app_id=row["app_id"],
-        env_id=row["env_id"],
-        wrapped=WrappedKey(row["master_key_id"], row["nonce"], row["wrapped"]),
-    )
-
-
-def _token(row: sqlite3.Row) -> TokenRecord:
-    envs = row["environments"]
-    return TokenRecord(
-        id=row["id"],
-        kind=row["kind"],
-        digest=row["digest"],
-        scopes=decode_scopes(row["scopes"]),
-        app_id=row["app_id"],
-        environments=tuple(envs.split(",")) if envs is not None else None,
-        created_at=parse_iso(row["created_at"]),
-        expires_at=parse_iso(row["expires_at"]) if row["expires_at"] else None,
-        revoked_at=parse_iso(row["revoked_at"]) if row["revoked_at"] else None,
-        description=row["description"],
-    )
-
-
-def _audit(row: sqlite3.Row) -> AuditEvent:
-    names = row["names"]
-    return AuditEvent(
-        id=row["id"],
-        at=parse_iso(row["at"]),
-        token_id=row["token_id"],
-        app_id=row["app_id"],
-        environment=row["environment"],
-        names=tuple(names.split(",")) if names else (),
-        action=row["action"],
-        outcome=row["outcome"],
-        client=row["client"],
-    )
 
 
 _DATA_KEY_SELECT = (
@@ -314,14 +254,14 @@ class SQLiteRepository:
                 rows = conn.execute("SELECT * FROM apps ORDER BY id").fetchall()
             else:
                 rows = conn.execute("SELECT * FROM apps WHERE id = ?", (only,)).fetchall()
-            return [_app(r) for r in rows]
+            return [app_record(r) for r in rows]
 
         return await self._read(unit)
 
     async def get_app(self, app_id: int) -> App | None:
         def unit(conn: sqlite3.Connection) -> App | None:
             row = conn.execute("SELECT * FROM apps WHERE id = ?", (app_id,)).fetchone()
-            return _app(row) if row else None
+            return app_record(row) if row else None
 
         return await self._read(unit)
 
@@ -349,7 +289,7 @@ class SQLiteRepository:
             rows = conn.execute(
                 "SELECT * FROM environments WHERE app_id = ? ORDER BY id", (app_id,)
             ).fetchall()
-            return [_env(r) for r in rows]
+            return [env_record(r) for r in rows]
 
         return await self._read(unit)
 
@@ -358,7 +298,7 @@ class SQLiteRepository:
             row = conn.execute(
                 "SELECT * FROM environments WHERE app_id = ? AND name = ?", (app_id, name)
             ).fetchone()
-            return _env(row) if row else None
+            return env_record(row) if row else None
 
         return await self._read(unit)
 
@@ -402,7 +342,7 @@ class SQLiteRepository:
                 "ORDER BY name LIMIT ? OFFSET ?",
                 (env_id, limit, offset),
             ).fetchall()
-            return [_secret(r) for r in rows], total
+            return [secret_record(r) for r in rows], total
 
         return await self._read(unit)
 
@@ -412,7 +352,7 @@ class SQLiteRepository:
                 f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
                 (env_id, name),
             ).fetchone()
-            return _secret(row) if row else None
+            return secret_record(row) if row else None
 
         return await self._read(unit)
 
@@ -438,20 +378,15 @@ class SQLiteRepository:
                 f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
                 (env.id, name),
             ).fetchone()
-            current = _secret(row) if row else None
-            check_if_match(if_match, current)
-            if current is None and change.must_exist:
-                raise NotFoundError(f"secret {name!r} not found")
-            description = (
-                (current.description if current else None)
-                if change.description is UNSET
-                else change.description
-            )
-            if current is not None and change.seal is None and description == current.description:
+            current = secret_record(row) if row else None
+            plan = plan_write(name, current, change, if_match)
+            if plan.noop:
+                assert current is not None
                 return WriteResult(current, created=False, revision=env.revision, changed=False)
+            description = plan.description
 
             revision = tx.bump(env.id)
-            version = current.version if current else 0
+            version = plan.version
             if current is None:
                 cur = tx.execute(
                     "INSERT INTO secrets (env_id, name, description, version, modified_revision, "
@@ -468,8 +403,7 @@ class SQLiteRepository:
                     f"{_DATA_KEY_SELECT} WHERE k.id = ?",
                     (env_row[0],),
                 ).fetchone()
-                version += 1
-                sealed = change.seal(version, _data_key(key_row))
+                sealed = change.seal(version, data_key_record(key_row))
                 tx.execute(
                     "INSERT INTO secret_versions (secret_id, version, created_at, actor, "
                     "data_key_id, nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -522,10 +456,7 @@ class SQLiteRepository:
                 f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
                 (env.id, name),
             ).fetchone()
-            current = _secret(row) if row else None
-            check_if_match(if_match, current)
-            if current is None:
-                raise NotFoundError(f"secret {name!r} not found")
+            current = plan_delete(name, secret_record(row) if row else None, if_match)
             revision = tx.bump(env.id)
             tx.execute("DELETE FROM secrets WHERE id = ?", (current.id,))
             tx.audit(audit)
@@ -574,8 +505,8 @@ class SQLiteRepository:
             keys = {}
             for kid in key_ids:
                 krow = conn.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (kid,)).fetchone()
-                keys[kid] = _data_key(krow)
-            return ValueSnapshot(_env(env_row), tuple(values), tuple(unset), keys)
+                keys[kid] = data_key_record(krow)
+            return ValueSnapshot(env_record(env_row), tuple(values), tuple(unset), keys)
 
         return await self._read(unit)
 
@@ -616,7 +547,7 @@ class SQLiteRepository:
                 (row["data_key_id"],),
             ).fetchone()
             sealed = SealedValue(row["data_key_id"], Sealed(row["nonce"], row["ciphertext"]))
-            return sealed, _data_key(krow)
+            return sealed, data_key_record(krow)
 
         return await self._read(unit)
 
@@ -645,13 +576,15 @@ class SQLiteRepository:
     async def get_token(self, token_id: str) -> TokenRecord | None:
         def unit(conn: sqlite3.Connection) -> TokenRecord | None:
             row = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
-            return _token(row) if row else None
+            return token_record(row) if row else None
 
         return await self._read(unit)
 
     async def list_tokens(self) -> list[TokenRecord]:
         def unit(conn: sqlite3.Connection) -> list[TokenRecord]:
-            return [_token(r) for r in conn.execute("SELECT * FROM tokens ORDER BY created_at")]
+            return [
+                token_record(r) for r in conn.execute("SELECT * FROM tokens ORDER BY created_at")
+            ]
 
         return await self._read(unit)
 
@@ -702,7 +635,7 @@ class SQLiteRepository:
                 "LIMIT ? OFFSET ?",
                 [*params, query.limit, query.offset],
             ).fetchall()
-            return [_audit(r) for r in rows], total
+            return [audit_record(r) for r in rows], total
 
         return await self._read(unit)
 
@@ -711,13 +644,13 @@ class SQLiteRepository:
     async def get_data_key(self, data_key_id: int) -> DataKeyRecord | None:
         def unit(conn: sqlite3.Connection) -> DataKeyRecord | None:
             row = conn.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (data_key_id,)).fetchone()
-            return _data_key(row) if row else None
+            return data_key_record(row) if row else None
 
         return await self._read(unit)
 
     async def list_data_keys(self) -> list[DataKeyRecord]:
         def unit(conn: sqlite3.Connection) -> list[DataKeyRecord]:
-            return [_data_key(r) for r in conn.execute(f"{_DATA_KEY_SELECT} ORDER BY k.id")]
+            return [data_key_record(r) for r in conn.execute(f"{_DATA_KEY_SELECT} ORDER BY k.id")]
 
         return await self._read(unit)
 
@@ -750,7 +683,7 @@ class SQLiteRepository:
             now = utcnow()
             new_id = _new_data_key(tx, env_row["app_id"], env_id, now, new_key)
             keys = {
-                r["id"]: _data_key(r)
+                r["id"]: data_key_record(r)
                 for r in tx.execute(f"{_DATA_KEY_SELECT} WHERE k.env_id = ?", (env_id,))
             }
             rows = tx.execute(

@@ -41,7 +41,7 @@ CREATE TABLE secret_versions (
     version      INTEGER NOT NULL,
     created_at   TEXT NOT NULL,
     actor        TEXT,
-    data_key_id  INTEGER REFERENCES data_keys(id),
+    data_key_id  INTEGER REFERENCES data_keys(id) ON DELETE CASCADE,
     nonce        BLOB,
     ciphertext   BLOB,
     PRIMARY KEY (secret_id, version)

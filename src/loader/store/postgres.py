@@ -1,0 +1,743 @@
+"""PostgreSQL (asyncpg): several store replicas on one database, one source of truth.
+
+Same semantics as :mod:`loader.store.sqlite`, plus fan-out: every change sends
+``NOTIFY loader_changes`` inside its transaction (delivered on commit) with the app id,
+environment id and revision -- never a value -- and each replica LISTENs on a dedicated
+connection and wakes its own long-poll watchers. If that connection drops, the replica
+reconnects and re-checks the revisions of everything watched, so no change is missed.
+
+Writes to one environment lock its row first (``SELECT ... FOR UPDATE``), so revisions are
+gap-free and strictly increasing however many replicas write at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from loader.crypto import Sealed, WrappedKey
+from loader.errors import AlreadyExistsError, ConfigError, NotFoundError
+from loader.store import migrations
+from loader.store.models import (
+    App,
+    AuditEvent,
+    AuditQuery,
+    DataKeyRecord,
+    Environment,
+    SealedValue,
+    SecretChange,
+    SecretMeta,
+    StoredValue,
+    TokenRecord,
+    ValueSnapshot,
+    VersionMeta,
+    WriteResult,
+    utcnow,
+)
+from loader.store.repository import ChangeListener, KeyWrapper, Resealer
+from loader.store.rows import (
+    app_record,
+    audit_record,
+    data_key_record,
+    env_record,
+    secret_record,
+    token_record,
+)
+from loader.store.rules import encode_scopes, plan_delete, plan_write
+
+T = TypeVar("T")
+log = logging.getLogger("loader.store")
+
+CHANNEL = "loader_changes"
+MIGRATION_LOCK = 0x10ADE5  # pg_advisory_lock key: one replica migrates at a time
+_SECRET_COLUMNS = (
+    "id, env_id, name, description, version, modified_revision, created_at, updated_at"
+)
+_DATA_KEY_SELECT = (
+    "SELECT k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped "
+    "FROM data_keys k JOIN environments e ON e.id = k.env_id"
+)
+
+
+class _Tx:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.changes: list[tuple[int, int]] = []
+
+    async def bump(self, env_id: int) -> int:
+        row = await self.conn.fetchrow(
+            "UPDATE environments SET revision = revision + 1 WHERE id = $1 "
+            "RETURNING revision, app_id",
+            env_id,
+        )
+        if row is None:
+            raise NotFoundError("environment not found")
+        revision = int(row["revision"])
+        self.changes.append((env_id, revision))
+        payload = json.dumps({"app": row["app_id"], "env": env_id, "revision": revision})
+        await self.conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        return revision
+
+    async def audit(self, event: AuditEvent | None) -> None:
+        if event is not None:
+            await _insert_audit(self.conn, [event])
+
+
+async def _insert_audit(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> None:
+    await conn.executemany(
+        "INSERT INTO audit_events (at, token_id, app_id, environment, names, action, outcome, "
+        "client) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [
+            (
+                e.at,
+                e.token_id,
+                e.app_id,
+                e.environment,
+                ",".join(e.names),
+                e.action,
+                e.outcome,
+                e.client,
+            )
+            for e in events
+        ],
+    )
+
+
+async def _new_data_key(
+    tx: _Tx, app_id: int, env_id: int, now: datetime, new_key: KeyWrapper
+) -> int:
+    wrapped = new_key(app_id, env_id)
+    key_id = await tx.conn.fetchval(
+        "INSERT INTO data_keys (env_id, master_key_id, nonce, wrapped, created_at) "
+        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        env_id,
+        wrapped.master_key_id,
+        wrapped.nonce,
+        wrapped.ciphertext,
+        now,
+    )
+    await tx.conn.execute("UPDATE environments SET data_key_id = $1 WHERE id = $2", key_id, env_id)
+    return int(key_id)
+
+
+async def _insert_environment(
+    tx: _Tx, app_id: int, name: str, now: datetime, new_key: KeyWrapper
+) -> Environment:
+    env_id = await tx.conn.fetchval(
+        "INSERT INTO environments (app_id, name, revision, created_at) VALUES ($1, $2, 0, $3) "
+        "ON CONFLICT (app_id, name) DO NOTHING RETURNING id",
+        app_id,
+        name,
+        now,
+    )
+    if env_id is None:
+        raise AlreadyExistsError(f"environment {name!r} already exists")
+    await _new_data_key(tx, app_id, env_id, now, new_key)
+    return Environment(id=int(env_id), app_id=app_id, name=name, revision=0, created_at=now)
+
+
+class PostgresRepository:
+    backend = "postgresql"
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self.url = url
+        self.pool = pool
+        self._listeners: list[ChangeListener] = []
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = False) -> PostgresRepository:
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=10, command_timeout=60)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise ConfigError(
+                f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}"
+            ) from None
+        assert pool is not None
+        try:
+            async with pool.acquire() as conn:
+                await _migrate(conn, apply=migrate)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(url, pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _announce(self, changes: Sequence[tuple[int, int]]) -> None:
+        for env_id, revision in changes:
+            for listener in self._listeners:
+                listener(env_id, revision)
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            self._announce([(int(data["env"]), int(data["revision"]))])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed change notification")
+
+    async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
+        """LISTEN until cancelled; after every (re)connect, re-check what is being watched."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await asyncpg.connect(self.url)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("change notifications: cannot connect (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(functools.partial(_set_event, lost))
+            try:
+                await conn.add_listener(CHANNEL, self._on_notify)
+                delay = 0.1
+                await reconnected()
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), 15)
+                    except TimeoutError:
+                        try:  # a half-open connection shows up here
+                            await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
+                        except (
+                            OSError,
+                            TimeoutError,
+                            asyncpg.PostgresError,
+                            asyncpg.InterfaceError,
+                        ):
+                            lost.set()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("change notifications: %s", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+            log.warning("change notification connection lost; reconnecting")
+            await asyncio.sleep(delay)
+
+    # -- unit-of-work plumbing -------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+        async with self.pool.acquire() as conn, conn.transaction():
+            tx = _Tx(conn)
+            result = await fn(tx)
+        self._announce(tx.changes)
+        return result
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(sql, *args))
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    # -- apps and environments -------------------------------------------------------------
+
+    async def create_app(self, name: str, now: datetime, new_key: KeyWrapper) -> App:
+        async def unit(tx: _Tx) -> App:
+            app_id = await tx.conn.fetchval(
+                "INSERT INTO apps (name, created_at) VALUES ($1, $2) "
+                "ON CONFLICT (name) DO NOTHING RETURNING id",
+                name,
+                now,
+            )
+            if app_id is None:
+                raise AlreadyExistsError(f"an app named {name!r} already exists")
+            await _insert_environment(tx, int(app_id), "default", now, new_key)
+            return App(id=int(app_id), name=name, created_at=now)
+
+        return await self._write(unit)
+
+    async def list_apps(self, only: int | None = None) -> list[App]:
+        if only is None:
+            rows = await self._fetch("SELECT * FROM apps ORDER BY id")
+        else:
+            rows = await self._fetch("SELECT * FROM apps WHERE id = $1", only)
+        return [app_record(r) for r in rows]
+
+    async def get_app(self, app_id: int) -> App | None:
+        row = await self._fetchrow("SELECT * FROM apps WHERE id = $1", app_id)
+        return app_record(row) if row else None
+
+    async def delete_app(self, app_id: int) -> bool:
+        async def unit(tx: _Tx) -> bool:
+            envs = await tx.conn.fetch(
+                "SELECT id FROM environments WHERE app_id = $1 ORDER BY id FOR UPDATE", app_id
+            )
+            for row in envs:
+                await tx.bump(int(row["id"]))
+            status = await tx.conn.execute("DELETE FROM apps WHERE id = $1", app_id)
+            return bool(status != "DELETE 0")
+
+        return await self._write(unit)
+
+    async def create_environment(
+        self, app_id: int, name: str, now: datetime, new_key: KeyWrapper
+    ) -> Environment:
+        async def unit(tx: _Tx) -> Environment:
+            if await tx.conn.fetchval("SELECT 1 FROM apps WHERE id = $1", app_id) is None:
+                raise NotFoundError("app not found")
+            return await _insert_environment(tx, app_id, name, now, new_key)
+
+        return await self._write(unit)
+
+    async def list_environments(self, app_id: int) -> list[Environment]:
+        rows = await self._fetch("SELECT * FROM environments WHERE app_id = $1 ORDER BY id", app_id)
+        return [env_record(r) for r in rows]
+
+    async def get_environment(self, app_id: int, name: str) -> Environment | None:
+        row = await self._fetchrow(
+            "SELECT * FROM environments WHERE app_id = $1 AND name = $2", app_id, name
+        )
+        return env_record(row) if row else None
+
+    async def delete_environment(self, app_id: int, name: str) -> bool:
+        async def unit(tx: _Tx) -> bool:
+            env_id = await tx.conn.fetchval(
+                "SELECT id FROM environments WHERE app_id = $1 AND name = $2 FOR UPDATE",
+                app_id,
+                name,
+            )
+            if env_id is None:
+                return False
+            await tx.bump(int(env_id))
+            await tx.conn.execute("DELETE FROM environments WHERE id = $1", env_id)
+            return True
+
+        return await self._write(unit)
+
+    async def get_revisions(self, env_ids: Sequence[int]) -> dict[int, int]:
+        rows = await self._fetch(
+            "SELECT id, revision FROM environments WHERE id = ANY($1::bigint[])", list(env_ids)
+        )
+        return {int(r["id"]): int(r["revision"]) for r in rows}
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    async def list_secrets(
+        self, env_id: int, offset: int, limit: int
+    ) -> tuple[list[SecretMeta], int]:
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            total = await conn.fetchval("SELECT count(*) FROM secrets WHERE env_id = $1", env_id)
+            rows = await conn.fetch(
+                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = $1 "  # noqa: S608
+                "ORDER BY name LIMIT $2 OFFSET $3",
+                env_id,
+                limit,
+                offset,
+            )
+        return [secret_record(r) for r in rows], int(total)
+
+    async def get_secret(self, env_id: int, name: str) -> SecretMeta | None:
+        row = await self._fetchrow(
+            f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = $1 AND name = $2",  # noqa: S608
+            env_id,
+            name,
+        )
+        return secret_record(row) if row else None
+
+    async def write_secret(
+        self,
+        env: Environment,
+        name: str,
+        change: SecretChange,
+        *,
+        if_match: str | None,
+        actor: str | None,
+        now: datetime,
+        max_versions: int,
+        audit: AuditEvent | None = None,
+    ) -> WriteResult:
+        async def unit(tx: _Tx) -> WriteResult:
+            conn = tx.conn
+            key_id = await conn.fetchval(
+                "SELECT data_key_id FROM environments WHERE id = $1 FOR UPDATE", env.id
+            )
+            if key_id is None:
+                raise NotFoundError("environment not found")
+            row = await conn.fetchrow(
+                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = $1 AND name = $2",  # noqa: S608
+                env.id,
+                name,
+            )
+            current = secret_record(row) if row else None
+            plan = plan_write(name, current, change, if_match)
+            if plan.noop:
+                assert current is not None
+                return WriteResult(current, created=False, revision=env.revision, changed=False)
+            revision = await tx.bump(env.id)
+            if current is None:
+                secret_id = await conn.fetchval(
+                    "INSERT INTO secrets (env_id, name, description, version, modified_revision,"
+                    " created_at, updated_at) VALUES ($1, $2, $3, 0, $4, $5, $5) "
+                    "ON CONFLICT (env_id, name) DO UPDATE SET updated_at = EXCLUDED.updated_at "
+                    "RETURNING id",
+                    env.id,
+                    name,
+                    plan.description,
+                    revision,
+                    now,
+                )
+                created_at = now
+            else:
+                secret_id, created_at = current.id, current.created_at
+            if change.seal is not None:
+                key = data_key_record(
+                    await conn.fetchrow(f"{_DATA_KEY_SELECT} WHERE k.id = $1", key_id)
+                )
+                sealed = change.seal(plan.version, key)
+                await conn.execute(
+                    "INSERT INTO secret_versions (secret_id, version, created_at, actor, "
+                    "data_key_id, nonce, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    secret_id,
+                    plan.version,
+                    now,
+                    actor,
+                    key.id,
+                    sealed.nonce,
+                    sealed.ciphertext,
+                )
+                await conn.execute(
+                    "UPDATE secret_versions SET data_key_id = NULL, nonce = NULL, "
+                    "ciphertext = NULL WHERE secret_id = $1 AND version <= $2 "
+                    "AND ciphertext IS NOT NULL",
+                    secret_id,
+                    plan.version - max_versions,
+                )
+            await conn.execute(
+                "UPDATE secrets SET description = $1, version = $2, modified_revision = $3, "
+                "updated_at = $4 WHERE id = $5",
+                plan.description,
+                plan.version,
+                revision,
+                now,
+                secret_id,
+            )
+            await tx.audit(audit)
+            meta = SecretMeta(
+                id=int(secret_id),
+                env_id=env.id,
+                name=name,
+                description=plan.description,
+                version=plan.version,
+                modified_revision=revision,
+                created_at=created_at,
+                updated_at=now,
+            )
+            return WriteResult(meta, created=current is None, revision=revision)
+
+        return await self._write(unit)
+
+    async def delete_secret(
+        self,
+        env: Environment,
+        name: str,
+        *,
+        if_match: str | None,
+        audit: AuditEvent | None = None,
+    ) -> int:
+        async def unit(tx: _Tx) -> int:
+            await tx.conn.execute("SELECT 1 FROM environments WHERE id = $1 FOR UPDATE", env.id)
+            row = await tx.conn.fetchrow(
+                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = $1 AND name = $2",  # noqa: S608
+                env.id,
+                name,
+            )
+            current = plan_delete(name, secret_record(row) if row else None, if_match)
+            revision = await tx.bump(env.id)
+            await tx.conn.execute("DELETE FROM secrets WHERE id = $1", current.id)
+            await tx.audit(audit)
+            return revision
+
+        return await self._write(unit)
+
+    async def read_values(self, env: Environment, names: Sequence[str] | None) -> ValueSnapshot:
+        sql = (
+            "SELECT s.name, s.version, v.data_key_id, v.nonce, v.ciphertext FROM secrets s "
+            "LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version "
+            "WHERE s.env_id = $1"
+        )
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            env_row = await conn.fetchrow("SELECT * FROM environments WHERE id = $1", env.id)
+            if env_row is None:
+                raise NotFoundError("environment not found")
+            if names is None:
+                rows = await conn.fetch(sql + " ORDER BY s.name", env.id)
+            else:
+                rows = await conn.fetch(
+                    sql + " AND s.name = ANY($2::text[]) ORDER BY s.name",
+                    env.id,
+                    sorted(set(names)),
+                )
+            values, unset, key_ids = [], [], set()
+            for r in rows:
+                if r["ciphertext"] is None:
+                    unset.append(r["name"])
+                    continue
+                key_ids.add(int(r["data_key_id"]))
+                values.append(
+                    StoredValue(
+                        r["name"],
+                        int(r["version"]),
+                        SealedValue(int(r["data_key_id"]), Sealed(r["nonce"], r["ciphertext"])),
+                    )
+                )
+            keys = {}
+            if key_ids:
+                for krow in await conn.fetch(
+                    f"{_DATA_KEY_SELECT} WHERE k.id = ANY($1::bigint[])",
+                    sorted(key_ids),
+                ):
+                    keys[int(krow["id"])] = data_key_record(krow)
+        return ValueSnapshot(env_record(env_row), tuple(values), tuple(unset), keys)
+
+    async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None:
+        async with self.pool.acquire() as conn:
+            secret_id = await conn.fetchval(
+                "SELECT id FROM secrets WHERE env_id = $1 AND name = $2", env_id, name
+            )
+            if secret_id is None:
+                return None
+            rows = await conn.fetch(
+                "SELECT version, created_at, actor, ciphertext IS NOT NULL AS kept "
+                "FROM secret_versions WHERE secret_id = $1 ORDER BY version DESC",
+                secret_id,
+            )
+        return [
+            VersionMeta(int(r["version"]), r["created_at"], r["actor"], bool(r["kept"]))
+            for r in rows
+        ]
+
+    async def get_version(
+        self, env_id: int, name: str, version: int
+    ) -> tuple[SealedValue, DataKeyRecord] | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT v.data_key_id, v.nonce, v.ciphertext FROM secret_versions v "
+                "JOIN secrets s ON s.id = v.secret_id "
+                "WHERE s.env_id = $1 AND s.name = $2 AND v.version = $3 "
+                "AND v.ciphertext IS NOT NULL",
+                env_id,
+                name,
+                version,
+            )
+            if row is None:
+                return None
+            krow = await conn.fetchrow(
+                f"{_DATA_KEY_SELECT} WHERE k.id = $1",
+                row["data_key_id"],
+            )
+        sealed = SealedValue(int(row["data_key_id"]), Sealed(row["nonce"], row["ciphertext"]))
+        return sealed, data_key_record(krow)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def create_token(self, record: TokenRecord) -> None:
+        async def unit(tx: _Tx) -> None:
+            await tx.conn.execute(
+                "INSERT INTO tokens (id, kind, digest, scopes, app_id, environments, description,"
+                " created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+                " NULL)",
+                record.id,
+                record.kind,
+                record.digest,
+                encode_scopes(record.scopes),
+                record.app_id,
+                ",".join(record.environments) if record.environments is not None else None,
+                record.description,
+                record.created_at,
+                record.expires_at,
+            )
+
+        await self._write(unit)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        row = await self._fetchrow("SELECT * FROM tokens WHERE id = $1", token_id)
+        return token_record(row) if row else None
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        return [
+            token_record(r) for r in await self._fetch("SELECT * FROM tokens ORDER BY created_at")
+        ]
+
+    async def revoke_token(self, token_id: str, now: datetime) -> bool:
+        async def unit(tx: _Tx) -> bool:
+            status = await tx.conn.execute(
+                "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                now,
+                token_id,
+            )
+            return bool(status != "UPDATE 0")
+
+        return await self._write(unit)
+
+    async def count_tokens(self) -> int:
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM tokens"))
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        batch = list(events)
+        if batch:
+            async with self.pool.acquire() as conn:
+                await _insert_audit(conn, batch)
+
+    async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]:
+        where = ["app_id = $1"]
+        params: list[Any] = [query.app_id]
+        if query.action:
+            params.append(query.action)
+            where.append(f"action = ${len(params)}")
+        if query.name:
+            params.append(f"%,{query.name},%")
+            where.append(f"(',' || names || ',') LIKE ${len(params)}")
+        if query.since:
+            params.append(query.since)
+            where.append(f"at >= ${len(params)}")
+        clause = " AND ".join(where)
+        async with self.pool.acquire() as conn:
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM audit_events WHERE {clause}",  # noqa: S608
+                *params,
+            )
+            n = len(params)
+            rows = await conn.fetch(
+                f"SELECT * FROM audit_events WHERE {clause} ORDER BY id DESC "  # noqa: S608
+                f"LIMIT ${n + 1} OFFSET ${n + 2}",
+                *params,
+                query.limit,
+                query.offset,
+            )
+        return [audit_record(r) for r in rows], int(total)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    async def get_data_key(self, data_key_id: int) -> DataKeyRecord | None:
+        row = await self._fetchrow(f"{_DATA_KEY_SELECT} WHERE k.id = $1", data_key_id)
+        return data_key_record(row) if row else None
+
+    async def list_data_keys(self) -> list[DataKeyRecord]:
+        return [data_key_record(r) for r in await self._fetch(f"{_DATA_KEY_SELECT} ORDER BY k.id")]
+
+    async def rewrap_data_key(
+        self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey
+    ) -> bool:
+        async def unit(tx: _Tx) -> bool:
+            status = await tx.conn.execute(
+                "UPDATE data_keys SET master_key_id = $1, nonce = $2, wrapped = $3 "
+                "WHERE id = $4 AND master_key_id = $5",
+                wrapped.master_key_id,
+                wrapped.nonce,
+                wrapped.ciphertext,
+                data_key_id,
+                expected_master_key_id,
+            )
+            return bool(status != "UPDATE 0")
+
+        return await self._write(unit)
+
+    async def reencrypt_environment(
+        self, env_id: int, new_key: KeyWrapper, reseal: Resealer
+    ) -> int:
+        async def unit(tx: _Tx) -> int:
+            conn = tx.conn
+            env_row = await conn.fetchrow(
+                "SELECT * FROM environments WHERE id = $1 FOR UPDATE", env_id
+            )
+            if env_row is None:
+                return 0
+            new_id = await _new_data_key(tx, int(env_row["app_id"]), env_id, utcnow(), new_key)
+            keys = {
+                int(r["id"]): data_key_record(r)
+                for r in await conn.fetch(f"{_DATA_KEY_SELECT} WHERE k.env_id = $1", env_id)
+            }
+            rows = await conn.fetch(
+                "SELECT v.secret_id, v.version, v.data_key_id, v.nonce, v.ciphertext, s.name "
+                "FROM secret_versions v JOIN secrets s ON s.id = v.secret_id "
+                "WHERE s.env_id = $1 AND v.ciphertext IS NOT NULL",
+                env_id,
+            )
+            for r in rows:
+                sealed = reseal(
+                    keys[int(r["data_key_id"])],
+                    keys[new_id],
+                    r["name"],
+                    int(r["version"]),
+                    Sealed(r["nonce"], r["ciphertext"]),
+                )
+                await conn.execute(
+                    "UPDATE secret_versions SET data_key_id = $1, nonce = $2, ciphertext = $3 "
+                    "WHERE secret_id = $4 AND version = $5",
+                    new_id,
+                    sealed.nonce,
+                    sealed.ciphertext,
+                    r["secret_id"],
+                    r["version"],
+                )
+            await conn.execute(
+                "DELETE FROM data_keys WHERE env_id = $1 AND id != $2", env_id, new_id
+            )
+            return len(rows)
+
+        return await self._write(unit)
+
+
+def _set_event(event: asyncio.Event, *_: object) -> None:
+    event.set()
+
+
+async def _migrate(conn: asyncpg.Connection, *, apply: bool) -> int:
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        current = int(
+            await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        )
+        known = migrations.migrations("postgres")
+        latest = known[-1].version
+        if current > latest:
+            raise ConfigError(
+                f"the database schema is version {current}, newer than this loader knows "
+                f"({latest}); upgrade loader"
+            )
+        pending = [m for m in known if m.version > current]
+        if pending and not apply:
+            raise ConfigError(
+                f"the database schema is version {current}, this loader needs {latest}: "
+                "run `loader store migrate` (or `store serve --migrate`)"
+            )
+        for m in pending:
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    m.version,
+                    m.name,
+                    utcnow(),
+                )
+        return latest
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -1,0 +1,96 @@
+"""Row -> record mappers both repositories share (sqlite3.Row and asyncpg.Record both index by
+column name; SQLite hands timestamps back as ISO text, PostgreSQL as datetimes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from loader.crypto import WrappedKey
+from loader.store.models import (
+    App,
+    AuditEvent,
+    DataKeyRecord,
+    Environment,
+    SecretMeta,
+    TokenRecord,
+    parse_iso,
+)
+from loader.store.rules import decode_scopes
+
+Row = Any
+
+
+def ts(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else parse_iso(value)
+
+
+def opt_ts(value: str | datetime | None) -> datetime | None:
+    return ts(value) if value else None
+
+
+def secret_record(row: Row) -> SecretMeta:
+    return SecretMeta(
+        id=row["id"],
+        env_id=row["env_id"],
+        name=row["name"],
+        description=row["description"],
+        version=row["version"],
+        modified_revision=row["modified_revision"],
+        created_at=ts(row["created_at"]),
+        updated_at=ts(row["updated_at"]),
+    )
+
+
+def env_record(row: Row) -> Environment:
+    return Environment(
+        id=row["id"],
+        app_id=row["app_id"],
+        name=row["name"],
+        revision=row["revision"],
+        created_at=ts(row["created_at"]),
+    )
+
+
+def app_record(row: Row) -> App:
+    return App(id=row["id"], name=row["name"], created_at=ts(row["created_at"]))
+
+
+def data_key_record(row: Row) -> DataKeyRecord:
+    return DataKeyRecord(
+        id=row["id"],
+        app_id=row["app_id"],
+        env_id=row["env_id"],
+        wrapped=WrappedKey(row["master_key_id"], row["nonce"], row["wrapped"]),
+    )
+
+
+def token_record(row: Row) -> TokenRecord:
+    envs = row["environments"]
+    return TokenRecord(
+        id=row["id"],
+        kind=row["kind"],
+        digest=row["digest"],
+        scopes=decode_scopes(row["scopes"]),
+        app_id=row["app_id"],
+        environments=tuple(envs.split(",")) if envs is not None else None,
+        created_at=ts(row["created_at"]),
+        expires_at=opt_ts(row["expires_at"]),
+        revoked_at=opt_ts(row["revoked_at"]),
+        description=row["description"],
+    )
+
+
+def audit_record(row: Row) -> AuditEvent:
+    names = row["names"]
+    return AuditEvent(
+        id=row["id"],
+        at=ts(row["at"]),
+        token_id=row["token_id"],
+        app_id=row["app_id"],
+        environment=row["environment"],
+        names=tuple(names.split(",")) if names else (),
+        action=row["action"],
+        outcome=row["outcome"],
+        client=row["client"],
+    )
