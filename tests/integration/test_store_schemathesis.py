@@ -20,14 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 ST = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
 
 
-def run_schemathesis(url: str, token: str | None, report: Path, *extra: str) -> tuple[int, str]:
+def run_schemathesis(
+    url: str, token: str | None, report: Path, *extra: str, schema: str | None = None
+) -> tuple[int, str]:
     args = [
         ST,
         "--config-file",
         str(ROOT / "schemathesis.toml"),
         "--no-color",
         "run",
-        f"{url}/v1/openapi.json",
+        schema or f"{url}/v1/openapi.json",
         "--checks",
         "all",
         "--report",

@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from loader.errors import (
     LoaderError,
@@ -62,7 +63,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.rel_url.path)
+        log.exception("unhandled error in %s %s", request.method, _route(request))
         return _loader_error(LoaderError("internal error"))
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     limits = request.get(RATELIMIT_KEY)
@@ -144,6 +145,31 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+def _route(request: web.BaseRequest) -> str:
+    """The matched route's template (``/v1/apps/{appId}/...``) -- never the raw path."""
+    try:
+        resource = request.match_info.route.resource  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):  # a request that never reached routing
+        return "-"
+    return str(resource.canonical) if resource is not None else "-"
+
+
+class RouteAccessLogger(AbstractAccessLogger):
+    """Logs the matched route's template, not the request line: a client may have put a value
+    where a name goes (or in the query), and the log must not keep it."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %s %.6fs',
+            request.remote,
+            request.method,
+            _route(request),
+            response.status,
+            response.body_length,
+            time,
+        )
+
+
 @asynccontextmanager
 async def serving(
     app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
@@ -152,7 +178,7 @@ async def serving(
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("loader.access"),
-        access_log_format='%a "%r" %s %b %Tfs',
+        access_log_class=RouteAccessLogger,
         shutdown_timeout=5,
     )
     await runner.setup()
