@@ -99,7 +99,7 @@ def test_canaries_are_only_where_they_belong(tmp_path: Path, shm: Path) -> None:
             "debug",
             env=loader_env(LOADER_STORE_URL=store.url, LOADER_TOKEN=admin, LOADER_APP=str(app)),
         )
-        wait_until(lambda: (shm / "spicepod.yaml").exists())
+        wait_until((shm / "spicepod.yaml").exists)
         child = spawn(
             [
                 *LOADER,
