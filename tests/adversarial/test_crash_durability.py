@@ -37,9 +37,13 @@ def test_acknowledged_writes_survive_sigkill_at_random_moments(tmp_path: Path) -
         stop = threading.Event()
 
         def writer(
-            n: int, round_: int = round_, lock: threading.Lock = lock, stop: threading.Event = stop
+            n: int,
+            round_: int = round_,
+            lock: threading.Lock = lock,
+            stop: threading.Event = stop,
+            url: str = proc.url,
         ) -> None:
-            client = HttpClient(proc.url, token=admin, timeout=5)
+            client = HttpClient(url, token=admin, timeout=5)
             i = 0
             while not stop.is_set():
                 name, value = f"R{round_}_W{n}_{i}", f"value-{round_}-{n}-{i}-" + "x" * (i % 50)

@@ -34,10 +34,10 @@ def _render_or_refusal(fmt: str, values: dict[str, str]) -> str | None:
 
 
 def _file(text: str) -> Path:
-    handle = tempfile.NamedTemporaryFile("w", suffix=".env", delete=False, encoding="utf-8")
-    with handle:
+    fd, name = tempfile.mkstemp(suffix=".env")
+    with open(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
-    return Path(handle.name)
+    return Path(name)
 
 
 @settings(max_examples=400, deadline=None)
