@@ -47,12 +47,13 @@ def _full(args: list[str]) -> int:
     parser.add_argument("--version", action="version", version=f"loader {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from loader.commands import agent, dev, manage, store
+    from loader.commands import agent, dev, manage, store, webhook
 
     dev.register(sub)
     store.register(sub)
     manage.register(sub)
     agent.register(sub)
+    webhook.register(sub)
 
     if not args:
         parser.print_help(sys.stderr)

@@ -1,0 +1,488 @@
+"""What the webhook adds to a pod, as a JSONPatch (RFC 6902). Pure: dicts in, dicts out.
+
+A pod annotated ``loader.dev/inject: "true"`` (and not yet ``loader.dev/injected``) gets:
+
+- ``loader-secrets``: an ``emptyDir`` with ``medium: Memory`` (the agent writes only to tmpfs),
+  mounted read-only at ``/secrets`` in every app container;
+- ``loader-render``: an init container, ``loader render --once``, so the files exist before the
+  app starts (it is appended: the pod's own init containers run before it);
+- ``loader-agent``: the sidecar, ``loader agent``, which keeps them fresh and serves
+  ``/healthz`` and ``/readyz`` on ``127.0.0.1:8701`` (probed with an exec, since kubelet's
+  ``httpGet`` goes to the pod IP and the agent listens on loopback only);
+- the token Secret (and, if asked, the template ConfigMap and the store's CA) as volumes;
+- the annotation ``loader.dev/injected: "true"`` (so a re-invocation changes nothing) and the
+  client label the store's NetworkPolicy admits.
+
+What the pod asks for comes from its annotations (see :data:`ANNOTATIONS`); where the store is,
+which image and which token Secret come from the webhook's settings.
+
+The agent writes its files with mode 0600, so the app must run as the same uid to read them
+(or as root): the injected containers take the app containers' ``runAsUser`` when they all
+agree on one non-root uid, else the configured one (65532, the image's user).
+
+Failure policy, decided here once: a pod annotated for injection whose annotations are wrong
+(a bad app id, environment, format, template name) is **denied** with a message naming the
+annotation, because running it without its secrets would fail later and less clearly. Anything
+else that goes wrong (a malformed object, a bug in this module) **admits the pod unchanged**
+with a warning: refusing pods because of the webhook's own fault would be worse, and it is what
+``failurePolicy: Ignore`` does when the webhook is down anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from loader.errors import InvalidRequestError
+from loader.names import APP_ID_PATTERN, ENV_NAME_MAX, ENV_NAME_PATTERN, MAX_ID
+from loader.webhook.settings import WebhookSettings, is_k8s_name
+
+log = logging.getLogger("loader.webhook")
+
+ADMISSION_VERSION = "admission.k8s.io/v1"
+
+INJECT = "loader.dev/inject"
+INJECTED = "loader.dev/injected"
+APP = "loader.dev/app"
+ENVIRONMENT = "loader.dev/environment"
+FORMAT = "loader.dev/format"
+TEMPLATE = "loader.dev/template"
+TEMPLATE_KEY = "loader.dev/template-key"
+TOKEN_SECRET = "loader.dev/token-secret"
+ANNOTATIONS = {
+    INJECT: '"true" to inject the agent',
+    APP: "the app id (a positive integer); required",
+    ENVIRONMENT: "the environment (default: default)",
+    FORMAT: "env file format: dotenv (default), shell, docker or json",
+    TEMPLATE: "a ConfigMap holding a template (a spicepod) with ${secrets:NAME} references",
+    TEMPLATE_KEY: "the template's key in that ConfigMap (default: spicepod.yaml)",
+    TOKEN_SECRET: "the Secret holding this app's agent token (default: the webhook's setting)",
+}
+
+SECRETS_VOLUME = "loader-secrets"
+TOKEN_VOLUME = "loader-token"
+TEMPLATE_VOLUME = "loader-template"
+CA_VOLUME = "loader-ca"
+INIT_CONTAINER = "loader-render"
+SIDECAR = "loader-agent"
+TOKEN_DIR = "/var/run/secrets/loader"
+TEMPLATE_DIR = "/etc/loader/template"
+CA_DIR = "/etc/loader/ca"
+FORMATS = ("dotenv", "shell", "docker", "json")
+DEFAULT_TEMPLATE_KEY = "spicepod.yaml"
+SECRETS_SIZE_LIMIT = "16Mi"
+# The token file is readable by every uid: only loader's own containers mount the volume, and a
+# pod without fsGroup would leave a 0400/0440 root-owned file unreadable to the non-root agent.
+TOKEN_MODE = 0o444
+_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
+_APP_ID = re.compile(APP_ID_PATTERN)
+
+
+class AnnotationError(InvalidRequestError):
+    """A pod asked for injection with annotations that cannot work: the pod is denied."""
+
+
+class MalformedReviewError(InvalidRequestError):
+    """Not an AdmissionReview we can answer (no request uid): HTTP 400, the API server's
+    failure policy decides."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wish:
+    """What an annotated pod asks for."""
+
+    app: int
+    environment: str
+    format: str
+    template: str | None
+    template_key: str
+    token_secret: str
+
+
+# -- reading the pod --------------------------------------------------------------------------
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 64 else value[:61] + "...")
+
+
+def wants_injection(pod: dict[str, Any]) -> bool:
+    annotations = _mapping(pod.get("metadata"), "annotations")
+    return (
+        str(annotations.get(INJECT, "")).lower() == "true"
+        and str(annotations.get(INJECTED, "")).lower() != "true"
+    )
+
+
+def read_wish(annotations: dict[str, Any], settings: WebhookSettings) -> Wish:
+    """The annotations, checked; :class:`AnnotationError` names the first bad one."""
+    raw_app = annotations.get(APP)
+    if raw_app is None:
+        raise AnnotationError(f"{INJECT} is set but {APP} is missing: set it to the app id")
+    app_text = str(raw_app).strip()
+    if not _APP_ID.fullmatch(app_text) or len(app_text) > 19 or int(app_text) > MAX_ID:
+        raise AnnotationError(f"{APP} must be a positive integer app id, got {_shown(app_text)}")
+    environment = str(annotations.get(ENVIRONMENT, "default")).strip()
+    if len(environment) > ENV_NAME_MAX or not _ENV_NAME.fullmatch(environment):
+        raise AnnotationError(
+            f"{ENVIRONMENT} must match {ENV_NAME_PATTERN} (at most {ENV_NAME_MAX} characters), "
+            f"got {_shown(environment)}"
+        )
+    fmt = str(annotations.get(FORMAT, "dotenv")).strip()
+    if fmt not in FORMATS:
+        raise AnnotationError(f"{FORMAT} must be one of {', '.join(FORMATS)}, got {_shown(fmt)}")
+    template = annotations.get(TEMPLATE)
+    template_name = str(template).strip() if template is not None else None
+    if template_name is not None and not is_k8s_name(template_name):
+        raise AnnotationError(
+            f"{TEMPLATE} must name a ConfigMap (a DNS-1123 name), got {_shown(template_name)}"
+        )
+    key = str(annotations.get(TEMPLATE_KEY, DEFAULT_TEMPLATE_KEY)).strip()
+    if not _CONFIGMAP_KEY.fullmatch(key) or key in (".", ".."):
+        raise AnnotationError(f"{TEMPLATE_KEY} must be a ConfigMap key, got {_shown(key)}")
+    if template_name is not None and key == output_name(fmt):
+        raise AnnotationError(f"{TEMPLATE_KEY} {key!r} collides with the env file's name")
+    token_secret = str(annotations.get(TOKEN_SECRET, settings.token_secret)).strip()
+    if not is_k8s_name(token_secret):
+        raise AnnotationError(
+            f"{TOKEN_SECRET} must name a Secret (a DNS-1123 name), got {_shown(token_secret)}"
+        )
+    return Wish(
+        app=int(app_text),
+        environment=environment,
+        format=fmt,
+        template=template_name,
+        template_key=key,
+        token_secret=token_secret,
+    )
+
+
+def output_name(fmt: str) -> str:
+    return "app.json" if fmt == "json" else "app.env"
+
+
+def _mapping(obj: Any, key: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return {}
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _list(obj: dict[str, Any], key: str) -> list[Any] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is not a list")
+    return value
+
+
+def _identity(spec: dict[str, Any], containers: list[Any]) -> tuple[int, int | None] | None:
+    """The app's uid (and gid) when its containers agree on one non-root uid, so the injected
+    containers can run as it and the app can read the agent's 0600 files; else ``None``."""
+    pod_ctx = _mapping(spec, "securityContext")
+
+    def effective(field: str) -> set[Any]:
+        return {
+            _mapping(c, "securityContext").get(field, pod_ctx.get(field))
+            for c in containers
+            if isinstance(c, dict)
+        }
+
+    uids, gids = effective("runAsUser"), effective("runAsGroup")
+    if len(uids) != 1:
+        return None
+    (uid,) = uids
+    if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
+        return None
+    gid = next(iter(gids)) if len(gids) == 1 else None
+    return uid, gid if isinstance(gid, int) and not isinstance(gid, bool) else None
+
+
+# -- what is added ----------------------------------------------------------------------------
+
+
+def _escape(key: str) -> str:
+    """A JSON pointer token (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _probe(port: int, path: str, period: int) -> dict[str, Any]:
+    code = f"import urllib.request as u; u.urlopen('http://127.0.0.1:{port}{path}', timeout=3)"
+    return {
+        "exec": {"command": ["python", "-c", code]},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
+
+
+def _security_context(uid: int, gid: int | None) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid if gid is not None else uid,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def agent_env(wish: Wish, settings: WebhookSettings) -> list[dict[str, str]]:
+    mount = settings.mount_path
+    env = [
+        {"name": "LOADER_STORE_URL", "value": settings.store_url},
+        {"name": "LOADER_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
+        {"name": "LOADER_APP", "value": str(wish.app)},
+        {"name": "LOADER_ENVIRONMENT", "value": wish.environment},
+        {"name": "LOADER_OUTPUT", "value": f"{mount}/{output_name(wish.format)}"},
+        {"name": "LOADER_FORMAT", "value": wish.format},
+    ]
+    if wish.template is not None:
+        env += [
+            {"name": "LOADER_TEMPLATE", "value": f"{TEMPLATE_DIR}/{wish.template_key}"},
+            {"name": "LOADER_TEMPLATE_OUTPUT", "value": f"{mount}/{wish.template_key}"},
+        ]
+    if settings.ca_configmap is not None:
+        env.append({"name": "LOADER_CA_FILE", "value": f"{CA_DIR}/ca.crt"})
+    return env
+
+
+def _agent_mounts(wish: Wish, settings: WebhookSettings) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": SECRETS_VOLUME, "mountPath": settings.mount_path},
+        {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+    ]
+    if wish.template is not None:
+        mounts.append({"name": TEMPLATE_VOLUME, "mountPath": TEMPLATE_DIR, "readOnly": True})
+    if settings.ca_configmap is not None:
+        mounts.append({"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True})
+    return mounts
+
+
+def _resources(settings: WebhookSettings) -> dict[str, Any]:
+    return {
+        "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
+        "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
+    }
+
+
+def init_container(
+    wish: Wish, settings: WebhookSettings, uid: int, gid: int | None
+) -> dict[str, Any]:
+    return {
+        "name": INIT_CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "loader"],
+        "args": ["render", "--once"],
+        "env": [
+            *agent_env(wish, settings),
+            {"name": "LOADER_TIMEOUT", "value": settings.render_timeout},
+        ],
+        "volumeMounts": _agent_mounts(wish, settings),
+        "resources": _resources(settings),
+        "securityContext": _security_context(uid, gid),
+    }
+
+
+def sidecar(wish: Wish, settings: WebhookSettings, uid: int, gid: int | None) -> dict[str, Any]:
+    port = settings.agent_port
+    return {
+        "name": SIDECAR,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "loader"],
+        "args": ["agent"],
+        "env": [
+            *agent_env(wish, settings),
+            {"name": "LOADER_LISTEN", "value": f"127.0.0.1:{port}"},
+        ],
+        "volumeMounts": _agent_mounts(wish, settings),
+        "resources": _resources(settings),
+        "securityContext": _security_context(uid, gid),
+        "livenessProbe": _probe(port, "/healthz", 20),
+        "readinessProbe": _probe(port, "/readyz", 10),
+    }
+
+
+def volumes(wish: Wish, settings: WebhookSettings) -> list[dict[str, Any]]:
+    added: list[dict[str, Any]] = [
+        {"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SECRETS_SIZE_LIMIT}},
+        {
+            "name": TOKEN_VOLUME,
+            "secret": {
+                "secretName": wish.token_secret,
+                "defaultMode": TOKEN_MODE,
+                "items": [{"key": settings.token_secret_key, "path": "token"}],
+            },
+        },
+    ]
+    if wish.template is not None:
+        added.append(
+            {
+                "name": TEMPLATE_VOLUME,
+                "configMap": {
+                    "name": wish.template,
+                    "items": [{"key": wish.template_key, "path": wish.template_key}],
+                },
+            }
+        )
+    if settings.ca_configmap is not None:
+        added.append(
+            {
+                "name": CA_VOLUME,
+                "configMap": {
+                    "name": settings.ca_configmap,
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                },
+            }
+        )
+    return added
+
+
+def _append(
+    ops: list[dict[str, Any]], path: str, existing: list[Any] | None, items: list[Any]
+) -> None:
+    """``add`` the whole array when there is none yet, else append each item with ``/-``."""
+    if existing is None:
+        ops.append({"op": "add", "path": path, "value": items})
+    else:
+        ops.extend({"op": "add", "path": f"{path}/-", "value": item} for item in items)
+
+
+def _names(items: list[Any] | None) -> set[str]:
+    return {str(i.get("name")) for i in items or () if isinstance(i, dict)}
+
+
+def plan(pod: dict[str, Any], settings: WebhookSettings) -> list[dict[str, Any]]:
+    """The JSONPatch for ``pod``: empty when it is not to be touched. Raises
+    :class:`AnnotationError` for a pod that asked for injection and cannot have it."""
+    if not wants_injection(pod):
+        return []
+    metadata = pod["metadata"]
+    annotations = metadata["annotations"]
+    wish = read_wish(annotations, settings)
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        raise TypeError("the pod has no spec")
+    containers = _list(spec, "containers")
+    if not containers:
+        raise TypeError("the pod has no containers")
+    init_containers = _list(spec, "initContainers")
+    pod_volumes = _list(spec, "volumes")
+    if spec.get("hostNetwork") is True:
+        raise AnnotationError(
+            f"{INJECT}: pods with hostNetwork are not supported (the agent's loopback endpoint "
+            "would be the node's)"
+        )
+    taken = _names(containers) | _names(init_containers)
+    for name in (INIT_CONTAINER, SIDECAR):
+        if name in taken:
+            raise AnnotationError(
+                f"{INJECT}: the pod already has a container named {name}; remove it or the "
+                "annotation"
+            )
+    added_volumes = volumes(wish, settings)
+    for volume in added_volumes:
+        if volume["name"] in _names(pod_volumes):
+            raise AnnotationError(
+                f"{INJECT}: the pod already has a volume named {volume['name']}; remove it or "
+                "the annotation"
+            )
+
+    uid, gid = _identity(spec, containers) or (settings.run_as_user, None)
+    mount = {"name": SECRETS_VOLUME, "mountPath": settings.mount_path, "readOnly": True}
+
+    ops: list[dict[str, Any]] = []
+    _append(ops, "/spec/volumes", pod_volumes, added_volumes)
+    _append(
+        ops, "/spec/initContainers", init_containers, [init_container(wish, settings, uid, gid)]
+    )
+    for index, container in enumerate(containers):
+        if not isinstance(container, dict):
+            raise TypeError("a container is not an object")
+        mounts = _list(container, "volumeMounts")
+        if any(
+            isinstance(m, dict) and m.get("mountPath") == mount["mountPath"] for m in mounts or ()
+        ):
+            raise AnnotationError(
+                f"{INJECT}: container {container.get('name')} already mounts something at "
+                f"{settings.mount_path}"
+            )
+        _append(ops, f"/spec/containers/{index}/volumeMounts", mounts, [mount])
+    ops.append(
+        {"op": "add", "path": "/spec/containers/-", "value": sidecar(wish, settings, uid, gid)}
+    )
+    ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(INJECTED)}", "value": "true"})
+    if settings.label is not None:
+        key, value = settings.label
+        labels = metadata.get("labels")
+        if isinstance(labels, dict):
+            ops.append({"op": "add", "path": f"/metadata/labels/{_escape(key)}", "value": value})
+        else:
+            ops.append({"op": "add", "path": "/metadata/labels", "value": {key: value}})
+    return ops
+
+
+# -- the AdmissionReview ----------------------------------------------------------------------
+
+
+def _pod_name(request: dict[str, Any], pod: dict[str, Any]) -> str:
+    metadata = _mapping(pod, "metadata")
+    name = metadata.get("name") or request.get("name") or f"{metadata.get('generateName', '')}*"
+    return f"{request.get('namespace') or metadata.get('namespace') or '?'}/{name}"
+
+
+def review(body: Any, settings: WebhookSettings) -> dict[str, Any]:
+    """Answer one AdmissionReview. Raises :class:`MalformedReviewError` only when there is no
+    request uid to answer to; every other outcome is a response (see the module docstring)."""
+    if not isinstance(body, dict) or body.get("kind") != "AdmissionReview":
+        raise MalformedReviewError("expected an AdmissionReview object")
+    if body.get("apiVersion") != ADMISSION_VERSION:
+        raise MalformedReviewError(f"only {ADMISSION_VERSION} AdmissionReviews are supported")
+    request = body.get("request")
+    uid = request.get("uid") if isinstance(request, dict) else None
+    if not isinstance(request, dict) or not isinstance(uid, str) or not uid:
+        raise MalformedReviewError("the AdmissionReview has no request.uid")
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    kind = request.get("kind")
+    pod = request.get("object")
+    is_pod_create = (
+        isinstance(kind, dict)
+        and kind.get("kind") == "Pod"
+        and kind.get("group", "") == ""
+        and request.get("operation", "CREATE") == "CREATE"
+    )
+    if not is_pod_create or not isinstance(pod, dict):
+        return _answer(response)
+    where = _pod_name(request, pod)
+    try:
+        ops = plan(pod, settings)
+    except AnnotationError as exc:
+        log.info("denied pod %s: %s", where, exc.message)
+        response["allowed"] = False
+        response["status"] = {"code": 400, "reason": "BadRequest", "message": exc.message}
+        return _answer(response)
+    except Exception as exc:  # our fault or a malformed object: admit unchanged, say so
+        log.error("pod %s admitted without the agent: %s in the webhook", where, type(exc).__name__)
+        response["warnings"] = [
+            "loader: the agent was not injected (the webhook could not read this pod; see its log)"
+        ]
+        return _answer(response)
+    if ops:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+        log.info("injected the agent into pod %s", where)
+    return _answer(response)
+
+
+def _answer(response: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": ADMISSION_VERSION, "kind": "AdmissionReview", "response": response}

@@ -1,0 +1,170 @@
+"""The webhook's settings: ``LOADER_WEBHOOK_*`` variables and flags (flags win)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loader.errors import ConfigError
+from loader.settings import Listen, parse_listen
+
+# Kubernetes names: a DNS-1123 subdomain (Secrets, ConfigMaps) and a label value.
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS_SUBDOMAIN_MAX = 253
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def is_k8s_name(name: str) -> bool:
+    return len(name) <= DNS_SUBDOMAIN_MAX and DNS_SUBDOMAIN.fullmatch(name) is not None
+
+
+class WebhookSettings(BaseSettings):
+    """What the webhook listens on and what it injects. Field names avoid ``port`` and
+    ``service_*``: Kubernetes service links export ``LOADER_WEBHOOK_PORT`` and friends for a
+    Service named ``loader-webhook``."""
+
+    model_config = SettingsConfigDict(env_prefix="LOADER_WEBHOOK_", extra="ignore", frozen=True)
+
+    listen: str = Field("0.0.0.0:8443", description="HOST:PORT (port 0 picks a free one)")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain (reloaded on change)")
+    tls_key: Path | None = Field(None, description="PEM private key for --tls-cert")
+    tls_reload_interval: float = Field(
+        10, gt=0, description="Seconds between looks at the certificate files for a renewal"
+    )
+    insecure: bool = Field(False, description="Serve plain HTTP (tests only)")
+    image: str = Field(min_length=1, description="The loader image to inject")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent")
+    store_url: str = Field(description="The store as pods reach it, e.g. http://loader-store:8700")
+    token_secret: str = Field(
+        "loader-agent-token", description="Secret (in the pod's namespace) holding the agent token"
+    )
+    token_secret_key: str = Field("token", description="Key of the token in that Secret")
+    ca_configmap: str | None = Field(
+        None, description="ConfigMap with ca.crt to verify an https store (pod's namespace)"
+    )
+    mount_path: str = Field("/secrets", description="Where app containers see the secrets volume")
+    agent_port: int = Field(8701, ge=1, le=65535, description="The agent's loopback port")
+    run_as_user: int = Field(65532, ge=1, description="uid of the injected containers by default")
+    render_timeout: str = Field("60s", description="render --once gives up after this long")
+    client_label: str = Field(
+        "loader.dev/client=true",
+        description="KEY=VALUE label added to injected pods (the store's NetworkPolicy admits "
+        "it); empty for none",
+    )
+    cpu_request: str = Field("10m", description="CPU request of each injected container")
+    cpu_limit: str = Field("200m", description="CPU limit of each injected container")
+    memory_request: str = Field("64Mi", description="Memory request of each injected container")
+    memory_limit: str = Field("256Mi", description="Memory limit of each injected container")
+    log_level: Literal["debug", "info", "warning", "error"] | None = Field(
+        None, description="debug|info|warning|error (else LOADER_LOG_LEVEL, else info)"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value, allow_unix=False)
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("store url must be http(s)://host[:port]")
+        return value.rstrip("/")
+
+    @field_validator("token_secret", "ca_configmap")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not is_k8s_name(value):
+            raise ValueError(f"{value!r} is not a Kubernetes object name")
+        return value
+
+    @field_validator("token_secret_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not re.fullmatch(r"[-._a-zA-Z0-9]+", value):
+            raise ValueError("a Secret key is made of letters, digits, '-', '_' and '.'")
+        return value
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") == "" or ":" in value:
+            raise ValueError("the mount path must be an absolute path other than /")
+        return value.rstrip("/")
+
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not QUANTITY.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 100m, 64Mi)")
+        return value
+
+    @field_validator("render_timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        from loader.units import parse_duration
+
+        parse_duration(value)
+        return value
+
+    @field_validator("client_label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if value:
+            key, sep, val = value.partition("=")
+            if not sep or not LABEL_KEY.fullmatch(key) or not LABEL_VALUE.fullmatch(val):
+                raise ValueError("the client label must be KEY=VALUE (a valid label)")
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> WebhookSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if self.tls_cert is None and not self.insecure:
+            raise ValueError(
+                "the API server only calls webhooks over HTTPS: pass --tls-cert and --tls-key "
+                "(or --insecure, for tests)"
+            )
+        return self
+
+    @property
+    def listen_address(self) -> Listen:
+        return parse_listen(self.listen, allow_unix=False)
+
+    @property
+    def label(self) -> tuple[str, str] | None:
+        if not self.client_label:
+            return None
+        key, _, value = self.client_label.partition("=")
+        return key, value
+
+
+def load_settings(**flags: Any) -> WebhookSettings:
+    """Settings from ``LOADER_WEBHOOK_*`` plus the flags given (``None`` flags are absent)."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return WebhookSettings(**given)
+    except ValidationError as exc:
+        err = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            message = "required"
+        setting = f"LOADER_WEBHOOK_{where.upper()} / --{where.replace('_', '-')}: " if where else ""
+        raise ConfigError(f"bad setting: {setting}{message}") from None
