@@ -50,8 +50,15 @@ def shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+# Names the shell itself owns: `_` is reset after every command, the others are read-only in
+# bash (assigning them fails), so `. file` cannot hand them to the program.
+SHELL_RESERVED = frozenset({"_", "BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID"})
+
+
 def shell_line(name: str, value: str) -> str:
     _no_nul("shell", name, value)
+    if name in SHELL_RESERVED:
+        raise _refuse("shell", name, "the shell owns that variable name")
     return f"export {name}={shell_quote(value)}\n"
 
 

@@ -102,6 +102,16 @@ def test_dotenv_rust_reader_is_installed() -> None:
     assert readers.dotenv_rust_available()
 
 
+@pytest.mark.parametrize("name", sorted(formats.SHELL_RESERVED))
+def test_shell_refuses_names_the_shell_owns(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UnrenderableError, match=name):
+        formats.render("shell", {name: "x"})
+    # ... and they really cannot be set that way:
+    path = tmp_path / "env.sh"
+    path.write_text(f"export {name}='x'\n")
+    assert readers.read_bash(path).get(name) != "x"
+
+
 def test_shell_quote_matches_posix_rule() -> None:
     assert formats.shell_quote("it's") == "'it'\\''s'"
 

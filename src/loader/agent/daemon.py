@@ -260,7 +260,7 @@ async def _start_site(runner: web.AppRunner, listen: Listen) -> str:
             os.umask(old)
         os.chmod(listen.path, 0o600)
         return f"unix:{listen.path}"
-    site = web.TCPSite(runner, listen.host, listen.port)
+    site = web.TCPSite(runner, listen.host, listen.port, backlog=1024)
     await site.start()
     port = listen.port
     for sock in getattr(site._server, "sockets", None) or ():

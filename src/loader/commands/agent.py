@@ -134,7 +134,9 @@ def agent(ns: Any) -> int:
         stop = asyncio.ensure_future(until_signalled())
         await daemon.run(stop)
 
-    asyncio.run(main())
+    from loader.console import run_async
+
+    run_async(main())
     return 0
 
 
@@ -146,7 +148,9 @@ def render_once(ns: Any) -> int:
     from loader.agent.daemon import Agent
 
     daemon = Agent(settings)
-    result = asyncio.run(daemon.render_once(settings.timeout))
+    from loader.console import run_async
+
+    result = run_async(daemon.render_once(settings.timeout))
     written = ", ".join(str(p) for p in result.written) or "unchanged"
     print(
         f"rendered {len(daemon.latest.values) if daemon.latest else 0} secret(s): {written}",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loader.commands.common import add_log_level, duration, setup_logging
-from loader.console import print_json, say, until_signalled
+from loader.console import print_json, run_async, say, until_signalled
 from loader.errors import ConfigError, NotFoundError
 from loader.settings import StoreSettings, load
 from loader.store.auth import issue_token, parse_scopes
@@ -218,7 +218,7 @@ def serve(ns: Any) -> int:
         log_level=ns.log_level,
     )
     setup_logging(settings.log_level)
-    asyncio.run(run_store(settings))
+    run_async(run_store(settings))
     return 0
 
 

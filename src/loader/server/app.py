@@ -182,7 +182,9 @@ async def serving(
         shutdown_timeout=5,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+    site = web.TCPSite(
+        runner, host, port, ssl_context=ssl_context, reuse_address=True, backlog=1024
+    )
     try:
         await site.start()
         bound = port

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import zlib
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -407,34 +409,45 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     if inm is not None and current in parse_etags(inm):
         if wait <= 0 or not await service.notifier.wait(env.id, env.revision, wait):
             return web.Response(status=304, headers={**NO_STORE, "ETag": current})
-        env = await service.environment(call.app_id, call.env_name)
+        # Woken by a change: the notifier knows the revision, so thousands of woken watchers
+        # need no database read each (a vanished environment still 404s from the reveal).
+        env = replace(env, revision=max(env.revision, service.notifier.latest(env.id) or 0))
 
     if mode == "full":
         revealed = await service.reveal(env, names)
-        values = revealed.values
-        unset = revealed.unset
+        call.state.audit.record(call.event("reveal", names=revealed.names))
         revision = revealed.revision
-        call.state.audit.record(call.event("reveal", names=tuple(sorted(values))))
+        body = revealed.encoded.get(fmt)
+        if body is None:
+            body = revealed.encoded[fmt] = _encode(
+                fmt, env.name, revision, revealed.values, revealed.unset
+            )
     else:
         snapshot = await service.repo.read_values(env, names)
-        values = {v.name: MASK for v in snapshot.values}
-        unset = snapshot.unset
         revision = snapshot.env.revision
+        masked = {v.name: MASK for v in snapshot.values}
+        body = _encode(fmt, env.name, revision, masked, snapshot.unset)
     headers = {
         **NO_STORE,
         "ETag": rendered_etag(env.id, revision, variant),
         "X-Loader-Revision": str(revision),
+        "Content-Type": "application/json" if fmt == "json" else formats.CONTENT_TYPES[fmt],
     }
+    return web.Response(body=body, headers=headers)
+
+
+def _encode(
+    fmt: str, environment: str, revision: int, values: dict[str, str], unset: tuple[str, ...]
+) -> bytes:
     if fmt == "json":
         body = {
-            "environment": env.name,
+            "environment": environment,
             "revision": revision,
             "secrets": values,
             "unset": list(unset),
         }
-        return json_response(body, headers=headers)
-    text = formats.render(fmt, values)
-    return web.Response(text=text, headers={**headers, "Content-Type": formats.CONTENT_TYPES[fmt]})
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return formats.render(fmt, values).encode()
 
 
 # -- audit ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from loader import crypto
@@ -42,15 +42,24 @@ class KeyringSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Revealed:
-    """Plaintext values of one environment at one revision (held in memory only)."""
+    """Plaintext values of one environment at one revision (held in memory only).
+
+    Shared by every request at that revision (thousands of woken watchers): what they all
+    derive from it -- the sorted names, an encoded body per format -- is kept here once.
+    """
 
     env: Environment
     values: dict[str, str]
     unset: tuple[str, ...]
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def revision(self) -> int:
         return self.env.revision
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.values))
 
 
 class StoreService:
