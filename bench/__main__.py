@@ -9,7 +9,7 @@ import time
 
 from bench.common import OUT, ROOT, Section, machine_line
 
-BENCHMARKS = ["startup"]
+BENCHMARKS = ["propagation", "fanout", "endpoint", "startup", "throughput", "memory"]
 
 
 def table(section: Section) -> str:
@@ -38,6 +38,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     chosen = args.names or BENCHMARKS
     started = time.time()
     sections = []

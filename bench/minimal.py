@@ -1,0 +1,93 @@
+"""Minimal aiohttp servers: the baselines the loader servers are measured against.
+
+python -m bench.minimal longpoll PORT     GET /watch holds until POST /change (fan-out)
+python -m bench.minimal static PORT FILE  GET / answers FILE's bytes (local endpoint)
+python -m bench.minimal unix PATH FILE    the same on a unix socket
+python -m bench.minimal accept PORT       POST / reads the body and answers 200 (writes)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+
+def longpoll() -> web.Application:
+    app = web.Application()
+    state = {"event": asyncio.Event()}
+
+    async def watch(request: web.Request) -> web.Response:
+        await state["event"].wait()
+        return web.json_response({"changed": True})
+
+    async def change(request: web.Request) -> web.Response:
+        event, state["event"] = state["event"], asyncio.Event()
+        event.set()
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/watch", watch)
+    app.router.add_post("/change", change)
+    return app
+
+
+def static(body: bytes) -> web.Application:
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app.router.add_get("/", handler)
+    app.router.add_get("/v1/secrets", handler)
+    return app
+
+
+def accept() -> web.Application:
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"ok": True})
+
+    app.router.add_post("/", handler)
+    return app
+
+
+async def serve(app: web.Application, port: int | None = None, path: str | None = None) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    if path is not None:
+        site: web.BaseSite = web.UnixSite(runner, path)
+    else:
+        site = web.TCPSite(runner, "127.0.0.1", port or 0, backlog=1024)
+    await site.start()
+    where = f"unix:{path}"
+    if path is None:
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        where = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    print("listening on", where, flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    kind = sys.argv[1]
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if kind == "longpoll":
+        asyncio.run(serve(longpoll(), int(sys.argv[2])))
+    elif kind == "static":
+        asyncio.run(serve(static(Path(sys.argv[3]).read_bytes()), int(sys.argv[2])))
+    elif kind == "unix":
+        asyncio.run(serve(static(Path(sys.argv[3]).read_bytes()), path=sys.argv[2]))
+    elif kind == "accept":
+        asyncio.run(serve(accept(), int(sys.argv[2])))
+
+
+if __name__ == "__main__":
+    main()
