@@ -64,8 +64,12 @@ async def main() -> None:
         )
         watch_path = rendered + "&wait=60"
         watch_headers = {**auth, "If-None-Match": etag}
-    else:
-        watch_path, watch_headers = "/watch", {}
+    else:  # the very same request, which the minimal server ignores
+        watch_path = "/v1/apps/1/environments/default/rendered?mode=full&wait=60"
+        watch_headers = {
+            "Authorization": "Bearer lt_0123456789ab_" + "x" * 43,
+            "If-None-Match": '"r1.1.0a1b2c3d"',
+        }
 
     gate = asyncio.Semaphore(256)
     connections = []

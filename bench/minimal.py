@@ -1,6 +1,6 @@
 """Minimal aiohttp servers: the baselines the loader servers are measured against.
 
-python -m bench.minimal longpoll PORT     GET /watch holds until POST /change (fan-out)
+python -m bench.minimal longpoll PORT [FILE]  any GET is held until POST /change (fan-out)
 python -m bench.minimal static PORT FILE  GET / answers FILE's bytes (local endpoint)
 python -m bench.minimal unix PATH FILE    the same on a unix socket
 python -m bench.minimal accept PORT       POST / reads the body and answers 200 (writes)
@@ -15,20 +15,29 @@ from pathlib import Path
 from aiohttp import web
 
 
-def longpoll() -> web.Application:
+def longpoll(body: bytes = b'{"changed":true}') -> web.Application:
+    """Holds every GET until POST /change; then answers each with ``body`` and the same
+    headers the store sends (so both servers write the same bytes)."""
     app = web.Application()
     state = {"event": asyncio.Event()}
+    headers = {
+        "Cache-Control": "no-store",
+        "ETag": '"r1.2.0a1b2c3d"',
+        "X-Loader-Revision": "2",
+        "Content-Type": "application/json",
+        "X-Content-Type-Options": "nosniff",
+    }
 
     async def watch(request: web.Request) -> web.Response:
         await state["event"].wait()
-        return web.json_response({"changed": True})
+        return web.Response(body=body, headers=headers)
 
     async def change(request: web.Request) -> web.Response:
         event, state["event"] = state["event"], asyncio.Event()
         event.set()
         return web.json_response({"ok": True})
 
-    app.router.add_get("/watch", watch)
+    app.router.add_get("/{path:.*}", watch)
     app.router.add_post("/change", change)
     return app
 
@@ -80,7 +89,8 @@ def main() -> None:
     except ImportError:
         pass
     if kind == "longpoll":
-        asyncio.run(serve(longpoll(), int(sys.argv[2])))
+        body = Path(sys.argv[3]).read_bytes() if len(sys.argv) > 3 else b'{"changed":true}'
+        asyncio.run(serve(longpoll(body), int(sys.argv[2])))
     elif kind == "static":
         asyncio.run(serve(static(Path(sys.argv[3]).read_bytes()), int(sys.argv[2])))
     elif kind == "unix":

@@ -129,8 +129,9 @@ def agent(ns: Any) -> int:
     daemon = Agent(settings)  # every local check happens here, before any network call
 
     async def main() -> None:
-        from loader.console import until_signalled
+        from loader.console import tune_gc, until_signalled
 
+        tune_gc()
         stop = asyncio.ensure_future(until_signalled())
         await daemon.run(stop)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loader.commands.common import add_log_level, duration, setup_logging
-from loader.console import print_json, run_async, say, until_signalled
+from loader.console import print_json, run_async, say, tune_gc, until_signalled
 from loader.errors import ConfigError, NotFoundError
 from loader.settings import StoreSettings, load
 from loader.store.auth import issue_token, parse_scopes
@@ -232,6 +232,7 @@ async def run_store(settings: StoreSettings) -> None:
         else None
     )
     async with store_state(settings, limiter=limiter_for(settings)) as state:
+        tune_gc()
         address = settings.listen_address
         async with serving(create_app(state), address.host, address.port, ctx) as (_, port):
             scheme = "https" if ctx else "http"

@@ -407,7 +407,7 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     inm = call.request.headers.get("If-None-Match")
     current = rendered_etag(env.id, env.revision, variant)
     if inm is not None and current in parse_etags(inm):
-        if wait <= 0 or not await service.notifier.wait(env.id, env.revision, wait):
+        if wait <= 0 or not await service.notifier.wait(env.id, env.revision, wait, env):
             return web.Response(status=304, headers={**NO_STORE, "ETag": current})
         # Woken by a change: the notifier knows the revision, so thousands of woken watchers
         # need no database read each (a vanished environment still 404s from the reveal).
@@ -416,24 +416,30 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     if mode == "full":
         revealed = await service.reveal(env, names)
         call.state.audit.record(call.event("reveal", names=revealed.names))
-        revision = revealed.revision
-        body = revealed.encoded.get(fmt)
-        if body is None:
-            body = revealed.encoded[fmt] = _encode(
-                fmt, env.name, revision, revealed.values, revealed.unset
+        # Every watcher woken by one change gets the same bytes and headers: built once.
+        cached = revealed.encoded.get(variant)
+        if cached is None:
+            body = _encode(fmt, env.name, revealed.revision, revealed.values, revealed.unset)
+            cached = revealed.encoded[variant] = (
+                body,
+                _rendered_headers(env.id, revealed.revision, variant, fmt),
             )
-    else:
-        snapshot = await service.repo.read_values(env, names)
-        revision = snapshot.env.revision
-        masked = {v.name: MASK for v in snapshot.values}
-        body = _encode(fmt, env.name, revision, masked, snapshot.unset)
-    headers = {
+        return web.Response(body=cached[0], headers=cached[1])
+    snapshot = await service.repo.read_values(env, names)
+    revision = snapshot.env.revision
+    masked = {v.name: MASK for v in snapshot.values}
+    body = _encode(fmt, env.name, revision, masked, snapshot.unset)
+    return web.Response(body=body, headers=_rendered_headers(env.id, revision, variant, fmt))
+
+
+def _rendered_headers(env_id: int, revision: int, variant: int, fmt: str) -> dict[str, str]:
+    return {
         **NO_STORE,
-        "ETag": rendered_etag(env.id, revision, variant),
+        "ETag": rendered_etag(env_id, revision, variant),
         "X-Loader-Revision": str(revision),
         "Content-Type": "application/json" if fmt == "json" else formats.CONTENT_TYPES[fmt],
+        "X-Content-Type-Options": "nosniff",
     }
-    return web.Response(body=body, headers=headers)
 
 
 def _encode(

@@ -8,8 +8,11 @@ Refusals (401/403) are audited here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -22,7 +25,10 @@ from loader.errors import (
     InsufficientScopeError,
     InvalidRequestError,
     LoaderError,
+    MethodNotAllowedError,
+    NotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
     UnauthorizedError,
 )
 from loader.names import (
@@ -31,11 +37,13 @@ from loader.names import (
     check_secret_name,
     parse_app_id,
 )
-from loader.server.schemas import MAX_VALUE_BYTES
+from loader.server.limits import RATELIMIT_KEY
+from loader.server.schemas import MAX_BODY_BYTES, MAX_VALUE_BYTES
 from loader.server.state import STATE, ServerState
 from loader.store.auth import Principal
 from loader.store.models import AuditEvent, utcnow
 
+log = logging.getLogger("loader.store")
 B = TypeVar("B", bound=BaseModel)
 Handler = Callable[["Call[Any]"], Awaitable[web.StreamResponse]]
 ScopeRule = str | Callable[[Mapping[str, str]], str] | None
@@ -85,7 +93,7 @@ class Route:
         return self.spice or "{env}" in self.path
 
 
-@dataclass
+@dataclass(slots=True)
 class Call(Generic[B]):
     """One request as a handler sees it: parsed, authenticated, authorised."""
 
@@ -121,30 +129,96 @@ class Call(Generic[B]):
 
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE]
-        call: Call[Any] = Call(request, route, state)
         try:
-            if route.scope is not None:
-                call.principal = await state.authenticate(request)
-                scope = route.scope_for(request.query)
-                if scope is not None:
-                    call.principal.require(scope)
-                state.limiter.check(call.principal, route, request)
-            _parse_path(call, request.match_info)
-            if call.principal is not None:
-                _check_bindings(call, call.principal)
-        except (UnauthorizedError, InsufficientScopeError) as exc:
-            outcome = "unauthorized" if isinstance(exc, UnauthorizedError) else "forbidden"
-            with contextlib.suppress(LoaderError):  # record what the request aimed at
-                _parse_path(call, request.match_info)
-            state.audit.record(call.event(route.operation_id, outcome))
+            call = await _admit(route, request)
+            response = await route.handler(call)
+        except LoaderError as exc:
+            return loader_error(exc)
+        except web.HTTPException as exc:
+            return http_error(exc)
+        except (asyncio.CancelledError, ConnectionResetError):
             raise
-        if route.body is not None:
-            call.body = await parse_body(request, route.body, route.body_types)
-        return await route.handler(call)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, route.path)
+            return loader_error(LoaderError("internal error"))
+        headers = response.headers
+        if "X-Content-Type-Options" not in headers:
+            headers["X-Content-Type-Options"] = "nosniff"
+        limits = request.get(RATELIMIT_KEY)
+        if limits:
+            headers.update(limits)
+        return response
 
     handle.__name__ = route.operation_id
     return handle
+
+
+async def _admit(route: Route, request: web.Request) -> Call[Any]:
+    """Everything before the handler; returns the request as the handler sees it. (Separate from
+    ``handle`` so its frame is gone while a long-poll handler waits.)"""
+    state = request.app[STATE]
+    call: Call[Any] = Call(request, route, state)
+    try:
+        if route.scope is not None:
+            call.principal = await state.authenticate(request)
+            scope = route.scope_for(request.query)
+            if scope is not None:
+                call.principal.require(scope)
+            state.limiter.check(call.principal, route, request)
+        _parse_path(call, request.match_info)
+        if call.principal is not None:
+            _check_bindings(call, call.principal)
+    except (UnauthorizedError, InsufficientScopeError) as exc:
+        outcome = "unauthorized" if isinstance(exc, UnauthorizedError) else "forbidden"
+        with contextlib.suppress(LoaderError):  # record what the request aimed at
+            _parse_path(call, request.match_info)
+        state.audit.record(call.event(route.operation_id, outcome))
+        raise
+    if route.body is not None:
+        call.body = await parse_body(request, route.body, route.body_types)
+    return call
+
+
+def unmatched(routes: tuple[Route, ...]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The catch-all: 405 (with Allow) for a known path, else 404, both in JSON."""
+    patterns = [
+        (re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(r.path)) + "$"), r.method)
+        for r in routes
+    ]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        allowed = sorted({method for pattern, method in patterns if pattern.match(request.path)})
+        if allowed:
+            allow = ", ".join(allowed)
+            return loader_error(
+                MethodNotAllowedError(f"method not allowed (allowed: {allow})"), {"Allow": allow}
+            )
+        return loader_error(NotFoundError("no such route"))
+
+    return handle
+
+
+def http_error(exc: web.HTTPException) -> web.Response:
+    if exc.status == 413:
+        return loader_error(
+            PayloadTooLargeError(f"request body larger than {MAX_BODY_BYTES // 1024} KiB")
+        )
+    err = LoaderError(exc.reason or "request refused")
+    err.status = exc.status if exc.status >= 400 else 500
+    err.code = "invalid_request" if err.status < 500 else "internal_error"
+    return loader_error(err)
+
+
+def loader_error(exc: LoaderError, extra: Mapping[str, str] | None = None) -> web.Response:
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", **(extra or {})}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="loader"'
+    if isinstance(exc, RateLimitedError):
+        headers.update(exc.headers)
+        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.4999)))
+    if exc.status >= 500:
+        log.error("%s (%s)", exc.message, exc.code)
+    return error_response(exc, headers)
 
 
 def _parse_path(call: Call[Any], info: Mapping[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from loader.errors import NotFoundError, PreconditionFailedError
@@ -39,7 +40,9 @@ def encode_scopes(scopes: frozenset[str]) -> str:
     return " ".join(sorted(scopes))
 
 
+@functools.lru_cache(maxsize=256)
 def decode_scopes(text: str) -> frozenset[str]:
+    """Cached: a handful of distinct scope sets serve every request (and every held watcher)."""
     return frozenset(text.split())
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from loader import crypto
 from loader.crypto import Keyring, Sealed, WrappedKey
@@ -51,7 +51,7 @@ class Revealed:
     env: Environment
     values: dict[str, str]
     unset: tuple[str, ...]
-    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    encoded: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def revision(self) -> int:
@@ -73,7 +73,7 @@ class StoreService:
     ) -> None:
         self.repo = repo
         self.keys = keys
-        self.notifier = ChangeNotifier()
+        self.notifier = ChangeNotifier(prepare=self._prepare)
         self.max_versions = max_versions
         self._data_keys: dict[tuple[int, str, bytes], bytes] = {}
         self._reveal_cache: OrderedDict[tuple[int, int, tuple[str, ...] | None], Revealed] = (
@@ -136,6 +136,10 @@ class StoreService:
             f"value of {name} v{version} "
             f"(data key {key.id}, master key {key.wrapped.master_key_id})"
         )
+
+    async def _prepare(self, env: Environment, revision: int) -> None:
+        """Decrypt a changed environment once, before its watchers wake to ask for it."""
+        await self.reveal(replace(env, revision=revision))
 
     async def notifier_resync(self) -> None:
         """After missing notifications (a dropped LISTEN connection): re-check what is watched."""
@@ -263,7 +267,9 @@ class StoreService:
             return hit
         pending = self._reveal_inflight.get(cache_key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            # No shield: thousands of woken watchers wait here at once, and a shield per waiter
+            # costs more than the read. (Handlers are not cancelled on client disconnect.)
+            return await pending
         fut: asyncio.Future[Revealed] = asyncio.get_running_loop().create_future()
         self._reveal_inflight[cache_key] = fut
         try:
