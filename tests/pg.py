@@ -33,7 +33,9 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """``durable``: fsync on (benchmarks); off by default, which the tests do not need."""
+        self.durable = durable
         bindir = find_bin()
         if bindir is None:
             raise FileNotFoundError("PostgreSQL server binaries (Debian package postgresql)")
@@ -68,7 +70,8 @@ class PostgresServer:
         )
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=on -c max_connections=300 "
+            f"-c fsync={'on' if self.durable else 'off'} -c synchronous_commit=on "
+            "-c max_connections=300 "
             "-c shared_buffers=32MB"
         )
         self._run(

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from loader.agent.local_api import create_local_app, guard
+from loader.agent.local_api import create_local_app, guarded
 from loader.agent.metrics import AgentMetrics
 from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
@@ -82,5 +82,5 @@ async def test_non_loopback_peer_is_refused() -> None:
     async def handler(_: web.Request) -> web.StreamResponse:
         return web.Response(text=VALUE)
 
-    resp = await guard(request, handler)
+    resp = await guarded(handler)(request)
     assert resp.status == 403 and VALUE not in resp.text  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ METRICS = web.AppKey("agent_metrics", AgentMetrics)
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 SECRET_PREFIX = "/v1/secrets"
 MAX_WAIT = 60.0
-NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def _error(status: int, message: str, code: str) -> web.Response:
@@ -56,52 +56,115 @@ def host_is_loopback(host: str | None) -> bool:
 
 def peer_is_loopback(request: web.Request) -> bool:
     remote = request.remote
-    if remote is None or remote == "" or remote.startswith("/"):
+    if not remote or remote.startswith("/"):
         return True  # a unix socket
+    if remote in {"127.0.0.1", "::1"}:
+        return True  # the common case, without parsing
     try:
         return ipaddress.ip_address(remote).is_loopback
     except ValueError:
         return False
 
 
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(SECRET_PREFIX):
-        if request.method not in ("GET", "HEAD"):
-            return _error(405, "method not allowed", "invalid_request")
-        if not peer_is_loopback(request):
-            return _error(403, "only local clients may read secrets", "insufficient_scope")
-        if not host_is_loopback(request.headers.get("Host")):
-            return _error(
-                403, "the Host header must be localhost, 127.0.0.1 or [::1]", "insufficient_scope"
-            )
-        if request.headers.get("X-Loader-Request", "").lower() != "true":
-            return _error(
-                403, "the X-Loader-Request: true header is required", "insufficient_scope"
-            )
-        if "Origin" in request.headers:
-            return _error(403, "cross-origin requests are refused", "insufficient_scope")
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status == 404:
-            return _error(404, "not found", "not_found")
-        if exc.status == 405:
-            return _error(405, "method not allowed", "invalid_request")
-        raise
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
+def refusal(request: web.Request) -> web.Response | None:
+    """Why a request may not read secrets (as a response), or None when it may."""
+    if request.method not in ("GET", "HEAD"):
+        return _error(405, "method not allowed", "invalid_request")
+    headers = request.headers
+    if not peer_is_loopback(request):
+        return _error(403, "only local clients may read secrets", "insufficient_scope")
+    host = headers.get("Host")
+    if host not in _PLAIN_HOSTS and not host_is_loopback(host):
+        return _error(
+            403, "the Host header must be localhost, 127.0.0.1 or [::1]", "insufficient_scope"
+        )
+    marker = headers.get("X-Loader-Request")
+    if marker != "true" and (marker or "").lower() != "true":
+        return _error(403, "the X-Loader-Request: true header is required", "insufficient_scope")
+    if "Origin" in headers:
+        return _error(403, "cross-origin requests are refused", "insufficient_scope")
+    return None
+
+
+_PLAIN_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def guarded(handler: Handler) -> Handler:
+    """The checks every secret route makes first (a wrapper, not a middleware: no extra
+    coroutine layer on the hot path, and health probes skip it)."""
+
+    async def guard(request: web.Request) -> web.StreamResponse:
+        refused = refusal(request)
+        if refused is not None:
+            return refused
+        return await handler(request)
+
+    return guard
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    if request.path.startswith(SECRET_PREFIX) and request.method not in ("GET", "HEAD"):
+        return _error(405, "method not allowed", "invalid_request")
+    if request.path in ("/healthz", "/readyz", "/metrics", SECRET_PREFIX):
+        return _error(405, "method not allowed", "invalid_request")
+    return _error(404, "not found", "not_found")
+
+
+class Bodies:
+    """Encoded responses for the current generation: built once per change, per format."""
+
+    __slots__ = ("by_format", "generation")
+
+    def __init__(self) -> None:
+        self.generation = -1
+        self.by_format: dict[str, tuple[bytes, dict[str, str]]] = {}
+
+    def get(self, state: AgentState, fmt: str) -> tuple[bytes, dict[str, str]]:
+        if self.generation != state.generation:
+            self.by_format.clear()
+            self.generation = state.generation
+        hit = self.by_format.get(fmt)
+        if hit is None:
+            hit = self.by_format[fmt] = _encode(state, fmt)
+        return hit
+
+
+BODIES = web.AppKey("agent_bodies", Bodies)
+
+
+def _encode(state: AgentState, fmt: str) -> tuple[bytes, dict[str, str]]:
+    rendered = state.rendered
+    assert rendered is not None
+    if fmt == "json":
+        body = json.dumps(rendered.values, ensure_ascii=False, separators=(",", ":")).encode()
+        content_type = "application/json"
+    else:
+        body = formats.render(fmt, rendered.values).encode()
+        content_type = formats.CONTENT_TYPES[fmt]
+    headers = {
+        **NO_STORE,
+        "ETag": _etag(state),
+        "X-Loader-Revision": str(rendered.revision),
+        "Content-Type": content_type,
+    }
+    return body, headers
+
+
+def _etag(state: AgentState) -> str:
+    assert state.rendered is not None
+    return f'"g{state.generation}.r{state.rendered.revision}"'
 
 
 async def secrets(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if state.rendered is None:
         return _error(503, "not ready: no secrets rendered yet", "unavailable")
-    fmt = request.query.get("format", "json")
+    query = request.query
+    fmt = query.get("format", "json") if query else "json"
     if fmt not in formats.FORMATS:
         return _error(400, f"format must be one of {', '.join(formats.FORMATS)}", "invalid_request")
-    raw_wait = request.query.get("wait")
     wait = 0.0
+    raw_wait = query.get("wait") if query else None
     if raw_wait is not None:
         try:
             wait = float(raw_wait)
@@ -109,22 +172,16 @@ async def secrets(request: web.Request) -> web.StreamResponse:
             wait = -1
         if not 0 <= wait <= MAX_WAIT:
             return _error(400, "wait must be seconds from 0 to 60", "invalid_request")
-    etag = f'"g{state.generation}.r{state.rendered.revision}"'
-    if request.headers.get("If-None-Match") == etag:
-        if wait <= 0 or not await state.wait_change(state.generation, wait):
-            return web.Response(status=304, headers={**NO_STORE, "ETag": etag})
-        assert state.rendered is not None
-        etag = f'"g{state.generation}.r{state.rendered.revision}"'
-    values = state.rendered.values
-    headers = {**NO_STORE, "ETag": etag, "X-Loader-Revision": str(state.rendered.revision)}
-    if fmt == "json":
-        body = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
-        return web.Response(text=body, content_type="application/json", headers=headers)
+    etag = _etag(state)
+    if request.headers.get("If-None-Match") == etag and (
+        wait <= 0 or not await state.wait_change(state.generation, wait)
+    ):
+        return web.Response(status=304, headers={**NO_STORE, "ETag": etag})
     try:
-        text = formats.render(fmt, values)
+        body, headers = request.app[BODIES].get(state, fmt)
     except UnrenderableError as exc:
         return _error(422, str(exc), "invalid_request")
-    return web.Response(text=text, headers={**headers, "Content-Type": formats.CONTENT_TYPES[fmt]})
+    return web.Response(body=body, headers=headers)
 
 
 async def secret(request: web.Request) -> web.StreamResponse:
@@ -140,7 +197,7 @@ async def secret(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok"}, headers=NO_STORE)
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
@@ -158,7 +215,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 async def metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(
         body=request.app[METRICS].render(),
-        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        headers={**NO_STORE, "Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
@@ -167,13 +224,15 @@ async def _release(app: web.Application) -> None:
 
 
 def create_local_app(state: AgentState, agent_metrics: AgentMetrics) -> web.Application:
-    app = web.Application(middlewares=[guard], client_max_size=4096)
+    app = web.Application(client_max_size=4096)
     app[STATE] = state
     app[METRICS] = agent_metrics
+    app[BODIES] = Bodies()
     app.on_shutdown.append(_release)
-    app.router.add_get("/v1/secrets", secrets)
-    app.router.add_get("/v1/secrets/{name}", secret)
+    app.router.add_get("/v1/secrets", guarded(secrets))
+    app.router.add_get("/v1/secrets/{name}", guarded(secret))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_route("*", "/{unmatched:.*}", unmatched)
     return app
