@@ -4,6 +4,8 @@ python -m bench.minimal longpoll PORT [FILE]  any GET is held until POST /change
 python -m bench.minimal static PORT FILE  GET / answers FILE's bytes (local endpoint)
 python -m bench.minimal unix PATH FILE    the same on a unix socket
 python -m bench.minimal accept PORT       POST / reads the body and answers 200 (writes)
+python -m bench.minimal durable PORT DB   POST / upserts the JSON body's name/value into SQLite
+                                          (WAL, synchronous=FULL, one writer thread) first
 """
 
 from __future__ import annotations
@@ -64,6 +66,39 @@ def accept() -> web.Application:
     return app
 
 
+def durable(db: str) -> web.Application:
+    """The least a durable write can cost: one fsynced SQLite upsert on one writer thread."""
+    import json
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = ThreadPoolExecutor(1)
+    conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def upsert(name: str, value: str) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO kv (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+        conn.execute("COMMIT")
+
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(writer, upsert, body["name"], body["value"])
+        return web.json_response({"ok": True})
+
+    app.router.add_post("/", handler)
+    return app
+
+
 async def serve(app: web.Application, port: int | None = None, path: str | None = None) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -97,6 +132,8 @@ def main() -> None:
         asyncio.run(serve(static(Path(sys.argv[3]).read_bytes()), path=sys.argv[2]))
     elif kind == "accept":
         asyncio.run(serve(accept(), int(sys.argv[2])))
+    elif kind == "durable":
+        asyncio.run(serve(durable(sys.argv[3]), int(sys.argv[2])))
 
 
 if __name__ == "__main__":

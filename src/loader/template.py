@@ -15,9 +15,10 @@ a missing secret is an error naming it. Errors and warnings carry names, never v
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -140,35 +141,58 @@ def yaml_double_quoted(value: str) -> str:
     return "".join(out)
 
 
-def _is_spicepod(template: str) -> bool:
-    try:
-        doc = yaml.safe_load(template)
-    except yaml.YAMLError:
-        return False
-    return isinstance(doc, dict) and str(doc.get("kind", "")).lower() == "spicepod"
+# libyaml where PyYAML was built with it: it checks and re-reads whole files many times faster.
+# Scalar positions always come from the pure-Python scanner (character offsets, well defined).
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _scalar_tokens(text: str, what: str) -> list[yaml.ScalarToken]:
+@dataclass(frozen=True, slots=True)
+class _YamlTemplate:
+    tokens: tuple[yaml.ScalarToken, ...]
+    spicepod: bool
+
+
+@functools.lru_cache(maxsize=16)
+def _analyse_yaml(template: str) -> _YamlTemplate:
+    """What rendering needs from a template, worked out once per template text (the agent
+    renders the same template on every change)."""
+    tokens = _scalar_tokens(template, "the template", yaml.SafeLoader)
+    # Check it parses as a whole too (the scanner alone accepts some structural errors).
     try:
-        return [
-            t for t in yaml.scan(text, Loader=yaml.SafeLoader) if isinstance(t, yaml.ScalarToken)
-        ]
+        documents = list(yaml.compose_all(template, Loader=_FAST_LOADER))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UnrenderableError(f"{what} is not valid YAML{where}") from None
+        raise UnrenderableError(f"the template is not valid YAML{_where(exc)}") from None
+    return _YamlTemplate(tuple(tokens), _is_spicepod(documents))
+
+
+def _is_spicepod(documents: Sequence[yaml.Node | None]) -> bool:
+    if len(documents) != 1 or not isinstance(documents[0], yaml.MappingNode):
+        return False
+    return any(
+        isinstance(key, yaml.ScalarNode)
+        and key.value == "kind"
+        and isinstance(value, yaml.ScalarNode)
+        and value.value.lower() == "spicepod"
+        for key, value in documents[0].value
+    )
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def _scalar_tokens(text: str, what: str, loader: type) -> list[yaml.ScalarToken]:
+    try:
+        return [t for t in yaml.scan(text, Loader=loader) if isinstance(t, yaml.ScalarToken)]
+    except yaml.YAMLError as exc:
+        raise UnrenderableError(f"{what} is not valid YAML{_where(exc)}") from None
 
 
 def render_yaml(template: str, values: Mapping[str, str]) -> Rendered:
-    tokens = _scalar_tokens(template, "the template")
-    # Check it parses as a whole too (the scanner alone accepts some structural errors).
-    try:
-        list(yaml.compose_all(template, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UnrenderableError(f"the template is not valid YAML{where}") from None
-    sub = _Substituter(values, spicepod=_is_spicepod(template))
+    analysed = _analyse_yaml(template)
+    tokens = analysed.tokens
+    sub = _Substituter(values, spicepod=analysed.spicepod)
     pieces: list[str] = []
     expected: list[str] = []
     cursor = 0
@@ -192,9 +216,9 @@ def render_yaml(template: str, values: Mapping[str, str]) -> Rendered:
     return Rendered(out, tuple(sorted(sub.used)))
 
 
-def _verify_yaml(out: str, original: list[yaml.ScalarToken], expected: list[str]) -> None:
+def _verify_yaml(out: str, original: tuple[yaml.ScalarToken, ...], expected: list[str]) -> None:
     """The output must scan to the same scalars, the rewritten ones holding exactly their values."""
-    after = _scalar_tokens(out, "the rendered template")
+    after = _scalar_tokens(out, "the rendered template", _FAST_LOADER)
     wanted = iter(expected)
     if len(after) != len(original):
         raise UnrenderableError("the rendered template does not keep the template's structure")

@@ -1,0 +1,261 @@
+"""Store throughput: durable upserts/s and `rendered?mode=full` (100 secrets) requests/s under
+wrk at 16 connections, beside minimal aiohttp apps (one that fsyncs a SQLite upsert per request,
+one that stores nothing, one that returns the same rendered bytes); then how the cost of
+rendering grows with the number of secrets (10 to 10,000), on the store and in the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Figure, Section, bench_venv
+from bench.procs import Process, Stack, clean_env
+
+CONNECTIONS = 16
+
+UPSERT_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+%(auth)s
+local counter = 0
+local pad = string.rep("x", 32)
+request = function()
+  counter = counter + 1
+  local body = string.format('{"name":"KEY_%%d","value":"v%%d-%%s"}', counter %% 500, counter, pad)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+GET_LUA = """
+%(auth)s
+"""
+
+
+def _lua(work: Path, name: str, template: str, token: str | None) -> Path:
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    path = work / f"{name}.lua"
+    path.touch(mode=0o600)
+    path.write_text(template % {"auth": auth})
+    return path
+
+
+def wrk(url: str, script: Path, seconds: float, cpu: int) -> float:
+    """Requests/s; every response must be 2xx for the figure to count."""
+    cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
+    out = subprocess.run(
+        [*cmd, "-s", str(script), url], capture_output=True, text=True, check=True
+    ).stdout
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if bad:
+        raise RuntimeError(f"{bad.group(1)} failed responses from {url}")
+    errors = re.search(r"Socket errors:.*", out)
+    if errors and re.search(r"(read|write|timeout) [1-9]", errors.group(0)):
+        raise RuntimeError(f"socket errors against {url}: {errors.group(0)}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+async def _fill(url: str, token: str, app: int, values: dict[str, str]) -> None:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"}
+    items = list(values.items())
+    async with aiohttp.ClientSession(url, headers=headers) as session:
+
+        async def worker(offset: int) -> None:
+            for name, value in items[offset::CONNECTIONS]:
+                body = {"name": name, "value": value}
+                async with session.post(f"/v1/apps/{app}/secrets", json=body) as resp:
+                    if resp.status >= 300:
+                        raise RuntimeError(f"fill: HTTP {resp.status}")
+
+        await asyncio.gather(*(worker(i) for i in range(CONNECTIONS)))
+
+
+def make_values(n: int) -> dict[str, str]:
+    return {f"SECRET_{i:05d}": secrets.token_urlsafe(30) for i in range(n)}
+
+
+def store_render_ms(stack: Stack, sizes: list[int], repeats: int) -> dict[int, list[float]]:
+    """Milliseconds for `GET rendered?mode=full` just after a write (nothing cached: every
+    value decrypted and the body encoded), per size."""
+    client = stack.client()
+    out: dict[int, list[float]] = {}
+    for n in sizes:
+        app = int(client.call("POST", "/v1/apps", {"name": f"render-{n}"}).json()["id"])
+        asyncio.run(_fill(stack.url, stack.admin, app, make_values(n)))
+        path = f"/v1/apps/{app}/environments/default/rendered?mode=full"
+        samples = []
+        for i in range(repeats):
+            client.call(
+                "POST", f"/v1/apps/{app}/secrets", {"name": "SECRET_00000", "value": f"v{i}"}
+            )
+            start = time.perf_counter()
+            body = client.call("GET", path).body
+            samples.append((time.perf_counter() - start) * 1000)
+            assert len(json.loads(body)["secrets"]) == n
+        out[n] = samples
+    client.close()
+    return out
+
+
+def agent_render_ms(sizes: list[int], repeats: int) -> dict[int, list[float]]:
+    """Milliseconds the agent spends turning N values into its env file and a spicepod with N
+    `${secrets:NAME}` references (the pure rendering cores, in this process)."""
+    from loader import formats, template
+
+    out: dict[int, list[float]] = {}
+    for n in sizes:
+        values = make_values(n)
+        pod = "version: v1\nkind: Spicepod\nname: bench\ndatasets:\n" + "".join(
+            f"  - from: postgres:t{i}\n    name: t{i}\n    params:\n"
+            f"      pg_pass: ${{secrets:{name}}}\n"
+            for i, name in enumerate(values)
+        )
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            formats.render("dotenv", values)
+            template.render(pod, values, "yaml")
+            samples.append((time.perf_counter() - start) * 1000)
+        out[n] = samples
+    return out
+
+
+def growth_figures(what: str, timings: dict[int, list[float]]) -> list[Figure]:
+    """Each size against ten times the size below it: 1.0x is exactly linear."""
+    figures = []
+    sizes = sorted(timings)
+    for small, big in itertools.pairwise(sizes):
+        scale = big / small
+        figures.append(
+            Figure(
+                f"{what}, {big:,} secrets",
+                "ms",
+                timings[big],
+                f"{scale:g} x {what} of {small:,}",
+                [t * scale for t in timings[small]],
+                "<= 1.2x (linear)",
+            )
+        )
+    return figures
+
+
+def run(quick: bool) -> Section:
+    bin_dir = bench_venv(quick)
+    seconds, repeats = (1, 1) if quick else (5, 3)
+    sizes = [10, 100] if quick else [10, 100, 1000, 10000]
+    render_repeats = 3 if quick else 15
+    section = Section("Store throughput and render cost")
+    work = Path(tempfile.mkdtemp(prefix="throughput-"))
+    procs: list[Process] = []
+    try:
+        stack = Stack(bin_dir, work, cpu=0)
+        app = stack.app("throughput", make_values(100))
+        writes_app = stack.app("writes", {})
+        rendered_path = f"/v1/apps/{app}/environments/default/rendered?mode=full"
+        client = stack.client()
+        body = work / "rendered.json"
+        body.write_bytes(client.call("GET", rendered_path).body)
+        client.close()
+        python = str(bin_dir / "python")
+        servers = {
+            kind: Process(
+                [python, "-m", "bench.minimal", kind, "0", *extra],
+                clean_env(),
+                work / f"minimal-{kind}.log",
+                cpu=0,
+            )
+            for kind, extra in {
+                "durable": [str(work / "minimal.db")],
+                "accept": [],
+                "static": [str(body)],
+            }.items()
+        }
+        procs += servers.values()
+        base = {k: p.wait_line("listening on").split()[-1] for k, p in servers.items()}
+        upsert = _lua(work, "upsert", UPSERT_LUA, stack.admin)
+        upsert_plain = _lua(work, "upsert-plain", UPSERT_LUA, None)
+        get = _lua(work, "get", GET_LUA, stack.admin)
+        get_plain = _lua(work, "get-plain", GET_LUA, None)
+        ours_w, durable_w, accept_w, ours_r, static_r = [], [], [], [], []
+        for _ in range(repeats):
+            ours_w.append(wrk(f"{stack.url}/v1/apps/{writes_app}/secrets", upsert, seconds, cpu=1))
+            durable_w.append(wrk(f"{base['durable']}/", upsert_plain, seconds, cpu=1))
+            accept_w.append(wrk(f"{base['accept']}/", upsert_plain, seconds, cpu=1))
+            ours_r.append(wrk(f"{stack.url}{rendered_path}", get, seconds, cpu=1))
+            static_r.append(wrk(f"{base['static']}/", get_plain, seconds, cpu=1))
+        section.figures += [
+            Figure(
+                f"durable upserts/s, c{CONNECTIONS}",
+                "req/s",
+                ours_w,
+                "minimal aiohttp + fsynced SQLite upsert",
+                durable_w,
+                lower_is_better=False,
+            ),
+            Figure(
+                f"durable upserts/s, c{CONNECTIONS}",
+                "req/s",
+                ours_w,
+                "minimal aiohttp, nothing stored",
+                accept_w,
+                lower_is_better=False,
+            ),
+            Figure(
+                f"`rendered?mode=full` (100 secrets) req/s, c{CONNECTIONS}",
+                "req/s",
+                ours_r,
+                "minimal aiohttp, same bytes",
+                static_r,
+                lower_is_better=False,
+            ),
+        ]
+        for p in servers.values():
+            p.stop()
+        section.figures += growth_figures(
+            "store render after a change", store_render_ms(stack, sizes, render_repeats)
+        )
+        section.figures += growth_figures(
+            "agent render (env file + spicepod)", agent_render_ms(sizes, render_repeats)
+        )
+        stack.stop()
+    finally:
+        for p in procs:
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    section.notes += [
+        f"wrk -t1 -c{CONNECTIONS} pinned to core 1, every server pinned to core 0; {seconds} s per "
+        f"run, {repeats} runs, interleaved. Upserts write 500 names round-robin with a new value "
+        "each time; the store encrypts each value, keeps a version, writes an audit record and "
+        "fsyncs (SQLite WAL, synchronous=FULL) before answering. Every response must be 2xx.",
+        "Render growth: each size is compared with ten times the cost at the size below, so "
+        "1.0x is exactly linear and less is better than linear (fixed costs amortised). The "
+        "store figure is one `GET rendered?mode=full` right after a write (every value "
+        f"decrypted, nothing cached), median of {render_repeats}; the agent figure is the pure "
+        "rendering of the dotenv file and a spicepod with one reference per secret.",
+        f"Median render times: {_medians_note(section)}.",
+    ]
+    section.commands.append("bench/run throughput")
+    return section
+
+
+def _medians_note(section: Section) -> str:
+    parts = []
+    for f in section.figures:
+        if f.name.startswith(("store render", "agent render")):
+            parts.append(f"{f.name}: {statistics.median(f.value):.2f} ms")
+    return "; ".join(parts)
+
+
+if __name__ == "__main__":
+    print(run("--quick" in sys.argv))
