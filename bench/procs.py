@@ -149,10 +149,14 @@ class Stack:
         replica: int = 0,
         cpu: int | None = None,
         name: str = "agent",
+        template: Path | None = None,
+        template_output: Path | None = None,
     ) -> tuple[Process, str]:
         env = clean_env(
             LOADER_STORE_URL=self.urls[replica], LOADER_TOKEN=self.admin, LOADER_APP=str(app)
         )
+        if template is not None and template_output is not None:
+            env.update(LOADER_TEMPLATE=str(template), LOADER_TEMPLATE_OUTPUT=str(template_output))
         p = Process(
             [self.loader, "agent", "--output", str(output), "--listen", listen],
             env,

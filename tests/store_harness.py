@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from loader.crypto import Keyring
 from loader.server.app import create_app, store_state
+from loader.server.settings import StoreSettings
 from loader.server.state import Limiter, ServerState
-from loader.settings import StoreSettings
 from loader.store.auth import issue_token
 from loader.store.keyfile import StaticKeyring, write_key_file
 from tests.pg import PostgresServer

@@ -16,6 +16,19 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+# top-level command -> the module in loader.commands that registers and runs it
+COMMANDS = {
+    "dev": "dev",
+    "store": "store",
+    "apps": "manage",
+    "envs": "manage",
+    "secrets": "manage",
+    "agent": "agent",
+    "render": "agent",
+    "webhook": "webhook",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -47,13 +60,13 @@ def _full(args: list[str]) -> int:
     parser.add_argument("--version", action="version", version=f"loader {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from loader.commands import agent, dev, manage, store, webhook
+    import importlib
 
-    dev.register(sub)
-    store.register(sub)
-    manage.register(sub)
-    agent.register(sub)
-    webhook.register(sub)
+    # Only the module of the command asked for is imported (each process loads what it runs:
+    # the sidecar stays free of the store's code); all of them for help and usage errors.
+    wanted = COMMANDS.get(args[0]) if args else None
+    for name in [wanted] if wanted else dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(f"loader.commands.{name}").register(sub)
 
     if not args:
         parser.print_help(sys.stderr)

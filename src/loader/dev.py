@@ -28,7 +28,8 @@ from loader.agent.snapshot import Snapshot
 from loader.crypto import Keyring
 from loader.errors import ConfigError
 from loader.server.app import create_app, serving, store_state
-from loader.settings import AgentSettings, StoreSettings
+from loader.server.settings import StoreSettings
+from loader.settings import AgentSettings
 from loader.store.auth import issue_token
 from loader.store.keyfile import StaticKeyring, write_key_file
 from loader.store.service import StoreService
@@ -132,7 +133,8 @@ async def dev_agent(store: DevStore, out_dir: Path, port: int) -> AsyncIterator[
     template = store.data_dir / "spicepod.yaml"
     template.write_text(resources.files("loader.demo").joinpath("spicepod.yaml").read_text())
     listen_port = port if port and port_free("127.0.0.1", port) else 0
-    settings = AgentSettings(
+    settings = AgentSettings.from_environ(
+        {},
         store_url=store.url,
         token=store.agent_token,
         app=store.app_id,

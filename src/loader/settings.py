@@ -2,27 +2,94 @@
 
 Built once at the entry point (``cli``) and passed down; nothing reads the environment later.
 A bad setting becomes one :class:`~loader.errors.ConfigError` line (exit 78) before any network
-call.
+call, naming the variable and the flag.
+
+This module is the agent's, and imports no validation framework: the sidecar's memory is mostly
+its imports, and pydantic would add about 8 MiB to it. The store and the webhook build their
+settings on pydantic (:mod:`loader.envsettings`); all of them go through :func:`load`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
-
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loader.errors import ConfigError
 from loader.names import DEFAULT_ENVIRONMENT, ENV_NAME_MAX, ENV_NAME_PATTERN
 from loader.units import parse_duration
 
-LogLevel = Literal["debug", "info", "warning", "error"]
-Format = Literal["dotenv", "shell", "docker", "json"]
-S = TypeVar("S", bound=BaseSettings)
+FORMATS = ("dotenv", "shell", "docker", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TEMPLATE_FORMATS = ("auto", "yaml", "json", "text")
+
+
+class SettingError(ValueError):
+    """One bad setting: ``field`` names it (empty for a rule about several settings)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Settings(Protocol):
+    env_prefix: ClassVar[str]
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **given: Any) -> Any: ...
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def load(cls: type[S], environ: Mapping[str, str] | None = None, **flags: Any) -> S:
+    """Build settings from the environment plus the flags given (``None`` flags are absent)."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        settings: S = cls.from_environ(os.environ if environ is None else environ, **given)
+    except SettingError as exc:
+        where = (
+            f"{cls.env_prefix}{exc.field.upper()} / --{exc.field.replace('_', '-')}: "
+            if exc.field
+            else ""
+        )
+        raise ConfigError(f"bad setting: {where}{exc.message}") from None
+    return settings
+
+
+def from_prefix(environ: Mapping[str, str], prefix: str, names: list[str]) -> dict[str, str]:
+    """``{name: value}`` for each ``<prefix><NAME>`` variable set (in any case)."""
+    upper = {key.upper(): value for key, value in environ.items()}
+    return {name: upper[key] for name in names if (key := prefix + name.upper()) in upper}
+
+
+class Secret:
+    """A value that does not show itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,152 +138,171 @@ def is_loopback(listen: Listen) -> bool:
         return False
 
 
-def _duration(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return parse_duration(value)
-    return value
+# -- field parsers: each takes a flag's value (typed) or a variable's (text) -------------------
+
+Parser = Callable[[Any], Any]
 
 
-class _Base(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOADER_", extra="ignore", frozen=True)
-
-    log_level: LogLevel = Field("info", description="debug, info, warning or error")
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
+def text(value: Any) -> str:
+    return str(value)
 
 
-class StoreSettings(_Base):
-    data_dir: Path | None = Field(None, description="Directory holding loader.db and master.key")
-    database_url: str | None = Field(
-        None, description="sqlite:///path/loader.db (default) or postgresql://..."
-    )
-    master_key_file: Path | None = Field(None, description="Base64 master key(s), mode 0600")
-    listen: str = Field("127.0.0.1:8700", description="HOST:PORT (port 0 picks a free one)")
-    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS")
-    tls_key: Path | None = Field(None, description="PEM private key for --tls-cert")
-    rate_limit: float | None = Field(None, gt=0, description="Requests per second per token")
-    rate_burst: int | None = Field(None, ge=1, description="Bucket size per token")
-    reveal_rate_limit: float | None = Field(None, gt=0, description="Reveals/s per token")
-    write_rate_limit: float | None = Field(None, gt=0, description="Writes/s per token")
-    audit_file: Path | None = Field(None, description="Also append audit records here (JSONL)")
-    max_versions: int = Field(10, ge=1, le=1000, description="Versions that keep their value")
-    migrate: bool = Field(False, description="Apply pending schema migrations at start")
-    access_token_ttl: float = Field(900, gt=0, description="Lifetime of OAuth access tokens")
+def optional(parse: Parser) -> Parser:
+    def one(value: Any) -> Any:
+        return None if value is None or value == "" else parse(value)
 
-    @field_validator("rate_limit", mode="before")
-    @classmethod
-    def _rate(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.endswith("/s"):
-            return value[:-2]
+    return one
+
+
+def path(value: Any) -> Path:
+    return value if isinstance(value, Path) else Path(str(value))
+
+
+def choice(*options: str, lower: bool = False) -> Parser:
+    def one(value: Any) -> str:
+        word = str(value).strip()
+        word = word.lower() if lower else word
+        if word not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return word
+
+    return one
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
         return value
+    word = str(value).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
 
-    @field_validator("access_token_ttl", mode="before")
+
+def integer(minimum: int) -> Parser:
+    def one(value: Any) -> int:
+        try:
+            number = value if isinstance(value, int) else int(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return number
+
+    return one
+
+
+def seconds(maximum: float | None = None) -> Parser:
+    """A positive duration: seconds as a number or text like ``30s``, ``5m``, ``1h``."""
+
+    def one(value: Any) -> float:
+        number = float(value) if isinstance(value, int | float) else parse_duration(str(value))
+        if not number > 0:
+            raise ValueError("must be more than 0 seconds")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum:g} seconds")
+        return number
+
+    return one
+
+
+def matching(pattern: str, max_length: int) -> Parser:
+    compiled = re.compile(pattern)
+
+    def one(value: Any) -> str:
+        word = str(value)
+        if len(word) > max_length or compiled.fullmatch(word) is None:
+            raise ValueError(f"must match {pattern} and have at most {max_length} characters")
+        return word
+
+    return one
+
+
+def http_url(value: Any) -> str:
+    url = str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("store url must be http(s)://host[:port]")
+    return url.rstrip("/")
+
+
+def secret(value: Any) -> Secret:
+    return value if isinstance(value, Secret) else Secret(str(value))
+
+
+def parse_fields(
+    parsers: Mapping[str, Parser], raw: Mapping[str, Any], required: frozenset[str]
+) -> dict[str, Any]:
+    """Each raw value through its field's parser; a missing required field or a bad value is a
+    SettingError naming the field (never echoing the value)."""
+    out: dict[str, Any] = {}
+    for name, parse in parsers.items():
+        if name not in raw:
+            if name in required:
+                raise SettingError(name, "required")
+            continue
+        try:
+            out[name] = parse(raw[name])
+        except ValueError as exc:
+            raise SettingError(name, str(exc)) from None
+    return out
+
+
+# -- the agent ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentSettings:
+    """``loader agent`` and ``loader render --once``."""
+
+    env_prefix: ClassVar[str] = "LOADER_"
+
+    store_url: str
+    app: int
+    token: Secret | None = None
+    token_file: Path | None = None
+    environment: str = DEFAULT_ENVIRONMENT
+    output: Path | None = None
+    format: str = "dotenv"
+    template: Path | None = None
+    template_output: Path | None = None
+    template_format: str = "auto"
+    names: str | None = None
+    listen: str = "127.0.0.1:8701"
+    allow_disk: bool = False
+    on_change: str | None = None
+    max_stale: float | None = None
+    ca_file: Path | None = None
+    wait: float = 30.0
+    backoff_initial: float = 0.2
+    backoff_max: float = 30.0
+    timeout: float = 30.0
+    log_level: str = "info"
+
     @classmethod
-    def _ttl(cls, value: Any) -> Any:
-        return _duration(value)
+    def from_environ(cls, environ: Mapping[str, str], **given: Any) -> AgentSettings:
+        raw = {**from_prefix(environ, cls.env_prefix, list(_AGENT_FIELDS)), **given}
+        return cls(**parse_fields(_AGENT_FIELDS, raw, frozenset({"store_url", "app"})))
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value, allow_unix=False)
-        return value
-
-    @model_validator(mode="after")
-    def _where(self) -> StoreSettings:
-        if self.data_dir is None and (self.database_url is None or self.master_key_file is None):
-            raise ValueError(
-                "say where the store lives: --data-dir DIR, or both LOADER_DATABASE_URL and "
-                "LOADER_MASTER_KEY_FILE"
-            )
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("--tls-cert and --tls-key go together")
-        url = self.database_url
-        if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("database url must start with sqlite:/// or postgresql://")
-        return self
-
-    @property
-    def db_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        assert self.data_dir is not None
-        return f"sqlite:///{self.data_dir.resolve() / 'loader.db'}"
-
-    @property
-    def key_file(self) -> Path:
-        if self.master_key_file is not None:
-            return self.master_key_file
-        assert self.data_dir is not None
-        return self.data_dir / "master.key"
-
-    @property
-    def listen_address(self) -> Listen:
-        return parse_listen(self.listen, allow_unix=False)
-
-
-class AgentSettings(_Base):
-    store_url: str = Field(description="The store, e.g. http://loader-store:8700")
-    token: SecretStr | None = Field(None, description="Bearer token (prefer --token-file)")
-    token_file: Path | None = Field(None, description="File holding the token; re-read on change")
-    app: int = Field(ge=1, description="App id")
-    environment: str = Field(DEFAULT_ENVIRONMENT, pattern=ENV_NAME_PATTERN, max_length=ENV_NAME_MAX)
-    output: Path | None = Field(None, description="Env file to write")
-    format: Format = Field("dotenv", description="Env file format")
-    template: Path | None = Field(None, description="Template with ${secrets:NAME} references")
-    template_output: Path | None = Field(None, description="Where the rendered template goes")
-    template_format: Literal["auto", "yaml", "json", "text"] = Field(
-        "auto", description="How to treat the template (auto: by file extension)"
-    )
-    names: str | None = Field(None, description="Only these secrets (comma-separated)")
-    listen: str = Field(
-        "127.0.0.1:8701",
-        description="Local endpoint: 127.0.0.1:PORT, [::1]:PORT, unix:/path or off",
-    )
-    allow_disk: bool = Field(False, description="Allow writing secrets to a disk filesystem")
-    on_change: str | None = Field(None, description="Command run after each re-render")
-    max_stale: float | None = Field(None, gt=0, description="Readiness fails past this age")
-    ca_file: Path | None = Field(None, description="CA bundle to verify the store's TLS")
-    wait: float = Field(30, gt=0, le=60, description="Long-poll hold, seconds")
-    backoff_initial: float = Field(0.2, gt=0, description="First retry delay, seconds")
-    backoff_max: float = Field(30, gt=0, description="Retry delay cap, seconds")
-    timeout: float = Field(30, gt=0, description="render --once: give up after this long")
-
-    @field_validator(
-        "max_stale", "wait", "backoff_initial", "backoff_max", "timeout", mode="before"
-    )
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return _duration(value)
-
-    @field_validator("store_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("store url must be http(s)://host[:port]")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _check(self) -> AgentSettings:
+    def __post_init__(self) -> None:
         if self.token is None and self.token_file is None:
-            raise ValueError("a token is required: LOADER_TOKEN_FILE (or LOADER_TOKEN)")
+            raise SettingError("", "a token is required: LOADER_TOKEN_FILE (or LOADER_TOKEN)")
         if self.output is None and self.template is None:
-            raise ValueError("nothing to render: set --output and/or --template")
+            raise SettingError("", "nothing to render: set --output and/or --template")
         if (self.template is None) != (self.template_output is None):
-            raise ValueError("--template and --template-output go together")
+            raise SettingError("", "--template and --template-output go together")
         if self.listen not in ("off", "none", ""):
-            address = parse_listen(self.listen)
+            try:
+                address = parse_listen(self.listen)
+            except ValueError as exc:
+                raise SettingError("listen", str(exc)) from None
             if not is_loopback(address):
-                raise ValueError(
+                raise SettingError(
+                    "listen",
                     f"refusing to listen on {self.listen}: the local endpoint binds only to "
-                    "loopback (127.0.0.1, ::1) or a unix socket"
+                    "loopback (127.0.0.1, ::1) or a unix socket",
                 )
-        return self
 
     @property
     def listen_address(self) -> Listen | None:
@@ -239,14 +325,27 @@ class AgentSettings(_Base):
         return kind_for(str(self.template or ""))
 
 
-def load(cls: type[S], **flags: Any) -> S:
-    """Build settings from the environment plus the flags given (``None`` flags are absent)."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        return cls(**given)
-    except ValidationError as exc:
-        err = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        setting = f"LOADER_{where.upper()} / --{where.replace('_', '-')}: " if where else ""
-        raise ConfigError(f"bad setting: {setting}{message}") from None
+_AGENT_FIELDS: dict[str, Parser] = {
+    "store_url": http_url,
+    "app": integer(1),
+    "token": optional(secret),
+    "token_file": optional(path),
+    "environment": matching(ENV_NAME_PATTERN, ENV_NAME_MAX),
+    "output": optional(path),
+    "format": choice(*FORMATS),
+    "template": optional(path),
+    "template_output": optional(path),
+    "template_format": choice(*TEMPLATE_FORMATS),
+    "names": optional(text),
+    "listen": text,
+    "allow_disk": boolean,
+    "on_change": optional(text),
+    "max_stale": optional(seconds()),
+    "ca_file": optional(path),
+    "wait": seconds(maximum=60),
+    "backoff_initial": seconds(),
+    "backoff_max": seconds(),
+    "timeout": seconds(),
+    "log_level": choice(*LOG_LEVELS, lower=True),
+}
+assert set(_AGENT_FIELDS) == {f.name for f in fields(AgentSettings)}

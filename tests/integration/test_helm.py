@@ -351,13 +351,9 @@ def test_webhook_manifests_and_the_settings_they_give_it() -> None:
     assert args[0] == "webhook"
     flags = dict(zip(args[1::2], args[2::2], strict=True))
     env = {k: v for k, v in env_of(webhook).items() if k.startswith("LOADER_WEBHOOK_")}
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        settings = WebhookSettings(**{k[2:].replace("-", "_"): v for k, v in flags.items()})
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    settings = WebhookSettings.from_environ(
+        env, **{k[2:].replace("-", "_"): v for k, v in flags.items()}
+    )
     assert settings.store_url == "https://loader-store.loader.svc:8700"
     assert settings.image == "secret-loader:0.1.0"
     assert settings.token_secret == "loader-agent-token"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -113,6 +115,31 @@ def test_agent_settings_durations_and_flags_win(monkeypatch: pytest.MonkeyPatch)
     s = load(AgentSettings, **BASE)
     assert s.format == "shell" and s.max_stale == 300
     assert load(AgentSettings, **BASE, format="json").format == "json"
+
+
+def test_settings_read_any_case_from_the_given_environment_only() -> None:
+    environ = {"loader_store_url": "http://s:1", "LOADER_APP": "4", "LOADER_TOKEN": "t"}
+    s = load(AgentSettings, environ, output="/dev/shm/x")
+    assert (s.store_url, s.app, s.environment) == ("http://s:1", 4, "default")
+    with pytest.raises(ConfigError, match=r"LOADER_STORE_URL / --store-url: required"):
+        load(AgentSettings, {"LOADER_APP": "4"}, token="t", output="/dev/shm/x")
+
+
+def test_the_agent_command_loads_no_store_crypto_or_database_code() -> None:
+    """The sidecar's memory is mostly its imports: building the CLI for `loader agent` must
+    not pull in the store (cryptography, asyncpg, sqlite3) or pydantic (the store's)."""
+    code = (
+        "import sys\n"
+        "from loader.cli import main\n"
+        "try:\n    main(['agent', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('cryptography', 'asyncpg', 'pydantic', 'jwt', 'loader.store', "
+        "'loader.server', 'sqlite3')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_state_age_readiness_and_generations() -> None:

@@ -11,9 +11,8 @@ from typing import Any
 from loader.commands.common import add_log_level, duration, setup_logging
 from loader.console import print_json, run_async, say, tune_gc, until_signalled
 from loader.errors import ConfigError, NotFoundError
-from loader.settings import StoreSettings, load
-from loader.store.auth import issue_token, parse_scopes
-from loader.store.models import iso
+from loader.server.settings import StoreSettings
+from loader.settings import load
 
 log = logging.getLogger("loader.store")
 
@@ -159,6 +158,7 @@ def init(ns: Any) -> int:
 
 
 async def _init(settings: StoreSettings) -> dict[str, Any]:
+    from loader.store.auth import issue_token
     from loader.store.backends import open_repository
     from loader.store.keyfile import create_key_file, read_key_file
 
@@ -266,6 +266,8 @@ def migrate(ns: Any) -> int:
 
 
 def client_create(ns: Any) -> int:
+    from loader.store.auth import parse_scopes
+
     settings = settings_from(ns)
     scopes = parse_scopes(ns.scopes)
 
@@ -371,6 +373,8 @@ def remove_key(ns: Any) -> int:
 
 
 def token_create(ns: Any) -> int:
+    from loader.store.auth import issue_token, parse_scopes
+
     settings = settings_from(ns)
     scopes = parse_scopes(ns.scopes)
     ttl = duration(ns.ttl, "--ttl") if ns.ttl else None
@@ -403,6 +407,8 @@ def token_create(ns: Any) -> int:
 
 
 def token_list(ns: Any) -> int:
+    from loader.store.models import iso
+
     settings = settings_from(ns)
 
     async def go() -> list[dict[str, Any]]:

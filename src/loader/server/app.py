@@ -18,8 +18,8 @@ from loader.server.authn import TokenAuthenticator
 from loader.server.handlers import ROUTES
 from loader.server.routing import endpoint, unmatched
 from loader.server.schemas import MAX_BODY_BYTES
+from loader.server.settings import StoreSettings
 from loader.server.state import STATE, Limiter, NoLimit, ServerState
-from loader.settings import StoreSettings
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
 from loader.store.jwt import JwtAuthority

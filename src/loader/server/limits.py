@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from loader.errors import RateLimitedError
-from loader.settings import StoreSettings
+from loader.server.settings import StoreSettings
 from loader.store.auth import Principal
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

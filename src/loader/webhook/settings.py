@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
 
-from loader.errors import ConfigError
-from loader.settings import Listen, parse_listen
+from loader.envsettings import EnvSettings
+from loader.settings import Listen, load, parse_listen
 
 # Kubernetes names: a DNS-1123 subdomain (Secrets, ConfigMaps) and a label value.
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -27,12 +26,12 @@ def is_k8s_name(name: str) -> bool:
     return len(name) <= DNS_SUBDOMAIN_MAX and DNS_SUBDOMAIN.fullmatch(name) is not None
 
 
-class WebhookSettings(BaseSettings):
+class WebhookSettings(EnvSettings):
     """What the webhook listens on and what it injects. Field names avoid ``port`` and
     ``service_*``: Kubernetes service links export ``LOADER_WEBHOOK_PORT`` and friends for a
     Service named ``loader-webhook``."""
 
-    model_config = SettingsConfigDict(env_prefix="LOADER_WEBHOOK_", extra="ignore", frozen=True)
+    env_prefix: ClassVar[str] = "LOADER_WEBHOOK_"
 
     listen: str = Field("0.0.0.0:8443", description="HOST:PORT (port 0 picks a free one)")
     tls_cert: Path | None = Field(None, description="PEM certificate chain (reloaded on change)")
@@ -157,14 +156,4 @@ class WebhookSettings(BaseSettings):
 
 def load_settings(**flags: Any) -> WebhookSettings:
     """Settings from ``LOADER_WEBHOOK_*`` plus the flags given (``None`` flags are absent)."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        return WebhookSettings(**given)
-    except ValidationError as exc:
-        err = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            message = "required"
-        setting = f"LOADER_WEBHOOK_{where.upper()} / --{where.replace('_', '-')}: " if where else ""
-        raise ConfigError(f"bad setting: {setting}{message}") from None
+    return load(WebhookSettings, **flags)
