@@ -276,3 +276,28 @@ async def test_deleting_an_environment_wakes_its_watchers_with_404(store: Store)
     assert deleted.status == 204
     resp = await asyncio.wait_for(watcher, timeout=10)
     assert resp.status == 404
+
+
+async def test_a_write_that_changes_nothing_keeps_the_revision_and_wakes_nobody(
+    store: Store,
+) -> None:
+    """PATCHing a description to what it is already: 200, no new revision, no long-poll wake
+    (on PostgreSQL the revision taken under the lock is rolled back with its notification)."""
+    app = await store.app()
+    await store.put(app, "A", "v1")
+    h = store.auth(store.admin)
+    path = f"/v1/apps/{app}/environments/default/secrets/A"
+    first = await store.client.patch(path, json={"description": "db"}, headers=h)
+    assert first.status == 200
+    revision = await store.revision(app)
+    etag = (await store.client.get(rendered(app), headers=h)).headers["ETag"]
+    watcher = asyncio.ensure_future(
+        store.client.get(rendered(app, "mode=full&wait=1"), headers={**h, "If-None-Match": etag})
+    )
+    await asyncio.sleep(0.1)
+    same = await store.client.patch(path, json={"description": "db"}, headers=h)
+    assert same.status == 200 and (await same.json())["description"] == "db"
+    assert await store.revision(app) == revision
+    assert (await watcher).status == 304
+    await store.put(app, "A", "v2")
+    assert await store.revision(app) == revision + 1
