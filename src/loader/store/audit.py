@@ -9,7 +9,6 @@ every record for shipping to a SIEM.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -48,6 +47,8 @@ class AuditLog:
         self._wakeup = asyncio.Event()
         self._fd: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
+        self._closing = False
 
     def record(self, event: AuditEvent) -> None:
         """Queue an event for the next batch (reveals, refusals)."""
@@ -62,6 +63,12 @@ class AuditLog:
             os.write(self._fd, line.encode())
 
     async def flush(self) -> None:
+        """Store every queued record. Also waits for a batch already being written, so that a
+        reader who flushes first (the audit route) sees every record recorded before it."""
+        async with self._flushing:
+            await self._flush_queued()
+
+    async def _flush_queued(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
@@ -72,14 +79,16 @@ class AuditLog:
                 raise
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wakeup.wait()
             self._wakeup.clear()
-            await asyncio.sleep(self.flush_interval)
+            if not self._closing:
+                await asyncio.sleep(self.flush_interval)
             try:
                 await self.flush()
             except Exception:
-                await asyncio.sleep(1.0)
+                if not self._closing:
+                    await asyncio.sleep(1.0)
                 self._wakeup.set()
 
     @asynccontextmanager
@@ -92,9 +101,11 @@ class AuditLog:
         try:
             yield self
         finally:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not cancelled: a batch being written must finish (a cancelled write could be lost
+            # or stored twice). The loop ends after its current flush.
+            self._closing = True
+            self._wakeup.set()
+            await self._task
             try:
                 await self.flush()
             except Exception:

@@ -1,7 +1,8 @@
 """The embedded default: SQLite in WAL mode, one writer thread, a small pool of reader threads.
 
-Each repository call runs as one unit of work on a thread, so a write is one ``BEGIN IMMEDIATE``
-transaction however many statements it takes, and a read is one consistent WAL snapshot.
+Each repository call runs as one unit of work on a thread: a write is one unit of the writer's
+group commit (:mod:`loader.store.groupcommit`: concurrent writes share a transaction and an fsync,
+each in its own savepoint), and a read is one consistent WAL snapshot.
 ``synchronous=FULL``: a write is on disk (WAL fsynced) before it is acknowledged, so it survives
 ``kill -9`` and power loss.
 """
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from loader.crypto import Sealed, WrappedKey
 from loader.errors import AlreadyExistsError, ConfigError, NotFoundError
 from loader.store import migrations
+from loader.store.groupcommit import GroupCommitWriter
 from loader.store.models import (
     App,
     AuditEvent,
@@ -146,7 +148,7 @@ class SQLiteRepository:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="loader-sqlite-writer")
+        self._writer = GroupCommitWriter(self._connection, name="loader-sqlite-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="loader-sqlite-reader")
         self._listeners: list[ChangeListener] = []
 
@@ -170,7 +172,7 @@ class SQLiteRepository:
         await loop.run_in_executor(None, self._shutdown)
 
     def _shutdown(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.close()
         self._readers.shutdown(wait=True)
         with self._lock:
             for conn in self._connections:
@@ -196,24 +198,17 @@ class SQLiteRepository:
     # -- unit-of-work plumbing -------------------------------------------------------------
 
     async def _write_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, lambda: fn(self._connection()))
+        """A unit that manages its own transactions (migrations), run alone."""
+        return await self._writer.run(fn, raw=True)
 
     async def _write(self, fn: Callable[[_Tx], T]) -> T:
-        def unit() -> tuple[T, list[tuple[int, int]]]:
-            conn = self._connection()
-            tx = _Tx(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(tx)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result, tx.changes
+        """One unit of work, committed with whatever else is queued (group commit)."""
 
-        loop = asyncio.get_running_loop()
-        result, changes = await loop.run_in_executor(self._writer, unit)
+        def unit(conn: sqlite3.Connection) -> tuple[T, list[tuple[int, int]]]:
+            tx = _Tx(conn)
+            return fn(tx), tx.changes
+
+        result, changes = await self._writer.run(unit)
         for env_id, revision in changes:
             for listener in self._listeners:
                 listener(env_id, revision)
