@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from loader.httpclient import HttpClient
 
 LOADER = [sys.executable, "-m", "loader"]
 
@@ -153,3 +155,70 @@ def start_agent(
             p.stop()
             raise
     return p
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def create_token(
+    data_dir: Path, scopes: str, app: int | None = None, envs: str | None = None
+) -> str:
+    """``loader store token create`` on the data directory; the token it prints once."""
+    args = ["store", "token", "create", "--data-dir", str(data_dir), "--scopes", scopes, "--json"]
+    if app is not None:
+        args += ["--app", str(app)]
+    if envs is not None:
+        args += ["--env", envs]
+    out = run_loader(*args)
+    assert out.returncode == 0, out.stderr
+    return str(json.loads(out.stdout)["token"])
+
+
+@dataclass
+class LiveStore:
+    """A store process on a fixed port (so it can be killed and brought back) with one app."""
+
+    data: Path
+    port: int
+    admin: str
+    app: int
+    proc: Proc
+
+    @classmethod
+    def start(cls, tmp_path: Path, app_name: str = "app") -> LiveStore:
+        data = tmp_path / "store"
+        admin = init_store(data)
+        port = free_port()
+        proc = start_store(data, listen=f"127.0.0.1:{port}")
+        client = HttpClient(proc.url, token=admin)
+        app = int(client.call("POST", "/v1/apps", {"name": app_name}).json()["id"])
+        client.close()
+        return cls(data, port, admin, app, proc)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> HttpClient:
+        return HttpClient(self.url, token=self.admin)
+
+    def put(self, name: str, value: str, env: str = "default") -> None:
+        c = self.client()
+        c.call(
+            "POST",
+            f"/v1/apps/{self.app}/environments/{env}/secrets",
+            {"name": name, "value": value},
+        )
+        c.close()
+
+    def token(self, *scopes: str, app: bool = True) -> str:
+        return create_token(self.data, ",".join(scopes), self.app if app else None)
+
+    def restart(self) -> None:
+        self.proc.stop()
+        self.proc = start_store(self.data, listen=f"127.0.0.1:{self.port}")

@@ -8,12 +8,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from loader.httpclient import HttpClient
-from tests.procs import LOADER, init_store, loader_env, run_loader, spawn, start_agent, start_store
+from tests.procs import (
+    LOADER,
+    init_store,
+    loader_env,
+    run_loader,
+    spawn,
+    start_agent,
+    start_store,
+    wait_until,
+)
 
 CANARIES = {
     "API_CANARY": "leak-canary-api-7f1e2d",
@@ -21,13 +28,6 @@ CANARIES = {
     "IMPORT_CANARY": "leak-canary-import-55aa",
     "TEMPLATE_CANARY": "leak-canary-template-0f0f",
 }
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def hits(data: bytes) -> set[str]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,61 +18,18 @@ from aiohttp import web
 from loader.httpclient import HttpClient
 from tests.procs import (
     LOADER,
+    LiveStore,
     free_port,
-    init_store,
     loader_env,
-    run_loader,
     spawn,
     start_agent,
-    start_store,
+    wait_until,
 )
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-class Live:
-    def __init__(self, tmp_path: Path) -> None:
-        self.data = tmp_path / "store"
-        self.admin = init_store(self.data)
-        self.port = free_port()
-        self.proc = start_store(self.data, listen=f"127.0.0.1:{self.port}")
-        self.url = self.proc.url
-        client = HttpClient(self.url, token=self.admin)
-        self.app = client.call("POST", "/v1/apps", {"name": "outage"}).json()["id"]
-        client.close()
-        out = run_loader(
-            "store",
-            "token",
-            "create",
-            "--data-dir",
-            str(self.data),
-            "--scopes",
-            "secrets:reveal",
-            "--app",
-            str(self.app),
-            "--json",
-        )
-        self.reveal_token = json.loads(out.stdout)["token"]
-
-    def put(self, name: str, value: str) -> None:
-        client = HttpClient(self.url, token=self.admin)
-        client.call("POST", f"/v1/apps/{self.app}/secrets", {"name": name, "value": value})
-        client.close()
-
-    def restart(self) -> None:
-        self.proc.stop()
-        self.proc = start_store(self.data, listen=f"127.0.0.1:{self.port}")
-
-
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    store = Live(tmp_path)
+def live(tmp_path: Path) -> Iterator[LiveStore]:
+    store = LiveStore.start(tmp_path, "outage")
     store.put("A", "first")
     try:
         yield store
@@ -89,14 +45,13 @@ CHILD = (
 
 
 def test_outage_keeps_files_endpoint_and_child_then_recovers(
-    live: Live, tmp_path: Path, shm: Path
+    live: LiveStore, tmp_path: Path, shm: Path
 ) -> None:
     """1. store + agent + `run --watch` child, all live; 2. the store goes down: files stay
     byte-identical, the endpoint serves, /readyz reports the age growing and the error, the
     child keeps running; 3. the store comes back: the next change reaches file and child."""
-    env = loader_env(
-        LOADER_STORE_URL=live.url, LOADER_TOKEN=live.reveal_token, LOADER_APP=str(live.app)
-    )
+    reveal = live.token("secrets:reveal")
+    env = loader_env(LOADER_STORE_URL=live.url, LOADER_TOKEN=reveal, LOADER_APP=str(live.app))
     template = tmp_path / "t.yaml"
     template.write_text("a: ${secrets:A}\n")
     env_file, rendered = shm / "env", shm / "t.yaml"
@@ -221,8 +176,9 @@ class FaultProxy:
 
 @pytest.mark.parametrize("status", ["503", "429"])
 def test_agent_obeys_retry_after_from_a_faulty_store(
-    live: Live, tmp_path: Path, shm: Path, status: str
+    live: LiveStore, tmp_path: Path, shm: Path, status: str
 ) -> None:
+    reveal = live.token("secrets:reveal")
     proxy = FaultProxy(live.url).start()
     env_file = shm / "env"
     agent = start_agent(
@@ -236,7 +192,7 @@ def test_agent_obeys_retry_after_from_a_faulty_store(
         wait_listening=False,
         env=loader_env(
             LOADER_STORE_URL=proxy.url,
-            LOADER_TOKEN=live.reveal_token,
+            LOADER_TOKEN=reveal,
             LOADER_APP=str(live.app),
             LOADER_BACKOFF_INITIAL="0.05",
             LOADER_BACKOFF_MAX="0.1",
@@ -265,16 +221,15 @@ def _slowloris(port: int, count: int) -> list[socket.socket]:
     return socks
 
 
-def test_slow_clients_do_not_starve_others(live: Live, tmp_path: Path, shm: Path) -> None:
+def test_slow_clients_do_not_starve_others(live: LiveStore, tmp_path: Path, shm: Path) -> None:
+    reveal = live.token("secrets:reveal")
     agent = start_agent(
         tmp_path / "agent.log",
         "--output",
         str(shm / "env"),
         "--listen",
         "127.0.0.1:0",
-        env=loader_env(
-            LOADER_STORE_URL=live.url, LOADER_TOKEN=live.reveal_token, LOADER_APP=str(live.app)
-        ),
+        env=loader_env(LOADER_STORE_URL=live.url, LOADER_TOKEN=reveal, LOADER_APP=str(live.app)),
     )
     agent_port = int(agent.url.rsplit(":", 1)[1])
     slow = _slowloris(live.port, 150) + _slowloris(agent_port, 150)

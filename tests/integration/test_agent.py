@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,83 +15,23 @@ from dotenv import dotenv_values
 
 from loader.httpclient import HttpClient
 from tests.procs import (
+    LiveStore,
     Proc,
     free_port,
-    init_store,
     loader_env,
     run_loader,
     start_agent,
     start_store,
+    wait_until,
 )
 
 CANARY_A = "canary-agent-A-9d2f 'quoted' \"both\" #hash = x"
 CANARY_B = "canary-agent-B-77e1\nsecond line"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-@dataclass
-class Live:
-    data: Path
-    port: int
-    admin: str
-    app: int
-    proc: Proc
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> HttpClient:
-        return HttpClient(self.url, token=self.admin)
-
-    def put(self, name: str, value: str, env: str = "default") -> None:
-        c = self.client()
-        c.call(
-            "POST",
-            f"/v1/apps/{self.app}/environments/{env}/secrets",
-            {"name": name, "value": value},
-        )
-        c.close()
-
-    def token(self, *scopes: str, app: bool = True) -> str:
-        args = [
-            "store",
-            "token",
-            "create",
-            "--data-dir",
-            str(self.data),
-            "--scopes",
-            ",".join(scopes),
-            "--json",
-        ]
-        if app:
-            args += ["--app", str(self.app)]
-        out = run_loader(*args)
-        assert out.returncode == 0, out.stderr
-        return str(json.loads(out.stdout)["token"])
-
-    def restart(self) -> None:
-        self.proc.stop()
-        self.proc = start_store(self.data, listen=f"127.0.0.1:{self.port}")
-
-
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    data = tmp_path / "store"
-    admin = init_store(data)
-    port = free_port()
-    proc = start_store(data, listen=f"127.0.0.1:{port}")
-    client = HttpClient(proc.url, token=admin)
-    app = int(client.call("POST", "/v1/apps", {"name": "agent-app"}).json()["id"])
-    client.close()
-    live = Live(data, port, admin, app, proc)
+def live(tmp_path: Path) -> Iterator[LiveStore]:
+    live = LiveStore.start(tmp_path, "agent-app")
     live.put("A", CANARY_A)
     live.put("B", CANARY_B)
     try:
@@ -102,7 +40,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         live.proc.stop()
 
 
-def agent_env(live: Live, token: str, **extra: str) -> dict[str, str]:
+def agent_env(live: LiveStore, token: str, **extra: str) -> dict[str, str]:
     base = {"LOADER_STORE_URL": live.url, "LOADER_TOKEN": token, "LOADER_APP": str(live.app)}
     return loader_env(**{**base, **extra})
 
@@ -124,7 +62,9 @@ datasets:
 """
 
 
-def test_agent_render_follow_outage_and_recovery(live: Live, shm: Path, tmp_path: Path) -> None:
+def test_agent_render_follow_outage_and_recovery(
+    live: LiveStore, shm: Path, tmp_path: Path
+) -> None:
     """1. first render of the env file and a spicepod; 2. a change reaches both; 3. store
     killed: files byte-identical, endpoint serving, readiness reports age and the error;
     4. store back: the next change arrives."""
@@ -180,7 +120,7 @@ def test_agent_render_follow_outage_and_recovery(live: Live, shm: Path, tmp_path
         assert value not in logs
 
 
-def test_agent_obeys_retry_after_on_429(live: Live, shm: Path, tmp_path: Path) -> None:
+def test_agent_obeys_retry_after_on_429(live: LiveStore, shm: Path, tmp_path: Path) -> None:
     """A rate-limited store (0.5 request/s per token) answers 429 + Retry-After: 2; the agent,
     asked to long-poll in tiny steps and to back off for only 50-100 ms, waits the 2 s anyway."""
     live.proc.stop()
@@ -226,7 +166,7 @@ def _metric(text: str, key: str) -> float:
     return 0.0
 
 
-def test_agent_follows_token_file_rotation(live: Live, shm: Path, tmp_path: Path) -> None:
+def test_agent_follows_token_file_rotation(live: LiveStore, shm: Path, tmp_path: Path) -> None:
     """1. agent on token T1 from a file; 2. T2 swapped in (rename, like a projected volume) and
     T1 revoked; 3. the next change still arrives."""
     token_dir = tmp_path / "tokens"
@@ -262,7 +202,7 @@ def test_agent_follows_token_file_rotation(live: Live, shm: Path, tmp_path: Path
     assert first not in agent.logs() and second not in agent.logs()
 
 
-def test_agent_endpoint_refusals(live: Live, shm: Path, tmp_path: Path) -> None:
+def test_agent_endpoint_refusals(live: LiveStore, shm: Path, tmp_path: Path) -> None:
     agent = start_agent(
         tmp_path / "agent.log",
         "--output",
@@ -336,7 +276,7 @@ def test_agent_endpoint_refusals(live: Live, shm: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "192.0.2.1:8701", "[::]:8701", "example.com:1"])
-def test_agent_refuses_non_loopback_bind(live: Live, shm: Path, listen: str) -> None:
+def test_agent_refuses_non_loopback_bind(live: LiveStore, shm: Path, listen: str) -> None:
     out = run_loader(
         "agent",
         "--output",
@@ -388,7 +328,7 @@ def test_agent_bad_settings_exit_78_before_any_network_call(shm: Path, tmp_path:
     listener.close()
 
 
-def test_agent_allow_disk(live: Live, tmp_path: Path) -> None:
+def test_agent_allow_disk(live: LiveStore, tmp_path: Path) -> None:
     out = tmp_path / "disk.env"
     agent = start_agent(
         tmp_path / "agent.log",
@@ -405,7 +345,7 @@ def test_agent_allow_disk(live: Live, tmp_path: Path) -> None:
         agent.stop()
 
 
-def test_render_once_exit_codes(live: Live, shm: Path, tmp_path: Path) -> None:
+def test_render_once_exit_codes(live: LiveStore, shm: Path, tmp_path: Path) -> None:
     token = live.token("secrets:reveal")
     ok = run_loader("render", "--once", "--output", str(shm / "env"), env=agent_env(live, token))
     assert ok.returncode == 0, ok.stderr
@@ -458,7 +398,7 @@ def test_render_once_exit_codes(live: Live, shm: Path, tmp_path: Path) -> None:
 
 
 def test_agent_on_change_template_reload_and_last_good(
-    live: Live, shm: Path, tmp_path: Path
+    live: LiveStore, shm: Path, tmp_path: Path
 ) -> None:
     """1. --on-change runs after a write, without LOADER_TOKEN in its environment; 2. editing
     the template re-renders; 3. a value the format cannot carry keeps the last good file and is
@@ -501,7 +441,7 @@ def test_agent_on_change_template_reload_and_last_good(
         agent.stop()
 
 
-def test_agent_max_stale_turns_readiness_red(live: Live, shm: Path, tmp_path: Path) -> None:
+def test_agent_max_stale_turns_readiness_red(live: LiveStore, shm: Path, tmp_path: Path) -> None:
     agent = start_agent(
         tmp_path / "agent.log",
         "--output",
@@ -525,7 +465,9 @@ def test_agent_max_stale_turns_readiness_red(live: Live, shm: Path, tmp_path: Pa
         agent.stop()
 
 
-def test_agent_unix_socket_long_poll_and_clean_exit(live: Live, shm: Path, tmp_path: Path) -> None:
+def test_agent_unix_socket_long_poll_and_clean_exit(
+    live: LiveStore, shm: Path, tmp_path: Path
+) -> None:
     sock = shm / "agent.sock"
     agent = start_agent(
         tmp_path / "agent.log",

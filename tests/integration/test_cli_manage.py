@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loader.httpclient import HttpClient
-from tests.procs import Proc, init_store, loader_env, run_loader, start_store
+from tests.procs import Proc, create_token, init_store, loader_env, run_loader, start_store
 
 CANARY = "cli-canary-5c1e-value"
 
@@ -104,17 +104,7 @@ def test_cli_import_reads_dotenv_and_refuses_bad_files_whole(
 def test_cli_exit_codes(live: tuple[Proc, str], tmp_path: Path) -> None:
     proc, token = live
     assert cli(proc, "lt_000000000000_bad", "apps", "list").returncode == 77
-    reader = run_loader(
-        "store",
-        "token",
-        "create",
-        "--data-dir",
-        str(tmp_path / "store"),
-        "--scopes",
-        "secrets:read",
-        "--json",
-    )
-    weak = json.loads(reader.stdout)["token"]
+    weak = create_token(tmp_path / "store", "secrets:read")
     denied = cli(proc, weak, "apps", "create", "x")
     assert denied.returncode == 77
     assert weak not in denied.stderr.decode()

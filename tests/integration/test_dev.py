@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from pathlib import Path
 
 import yaml
 
 from loader.httpclient import HttpClient
-from tests.procs import LOADER, spawn, wait_for_line
-
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        time.sleep(0.02)
+from tests.procs import LOADER, spawn, wait_for_line, wait_until
 
 
 def test_dev_runs_store_and_agent_with_a_demo_app_and_cleans_up(tmp_path: Path) -> None:

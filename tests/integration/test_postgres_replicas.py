@@ -13,7 +13,7 @@ import pytest
 
 from loader.httpclient import HttpClient
 from tests.pg import PostgresServer
-from tests.procs import Proc, loader_env, run_loader, start_agent, start_store
+from tests.procs import Proc, loader_env, run_loader, start_agent, start_store, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -37,14 +37,6 @@ def cluster(
     finally:
         for r in replicas:
             r.stop()
-
-
-def wait_until(predicate, timeout: float = 20.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def test_write_on_one_replica_reaches_an_agent_on_the_other(

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from loader import formats
 from loader.httpclient import HttpClient
 from tests.procs import (
     LOADER,
+    create_token,
     free_port,
     init_store,
     loader_env,
@@ -24,18 +24,11 @@ from tests.procs import (
     spawn,
     start_agent,
     start_store,
+    wait_until,
 )
 
 PY = sys.executable
 SECRET = 'runner-canary-4f1c: it\'s "quoted"'
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def write_env(path: Path, values: dict[str, str], fmt: str = "dotenv") -> None:
@@ -340,20 +333,7 @@ def test_watch_through_a_real_agent_and_store(tmp_path: Path, shm: Path) -> None
     client = HttpClient(store.url, token=admin)
     app = client.call("POST", "/v1/apps", {"name": "runner"}).json()["id"]
     client.call("POST", f"/v1/apps/{app}/secrets", {"name": "A", "value": SECRET})
-    token = json.loads(
-        run_loader(
-            "store",
-            "token",
-            "create",
-            "--data-dir",
-            str(data),
-            "--scopes",
-            "secrets:reveal",
-            "--app",
-            str(app),
-            "--json",
-        ).stdout
-    )["token"]
+    token = create_token(data, "secrets:reveal", app)
     sock = shm / "agent.sock"
     agent = start_agent(
         tmp_path / "agent.log",
