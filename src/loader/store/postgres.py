@@ -158,7 +158,12 @@ def _write_statement(
         ctes = [
             "s AS (INSERT INTO secrets (env_id, name, description, version, modified_revision, "  # noqa: S608
             f"created_at, updated_at) VALUES ({p(env_id)}, {p(name)}, {p(description)}, "
-            f"{p(version)}, {p(revision)}, {p(now)}, {p(now)}) RETURNING id, created_at)"
+            f"{p(version)}, {p(revision)}, {p(now)}, {p(now)}) "
+            # The environment's row lock already serialises its writers; ON CONFLICT keeps the
+            # insert race-safe on its own all the same.
+            "ON CONFLICT (env_id, name) DO UPDATE SET description = EXCLUDED.description, "
+            "version = EXCLUDED.version, modified_revision = EXCLUDED.modified_revision, "
+            "updated_at = EXCLUDED.updated_at RETURNING id, created_at)"
         ]
     else:
         ctes = [
