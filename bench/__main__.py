@@ -80,7 +80,7 @@ def write_results(fresh: dict[str, Section], started: float) -> None:
         "(min-max) over the runs; a ratio is loader's median over the baseline's.",
         "",
     ]
-    path.write_text("\n".join(head) + "\n".join(blocks))
+    path.write_text("\n".join(head) + "\n" + "\n".join(blocks))
 
 
 if __name__ == "__main__":
