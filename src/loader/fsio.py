@@ -16,6 +16,7 @@ import secrets
 from pathlib import Path
 
 from loader.errors import ConfigError
+from loader.fsguard import check_directory
 
 TMPFS_MAGIC = 0x01021994
 RAMFS_MAGIC = 0x858458F6
@@ -25,7 +26,8 @@ MEMORY_FILESYSTEMS = {TMPFS_MAGIC: "tmpfs", RAMFS_MAGIC: "ramfs"}
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     directory = path.parent
     tmp = directory / f".{path.name}.tmp.{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode)
     try:
         try:
             os.fchmod(fd, mode)  # the umask may have narrowed it; never widened
@@ -50,13 +52,6 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def read_if_exists(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 class _StatFs(ctypes.Structure):
@@ -89,11 +84,13 @@ def is_memory_backed(path: Path) -> bool:
 def check_secret_target(path: Path, allow_disk: bool) -> None:
     """Refuse to put secrets on a disk-backed filesystem unless told it is fine.
 
-    Also checks the directory exists and is writable, so a bad path fails at start-up.
+    Also checks the directory exists, is safe from other users (:mod:`loader.fsguard`) and is
+    writable, so a bad path fails at start-up.
     """
     directory = path.parent
     if not directory.is_dir():
         raise ConfigError(f"output directory {directory} does not exist")
+    check_directory(directory)
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ConfigError(f"output directory {directory} is not writable")
     if allow_disk:

@@ -35,6 +35,7 @@ from loader.errors import (
     UnauthorizedError,
     UnrenderableError,
 )
+from loader.fsguard import check_socket_path
 from loader.fswatch import watch_file
 from loader.settings import AgentSettings, Listen
 
@@ -206,8 +207,7 @@ class Agent:
         finally:
             await runner.cleanup()
             if self.listen.path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    self.listen.path.unlink()
+                _remove_own_socket(self.listen.path)
 
     # -- init-container mode ---------------------------------------------------------------
 
@@ -245,17 +245,27 @@ class Agent:
 def _check_socket_path(path: Path) -> None:
     if not path.parent.is_dir():
         raise ConfigError(f"socket directory {path.parent} does not exist")
-    if path.exists() and not stat.S_ISSOCK(path.stat().st_mode):
-        raise ConfigError(f"{path} exists and is not a socket; refusing to replace it")
+    check_socket_path(path)
+
+
+def _remove_own_socket(path: Path) -> None:
+    """At shutdown: remove the socket only if it is still a socket of ours."""
+    with contextlib.suppress(OSError):
+        st = os.lstat(path)
+        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
+            path.unlink()
 
 
 async def _start_site(runner: web.AppRunner, listen: Listen) -> str:
     if listen.path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            listen.path.unlink()  # a stale socket from a previous run
+        if check_socket_path(listen.path):
+            with contextlib.suppress(FileNotFoundError):
+                listen.path.unlink()  # a stale socket of ours from a previous run
         old = os.umask(0o177)
         try:
             await web.UnixSite(runner, str(listen.path)).start()
+        except OSError as exc:
+            raise ConfigError(f"{listen.path}: cannot listen there: {exc.strerror}") from None
         finally:
             os.umask(old)
         os.chmod(listen.path, 0o600)

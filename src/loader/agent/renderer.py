@@ -15,22 +15,28 @@ from pathlib import Path
 from loader import formats, template
 from loader.agent.snapshot import Snapshot
 from loader.errors import ConfigError, UnrenderableError
-from loader.fsio import atomic_write, check_secret_target, read_if_exists
+from loader.fsguard import check_output, read_output, read_trusted
+from loader.fsio import atomic_write, check_secret_target
 
 log = logging.getLogger("loader.agent")
 
 
 class FileSink:
-    """One output file; knows its current bytes so unchanged content is not rewritten."""
+    """One output file; knows its current bytes so unchanged content is not rewritten.
+
+    What is at the path already must be our own regular file (:mod:`loader.fsguard`), at start
+    and before every write: another user's file, a symlink or a FIFO is refused, not read.
+    """
 
     def __init__(self, path: Path, allow_disk: bool) -> None:
         check_secret_target(path, allow_disk)
         self.path = path
-        self._current = read_if_exists(path)
+        self._current = read_output(path)
 
     def write(self, data: bytes) -> bool:
         if data == self._current:
             return False
+        check_output(self.path)
         atomic_write(self.path, data, mode=0o600)
         self._current = data
         return True
@@ -70,7 +76,7 @@ class Renderer:
     def _read_template(self) -> str:
         assert self.template_path is not None
         try:
-            return self.template_path.read_text(encoding="utf-8")
+            return read_trusted(self.template_path).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise ConfigError(f"cannot read template {self.template_path}: {reason}") from None
@@ -108,6 +114,11 @@ class Renderer:
         if result.errors:
             return result  # all or nothing: every file shows the same revision
         for sink, data in pending:
-            if sink.write(data):
-                result.written.append(sink.path)
+            try:
+                if sink.write(data):
+                    result.written.append(sink.path)
+            except ConfigError as exc:
+                result.errors.append(str(exc))
+            except OSError as exc:
+                result.errors.append(f"{sink.path}: cannot write: {exc.strerror}")
         return result

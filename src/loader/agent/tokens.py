@@ -11,14 +11,16 @@ import logging
 from pathlib import Path
 
 from loader.errors import ConfigError
+from loader.fsguard import MAX_TOKEN_FILE, read_trusted
 from loader.fswatch import watch_file
 
 log = logging.getLogger("loader.agent")
 
 
 def read_token(path: Path) -> str:
+    """The token in ``path``: a regular file of this user's or root's (:mod:`loader.fsguard`)."""
     try:
-        token = path.read_text().strip()
+        token = read_trusted(path, MAX_TOKEN_FILE).decode("utf-8", "replace").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
     if not token:

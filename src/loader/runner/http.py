@@ -3,16 +3,23 @@ only) and async (supervise mode: asyncio streams, cancellable, TLS for the store
 
 Each request uses its own connection (``Connection: close``); the response is parsed by one pure
 function. Failures to connect are :class:`~loader.errors.ServiceUnavailableError` (exit 69).
+Over a unix socket the server must run as this user or root (``SO_PEERCRED``): an impostor that
+bound the path first is a :class:`~loader.errors.ConfigError` (exit 78). Responses are bounded.
 """
 
 from __future__ import annotations
 
 from loader.errors import ServiceUnavailableError
+from loader.fsguard import MAX_DATA_FILE, check_peer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
+
+
+# A response carries at most what an env file may hold, plus its headers.
+MAX_RESPONSE = MAX_DATA_FILE + 64 * 1024
 
 
 class Response:
@@ -93,6 +100,12 @@ def parse_response(data: bytes) -> Response:
     return Response(int(parts[1]), headers, body)
 
 
+def _bounded(size: int) -> int:
+    if size > MAX_RESPONSE:
+        raise ValueError(f"the response is larger than {MAX_RESPONSE // (1024 * 1024)} MiB")
+    return size
+
+
 def _dechunk(data: bytes) -> bytes:
     out = bytearray()
     i = 0
@@ -124,6 +137,7 @@ def get(url: str, path: str, headers: dict[str, str], timeout: float) -> Respons
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             sock.settimeout(timeout)
             sock.connect(t.unix)
+            check_peer(sock, t.unix)
         else:
             error: OSError | None = None
             for family, kind, proto, _, address in _addresses(_socket, t.host, t.port):
@@ -141,10 +155,9 @@ def get(url: str, path: str, headers: dict[str, str], timeout: float) -> Respons
                 raise error or OSError("no address")
         sock.sendall(request_bytes(t, path, headers))
         chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
+        size = 0
+        while chunk := sock.recv(65536):
+            size = _bounded(size + len(chunk))
             chunks.append(chunk)
         return parse_response(b"".join(chunks))
     except (OSError, ValueError) as exc:
@@ -189,6 +202,11 @@ async def aget(
         async with asyncio.timeout(timeout):
             if t.unix is not None:
                 reader, writer = await asyncio.open_unix_connection(t.unix)
+                try:
+                    check_peer(writer.get_extra_info("socket"), t.unix)
+                except BaseException:
+                    writer.close()
+                    raise
             else:
                 ctx = None
                 if t.tls:
@@ -200,10 +218,14 @@ async def aget(
             try:
                 writer.write(request_bytes(t, path, headers))
                 await writer.drain()
-                data = await reader.read()
+                chunks = []
+                size = 0
+                while chunk := await reader.read(65536):
+                    size = _bounded(size + len(chunk))
+                    chunks.append(chunk)
             finally:
                 writer.close()
-        return parse_response(data)
+        return parse_response(b"".join(chunks))
     except (OSError, ValueError, TimeoutError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ServiceUnavailableError(f"{url} is unreachable: {reason}") from None

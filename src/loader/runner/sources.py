@@ -18,6 +18,7 @@ from loader.errors import (
     UsageError,
     error_for_status,
 )
+from loader.fsguard import MAX_TOKEN_FILE, read_trusted
 from loader.runner import http
 from loader.units import parse_duration
 
@@ -73,8 +74,7 @@ class FileSource:
 
     def load(self) -> dict[str, str]:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                text = f.read()
+            text = read_trusted(self.path).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise ConfigError(f"cannot read {self.path}: {reason}") from None
@@ -250,8 +250,7 @@ def _token(opts: RunOptions, environ: Mapping[str, str]) -> str:
     token_file = opts.get("token_file")
     if token_file:
         try:
-            with open(token_file) as f:
-                token = f.read().strip()
+            token = read_trusted(token_file, MAX_TOKEN_FILE).decode("utf-8", "replace").strip()
         except OSError as exc:
             raise ConfigError(f"cannot read token file {token_file}: {exc.strerror}") from None
         if token:
