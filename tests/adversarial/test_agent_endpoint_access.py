@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from unittest import mock
 
@@ -9,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from loader.agent.local_api import create_local_app, guarded
+from loader.agent.local_api import create_local_app, guarded, refusal
 from loader.agent.metrics import AgentMetrics
 from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
@@ -82,5 +83,50 @@ async def test_non_loopback_peer_is_refused() -> None:
     async def handler(_: web.Request) -> web.StreamResponse:
         return web.Response(text=VALUE)
 
-    resp = await guarded(handler)(request)
+    resp = await guarded(handler, refusal)(request)
     assert resp.status == 403 and VALUE not in resp.text  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/v1/nope", "/"])
+@pytest.mark.parametrize("host", ["evil.example", "rebind.attacker.example:8701", "10.0.0.1"])
+async def test_every_route_has_the_host_rule(endpoint: Any, path: str, host: str) -> None:
+    """A DNS-rebinding page must not read revisions, staleness or last_error (secret names and
+    paths) from /readyz and /metrics either."""
+    ok = await endpoint.get(path)
+    assert ok.status != 403
+    resp = await endpoint.get(path, headers={"Host": host})
+    assert resp.status == 403, (path, host)
+    body = await resp.text()
+    assert "revision" not in body and "loader_agent" not in body
+
+
+async def raw_get(endpoint: Any, target: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.server.port)
+    writer.write(
+        f"GET {target} HTTP/1.1\r\nHost: localhost\r\nX-Loader-Request: true\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://evil.example/v1/secrets",
+        "http://localhost/v1/secrets",
+        "HTTP://127.0.0.1:8701/v1/secrets/A",
+        "http://evil.example/metrics",
+    ],
+)
+async def test_absolute_form_request_targets_are_refused(endpoint: Any, target: str) -> None:
+    """A request relayed by a forward proxy names the target in absolute form; the Host header
+    alone would look local. Refused whatever host it names."""
+    status, body = await raw_get(endpoint, "/v1/secrets")
+    assert status == 200 and VALUE.encode() in body  # the same request in origin form works
+    status, body = await raw_get(endpoint, target)
+    assert status == 400, target
+    assert VALUE.encode() not in body

@@ -261,7 +261,9 @@ def test_agent_endpoint_refusals(live: LiveStore, shm: Path, tmp_path: Path) -> 
         assert get("/v1/secrets", "localhost", extra="Origin: http://evil.example") == 403
         assert get("/v1/secrets/A", "localhost") == 200
         assert get("/v1/secrets/NOPE", "localhost") == 404
-        assert get("/healthz", "evil.example", header=False) == 200  # probes need no header
+        assert get("/healthz", "localhost", header=False) == 200  # probes need no header
+        for path in ("/healthz", "/readyz", "/metrics", "/nope"):  # every route: the Host rule
+            assert get(path, "evil.example", header=False) == 403, path
         status, _ = raw(
             "OPTIONS /v1/secrets HTTP/1.1\r\nHost: localhost\r\nOrigin: http://e\r\n"
             "Access-Control-Request-Method: GET\r\nConnection: close\r\n\r\n"

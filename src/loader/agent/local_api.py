@@ -1,9 +1,11 @@
 """The agent's local endpoint: loopback or a unix socket only, for the runtime next to it.
 
-Secret routes demand ``X-Loader-Request: true`` (a browser cannot send it cross-origin without a
-preflight, which is refused) and a loopback ``Host`` (``localhost``, ``127.0.0.1``, ``[::1]``,
-with or without a port), so neither SSRF through another service nor DNS rebinding reaches them;
-a TCP peer must be loopback too. No CORS headers are ever sent. Nothing logs a value.
+Every route (health, readiness and metrics too: they name secrets and paths in ``last_error``)
+demands a loopback peer, a loopback ``Host`` (``localhost``, ``127.0.0.1``, ``[::1]``, with or
+without a port) and an origin-form request target (``GET /path``, not ``GET http://host/path``),
+so neither DNS rebinding nor a request relayed through a proxy reaches it. Secret routes also
+demand ``X-Loader-Request: true`` (a browser cannot send it cross-origin without a preflight,
+which is refused) and no ``Origin``. No CORS headers are ever sent. Nothing logs a value.
 """
 
 from __future__ import annotations
@@ -66,18 +68,28 @@ def peer_is_loopback(request: web.Request) -> bool:
         return False
 
 
-def refusal(request: web.Request) -> web.Response | None:
-    """Why a request may not read secrets (as a response), or None when it may."""
-    if request.method not in ("GET", "HEAD"):
-        return _error(405, "method not allowed", "invalid_request")
-    headers = request.headers
+def local_refusal(request: web.Request) -> web.Response | None:
+    """Why a request may not use the endpoint at all (as a response), or None when it may."""
+    if not request.raw_path.startswith("/"):
+        return _error(400, "absolute-form request targets are refused", "invalid_request")
     if not peer_is_loopback(request):
-        return _error(403, "only local clients may read secrets", "insufficient_scope")
-    host = headers.get("Host")
+        return _error(403, "only local clients may use this endpoint", "insufficient_scope")
+    host = request.headers.get("Host")
     if host not in _PLAIN_HOSTS and not host_is_loopback(host):
         return _error(
             403, "the Host header must be localhost, 127.0.0.1 or [::1]", "insufficient_scope"
         )
+    return None
+
+
+def refusal(request: web.Request) -> web.Response | None:
+    """Why a request may not read secrets (as a response), or None when it may."""
+    if request.method not in ("GET", "HEAD"):
+        return _error(405, "method not allowed", "invalid_request")
+    refused = local_refusal(request)
+    if refused is not None:
+        return refused
+    headers = request.headers
     marker = headers.get("X-Loader-Request")
     if marker != "true" and (marker or "").lower() != "true":
         return _error(403, "the X-Loader-Request: true header is required", "insufficient_scope")
@@ -89,12 +101,12 @@ def refusal(request: web.Request) -> web.Response | None:
 _PLAIN_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
-def guarded(handler: Handler) -> Handler:
-    """The checks every secret route makes first (a wrapper, not a middleware: no extra
-    coroutine layer on the hot path, and health probes skip it)."""
+def guarded(handler: Handler, check: Callable[[web.Request], web.Response | None]) -> Handler:
+    """``handler`` behind ``check`` (a wrapper, not a middleware: no extra coroutine layer on the
+    hot path)."""
 
     async def guard(request: web.Request) -> web.StreamResponse:
-        refused = refusal(request)
+        refused = check(request)
         if refused is not None:
             return refused
         return await handler(request)
@@ -229,10 +241,10 @@ def create_local_app(state: AgentState, agent_metrics: AgentMetrics) -> web.Appl
     app[METRICS] = agent_metrics
     app[BODIES] = Bodies()
     app.on_shutdown.append(_release)
-    app.router.add_get("/v1/secrets", guarded(secrets))
-    app.router.add_get("/v1/secrets/{name}", guarded(secret))
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_route("*", "/{unmatched:.*}", unmatched)
+    app.router.add_get("/v1/secrets", guarded(secrets, refusal))
+    app.router.add_get("/v1/secrets/{name}", guarded(secret, refusal))
+    app.router.add_get("/healthz", guarded(healthz, local_refusal))
+    app.router.add_get("/readyz", guarded(readyz, local_refusal))
+    app.router.add_get("/metrics", guarded(metrics, local_refusal))
+    app.router.add_route("*", "/{unmatched:.*}", guarded(unmatched, local_refusal))
     return app
