@@ -22,7 +22,9 @@ agree on one non-root uid, else the configured one (65532, the image's user).
 
 Failure policy, decided here once: a pod annotated for injection whose annotations are wrong
 (a bad app id, environment, format, template name) is **denied** with a message naming the
-annotation, because running it without its secrets would fail later and less clearly. Anything
+annotation, because running it without its secrets would fail later and less clearly. So is a
+pod whose other processes could reach the agent's token through ``/proc``: ``hostPID``, and
+``shareProcessNamespace`` unless the pod opts in (:func:`_check_process_isolation`). Anything
 else that goes wrong (a malformed object, a bug in this module) **admits the pod unchanged**
 with a warning: refusing pods because of the webhook's own fault would be worse, and it is what
 ``failurePolicy: Ignore`` does when the webhook is down anyway.
@@ -53,6 +55,7 @@ FORMAT = "loader.dev/format"
 TEMPLATE = "loader.dev/template"
 TEMPLATE_KEY = "loader.dev/template-key"
 TOKEN_SECRET = "loader.dev/token-secret"
+SHARED_PROCESSES = "loader.dev/allow-shared-process-namespace"
 ANNOTATIONS = {
     INJECT: '"true" to inject the agent',
     APP: "the app id (a positive integer); required",
@@ -61,6 +64,7 @@ ANNOTATIONS = {
     TEMPLATE: "a ConfigMap holding a template (a spicepod) with ${secrets:NAME} references",
     TEMPLATE_KEY: "the template's key in that ConfigMap (default: spicepod.yaml)",
     TOKEN_SECRET: "the Secret holding this app's agent token (default: the webhook's setting)",
+    SHARED_PROCESSES: '"true" to inject into a pod with shareProcessNamespace (see below)',
 }
 
 SECRETS_VOLUME = "loader-secrets"
@@ -202,6 +206,47 @@ def _identity(spec: dict[str, Any], containers: list[Any]) -> tuple[int, int | N
         return None
     gid = next(iter(gids)) if len(gids) == 1 else None
     return uid, gid if isinstance(gid, int) and not isinstance(gid, bool) else None
+
+
+def _check_process_isolation(
+    spec: dict[str, Any],
+    annotations: dict[str, Any],
+    containers: list[Any],
+    init_containers: list[Any] | None,
+) -> None:
+    """The agent holds the token: no pod process outside it may reach it through ``/proc``.
+
+    ``hostPID`` (every process of the node) is always refused. ``shareProcessNamespace`` (every
+    container of the pod) is refused unless the pod opts in with :data:`SHARED_PROCESSES`; the
+    agent then relies on being non-dumpable, which ``CAP_SYS_PTRACE`` overrides, so even with
+    the opt-in no container may be privileged or add that capability.
+    """
+    if spec.get("hostPID") is True:
+        raise AnnotationError(
+            f"{INJECT}: pods with hostPID are not supported (every process on the node could "
+            "reach the agent's token through /proc)"
+        )
+    if spec.get("shareProcessNamespace") is not True:
+        return
+    if str(annotations.get(SHARED_PROCESSES, "")).lower() != "true":
+        raise AnnotationError(
+            f"{INJECT}: pods with shareProcessNamespace are refused (the app's containers could "
+            f'reach the agent\'s token through /proc); set {SHARED_PROCESSES}: "true" to accept '
+            "that risk for containers without CAP_SYS_PTRACE"
+        )
+    for container in [*containers, *(init_containers or ())]:
+        ctx = _mapping(container, "securityContext")
+        added = {str(c).upper().removeprefix("CAP_") for c in _adds(ctx)}
+        if ctx.get("privileged") is True or added & {"SYS_PTRACE", "ALL"}:
+            raise AnnotationError(
+                f"{INJECT}: container {container.get('name')} is privileged or adds SYS_PTRACE, "
+                "and shares the pod's process namespace with the agent"
+            )
+
+
+def _adds(ctx: dict[str, Any]) -> list[Any]:
+    added = _mapping(ctx, "capabilities").get("add")
+    return added if isinstance(added, list) else []
 
 
 # -- what is added ----------------------------------------------------------------------------
@@ -383,6 +428,7 @@ def plan(pod: dict[str, Any], settings: WebhookSettings) -> list[dict[str, Any]]
             f"{INJECT}: pods with hostNetwork are not supported (the agent's loopback endpoint "
             "would be the node's)"
         )
+    _check_process_isolation(spec, annotations, containers, init_containers)
     taken = _names(containers) | _names(init_containers)
     for name in (INIT_CONTAINER, SIDECAR):
         if name in taken:
