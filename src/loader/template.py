@@ -11,6 +11,13 @@ Three kinds of template:
 
 Other references (``${env:X}``, ``${ store:key }``) are left for the Spice runtime. A reference to
 a missing secret is an error naming it. Errors and warnings carry names, never values.
+
+The Spice runtime expands ``${store:key}`` in the files it reads, and loader cannot tell which
+files those are (component files such as ``datasets/x/dataset.yaml`` carry no ``kind``; a text
+template may be a spicepod). So for every kind of template, each rewritten scalar (yaml, json)
+or the whole rendered text (text) may hold a runtime reference only where the template itself
+wrote one: a reference that a value forms, alone or with the template text or other values
+around it (``${secrets:U}:${secrets:P}`` with ``U='${secrets'``, ``P='API_KEY}'``), is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import yaml
@@ -27,7 +34,9 @@ from loader.errors import UnrenderableError
 from loader.names import is_spice_key
 
 REFERENCE = re.compile(r"\$\{\s*secrets\s*:\s*([^}\s]*)\s*\}")
-_ANY_REFERENCE = re.compile(r"\$\{\s*[A-Za-z0-9_.-]+\s*[:.]\s*[^}]*\}")
+# What the Spice runtime's lexer expands (crates/runtime/src/secrets/lexer.rs): "${", store, ":",
+# key, "}" with whitespace between; any whitespace here, so the check errs on refusing.
+RUNTIME_REFERENCE = re.compile(r"\$\{\s*[a-zA-Z][a-zA-Z0-9_-]*\s*:\s*[a-zA-Z][a-zA-Z0-9_-]*\s*\}")
 _JSON_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"')
 KINDS = ("yaml", "json", "text")
 
@@ -52,29 +61,34 @@ def references(text: str) -> list[str]:
 
 
 class _Substituter:
-    def __init__(self, values: Mapping[str, str], spicepod: bool) -> None:
+    def __init__(self, values: Mapping[str, str]) -> None:
         self.values = values
-        self.spicepod = spicepod
         self.used: set[str] = set()
         self.missing: set[str] = set()
 
     def __call__(self, text: str) -> str:
-        return REFERENCE.sub(self._one, text)
-
-    def _one(self, match: re.Match[str]) -> str:
-        name = match.group(1)
-        value = self.values.get(name)
-        if value is None:
-            self.missing.add(name)
-            return match.group(0)
-        if self.spicepod and _ANY_REFERENCE.search(value):
-            raise UnrenderableError(
-                f"secret {name} holds a ${{...}} reference the Spice runtime would expand; "
-                "it cannot be placed in a spicepod as is",
-                name,
-            )
-        self.used.add(name)
-        return value
+        """``text`` with its references replaced, checked as a whole (see the module doc)."""
+        pieces: list[str] = []
+        placed: list[tuple[int, int, str]] = []  # where each value landed in the output
+        cursor = size = 0
+        for match in REFERENCE.finditer(text):
+            literal = text[cursor : match.start()]
+            name = match.group(1)
+            value = self.values.get(name)
+            if value is None:
+                self.missing.add(name)
+                value = match.group(0)
+            else:
+                self.used.add(name)
+                placed.append((size + len(literal), size + len(literal) + len(value), name))
+            pieces += (literal, value)
+            size += len(literal) + len(value)
+            cursor = match.end()
+        pieces.append(text[cursor:])
+        out = "".join(pieces)
+        if placed:
+            _check_formed_references(out, placed)
+        return out
 
     def finish(self) -> None:
         if self.missing:
@@ -85,12 +99,25 @@ class _Substituter:
             )
 
 
+def _check_formed_references(out: str, placed: list[tuple[int, int, str]]) -> None:
+    """Refuse a runtime reference in ``out`` that overlaps a substituted value."""
+    for match in RUNTIME_REFERENCE.finditer(out):
+        start, end = match.span()
+        names = sorted({name for a, b, name in placed if a < end and start < b})
+        if names:
+            raise UnrenderableError(
+                f"secret(s) {', '.join(names)} would form a ${{store:key}} reference that the "
+                "Spice runtime would expand; refusing to render them as is",
+                names[0],
+            )
+
+
 def render(template: str, values: Mapping[str, str], kind: str = "text") -> Rendered:
     if kind == "yaml":
         return render_yaml(template, values)
     if kind == "json":
         return render_json(template, values)
-    sub = _Substituter(values, spicepod=False)
+    sub = _Substituter(values)
     out = sub(template)
     sub.finish()
     return Rendered(out, tuple(sorted(sub.used)))
@@ -146,35 +173,18 @@ def yaml_double_quoted(value: str) -> str:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass(frozen=True, slots=True)
-class _YamlTemplate:
-    tokens: tuple[yaml.ScalarToken, ...]
-    spicepod: bool
-
-
 @functools.lru_cache(maxsize=16)
-def _analyse_yaml(template: str) -> _YamlTemplate:
-    """What rendering needs from a template, worked out once per template text (the agent
-    renders the same template on every change)."""
+def _analyse_yaml(template: str) -> tuple[yaml.ScalarToken, ...]:
+    """The template's scalars, worked out once per template text (the agent renders the same
+    template on every change)."""
     tokens = _scalar_tokens(template, "the template", yaml.SafeLoader)
     # Check it parses as a whole too (the scanner alone accepts some structural errors).
     try:
-        documents = list(yaml.compose_all(template, Loader=_FAST_LOADER))
+        for _ in yaml.compose_all(template, Loader=_FAST_LOADER):
+            pass
     except yaml.YAMLError as exc:
         raise UnrenderableError(f"the template is not valid YAML{_where(exc)}") from None
-    return _YamlTemplate(tuple(tokens), _is_spicepod(documents))
-
-
-def _is_spicepod(documents: Sequence[yaml.Node | None]) -> bool:
-    if len(documents) != 1 or not isinstance(documents[0], yaml.MappingNode):
-        return False
-    return any(
-        isinstance(key, yaml.ScalarNode)
-        and key.value == "kind"
-        and isinstance(value, yaml.ScalarNode)
-        and value.value.lower() == "spicepod"
-        for key, value in documents[0].value
-    )
+    return tuple(tokens)
 
 
 def _where(exc: yaml.YAMLError) -> str:
@@ -190,9 +200,8 @@ def _scalar_tokens(text: str, what: str, loader: type) -> list[yaml.ScalarToken]
 
 
 def render_yaml(template: str, values: Mapping[str, str]) -> Rendered:
-    analysed = _analyse_yaml(template)
-    tokens = analysed.tokens
-    sub = _Substituter(values, spicepod=analysed.spicepod)
+    tokens = _analyse_yaml(template)
+    sub = _Substituter(values)
     pieces: list[str] = []
     expected: list[str] = []
     cursor = 0
@@ -239,7 +248,7 @@ def render_json(template: str, values: Mapping[str, str]) -> Rendered:
         json.loads(template)
     except ValueError as exc:
         raise UnrenderableError(f"the template is not valid JSON: {exc.args[0][:80]}") from None
-    sub = _Substituter(values, spicepod=False)
+    sub = _Substituter(values)
 
     def one(match: re.Match[str]) -> str:
         literal = match.group(0)

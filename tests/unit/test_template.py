@@ -170,9 +170,15 @@ def test_template_spicepod_refuses_values_spice_would_expand() -> None:
     pod = "version: v1\nkind: Spicepod\nname: x\nruntime:\n  k: ${secrets:A}\n"
     with pytest.raises(UnrenderableError, match="A"):
         template.render(pod, {"A": "${env:AWS_SECRET}"}, "yaml")
-    # Not a spicepod: carried exactly.
-    out = template.render("k: ${secrets:A}\n", {"A": "${env:X}"}, "yaml").text
-    assert yaml.safe_load(out) == {"k": "${env:X}"}
+    # Any template: loader cannot tell which files the runtime reads (component files have no
+    # kind), so a value forming a reference is refused in every kind.
+    for kind, src in (("yaml", "k: ${secrets:A}\n"), ("json", '{"k": "${secrets:A}"}')):
+        with pytest.raises(UnrenderableError, match="A"):
+            template.render(src, {"A": "${env:X}"}, kind)
+    # Text the runtime would not expand is carried exactly (bash-like defaults, dots, digits).
+    for value in ("${HOME:-/root}", "${a.b}", "${x:1}", "$x:y}", "${ :y}"):
+        out = template.render("k: ${secrets:A}\n", {"A": value}, "yaml").text
+        assert yaml.safe_load(out) == {"k": value}
 
 
 def test_template_json_strings() -> None:
