@@ -31,8 +31,11 @@ needs_root = pytest.mark.skipif(
 
 # An ordinary process of this uid: no capabilities at all.
 UNPRIVILEGED = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
-# ... which may dump core, as far as its limits go.
-DUMPING = [*UNPRIVILEGED, "sh", "-c", 'ulimit -c unlimited && exec "$@"', "sh"]
+
+
+def dumping(cwd: Path) -> list[str]:
+    """An ordinary process of this uid, in ``cwd``, that may dump core as far as its limits go."""
+    return [*UNPRIVILEGED, "sh", "-c", f'cd "{cwd}" && ulimit -c unlimited && exec "$@"', "sh"]
 
 
 def as_other(script: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from loader.commands.common import add_log_level, setup_logging
 from loader.errors import UsageError
+from loader.hardening import harden_process
 from loader.settings import AgentSettings, load
 
 _FLAGS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -124,6 +125,7 @@ def agent(ns: Any) -> int:
         ns, listen=ns.listen, on_change=ns.on_change, max_stale=ns.max_stale, wait=ns.wait
     )
     setup_logging(settings.log_level)
+    harden_process()
     from loader.agent.daemon import Agent
 
     daemon = Agent(settings)  # every local check happens here, before any network call
@@ -146,6 +148,7 @@ def render_once(ns: Any) -> int:
         raise UsageError("render needs --once")
     settings = _settings(ns, timeout=ns.timeout, listen="off")
     setup_logging(settings.log_level)
+    harden_process()
     from loader.agent.daemon import Agent
 
     daemon = Agent(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from loader.commands.common import add_log_level, setup_logging
+from loader.hardening import harden_process
 
 
 def register(sub: Any) -> None:
@@ -29,6 +30,7 @@ def register(sub: Any) -> None:
 
 def run(ns: Any) -> int:
     setup_logging(ns.log_level)
+    harden_process()
     from loader.dev import main
 
     return main(ns.port, ns.agent_port)

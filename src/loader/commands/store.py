@@ -11,6 +11,7 @@ from typing import Any
 from loader.commands.common import add_log_level, duration, setup_logging
 from loader.console import print_json, run_async, say, tune_gc, until_signalled
 from loader.errors import ConfigError, NotFoundError
+from loader.hardening import harden_process
 from loader.server.settings import StoreSettings
 from loader.settings import load
 
@@ -218,6 +219,7 @@ def serve(ns: Any) -> int:
         log_level=ns.log_level,
     )
     setup_logging(settings.log_level)
+    harden_process()
     run_async(run_store(settings))
     return 0
 

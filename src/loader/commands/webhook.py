@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from loader.commands.common import add_log_level, setup_logging
+from loader.hardening import harden_process
 
 # (flag, argparse options); every flag is also LOADER_WEBHOOK_<NAME>.
 _FLAGS: list[tuple[str, dict[str, Any]]] = [
@@ -69,6 +70,7 @@ def run(ns: Any) -> int:
     }
     settings = load_settings(**flags, log_level=ns.log_level)
     setup_logging(settings.log_level)
+    harden_process()
     from loader.webhook.server import run_webhook
 
     asyncio.run(run_webhook(settings))

@@ -24,6 +24,7 @@ import sys
 from typing import IO
 
 from loader.errors import LoaderError, UsageError
+from loader.hardening import harden_process, restore_core_limit
 from loader.runner.execmode import child_env, resolve
 from loader.runner.mask import Masker
 from loader.runner.options import RunOptions
@@ -63,6 +64,7 @@ def exit_code(returncode: int) -> int:
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    restore_core_limit()
 
 
 def _duration(text: str, what: str) -> float:
@@ -290,6 +292,7 @@ async def _reader(fd: int | None) -> asyncio.StreamReader:
 
 
 def supervise(opts: RunOptions, source: Source) -> int:
+    harden_process(keep_hard_core_limit=True)
     level = os.environ.get("LOADER_LOG_LEVEL", "warning").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.WARNING),
