@@ -27,6 +27,7 @@ from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
 from loader.agent.storeclient import StoreClient
 from loader.agent.tokens import TokenSource
+from loader.credentials import without_credentials
 from loader.errors import (
     ConfigError,
     InsufficientScopeError,
@@ -122,7 +123,7 @@ class Agent:
         try:
             while True:
                 self._on_change_again = False
-                env = {k: v for k, v in os.environ.items() if k not in ("LOADER_TOKEN",)}
+                env = without_credentials(os.environ)
                 proc = await asyncio.create_subprocess_shell(command, env=env)
                 code = await proc.wait()
                 if code != 0:

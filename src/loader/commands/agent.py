@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from loader.commands.common import add_log_level, setup_logging
+from loader.credentials import scrub_environ
 from loader.errors import UsageError
 from loader.hardening import harden_process
 from loader.settings import AgentSettings, load
@@ -129,6 +130,7 @@ def agent(ns: Any) -> int:
     from loader.agent.daemon import Agent
 
     daemon = Agent(settings)  # every local check happens here, before any network call
+    scrub_environ()
 
     async def main() -> None:
         from loader.console import tune_gc, until_signalled
@@ -152,6 +154,7 @@ def render_once(ns: Any) -> int:
     from loader.agent.daemon import Agent
 
     daemon = Agent(settings)
+    scrub_environ()
     from loader.console import run_async
 
     result = run_async(daemon.render_once(settings.timeout))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from loader.credentials import is_credential
 from loader.errors import NotFoundError, UnrenderableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-# Never handed to the child: the runner's own credential.
-WITHHELD = frozenset({"LOADER_TOKEN"})
 
 
 def build_env(
@@ -20,8 +18,9 @@ def build_env(
     only: frozenset[str] | None = None,
     prefix: str = "",
 ) -> dict[str, str]:
-    """``base`` plus the secrets: existing variables win unless ``override``."""
-    env = {k: v for k, v in base.items() if k not in WITHHELD}
+    """``base`` (less loader's own credentials) plus the secrets: existing variables win
+    unless ``override``."""
+    env = {k: v for k, v in base.items() if not is_credential(k)}
     if only is not None:
         missing = sorted(n for n in only if n not in secrets and prefix + n not in env)
         if missing:
