@@ -29,7 +29,9 @@ from loader.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
+    from typing import Any
 
     StrPath = str | Path
 
@@ -122,18 +124,23 @@ def _read_only_mount(directory: StrPath, st: os.stat_result) -> bool:
         return False
 
 
-def check_output(path: StrPath) -> bool:
-    """A path we are about to write over: absent (False) or our own regular file (True)."""
+def _own_existing(path: StrPath, is_kind: Callable[[int], bool], kind: str) -> bool:
+    """Whether anything is at ``path`` (not followed); if so, it must be our own ``kind``."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return False
-    if not stat.S_ISREG(st.st_mode):
-        raise refuse(path, f"it exists and is {_kind(st.st_mode)}")
+    if not is_kind(st.st_mode):
+        raise refuse(path, f"it exists and is {_kind(st.st_mode)}, not {kind}")
     problem = _owner_problem(st, root_ok=False)
     if problem is not None:
         raise refuse(path, f"it exists and is {problem}")
     return True
+
+
+def check_output(path: StrPath) -> bool:
+    """A path we are about to write over: absent (False) or our own regular file (True)."""
+    return _own_existing(path, stat.S_ISREG, "a regular file")
 
 
 def read_output(path: StrPath, limit: int = MAX_DATA_FILE) -> bytes | None:
@@ -198,15 +205,8 @@ def check_socket_path(path: StrPath) -> bool:
     a socket of ours, stale) may be replaced. Another user's socket, or any other file, is
     refused; so is a socket of ours that still answers (another agent serves there)."""
     check_directory(os.path.dirname(os.path.abspath(path)))
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    if not _own_existing(path, stat.S_ISSOCK, "a socket"):
         return False
-    if not stat.S_ISSOCK(st.st_mode):
-        raise refuse(path, f"it exists and is {_kind(st.st_mode)}, not a socket")
-    problem = _owner_problem(st, root_ok=False)
-    if problem is not None:
-        raise refuse(path, f"a socket {problem} is there already")
     if _answers(path):
         raise refuse(path, "another process is listening on this socket")
     return True
@@ -226,15 +226,15 @@ def _answers(path: StrPath) -> bool:
     return True
 
 
-def peer_uid(sock: object) -> int:
+def peer_uid(sock: Any) -> int:
     """The uid of the process at the other end of a connected unix socket (``SO_PEERCRED``)."""
     import _socket
 
-    raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # type: ignore[attr-defined]
+    raw: bytes = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
     return int.from_bytes(raw[4:8], sys.byteorder)  # struct ucred {pid, uid, gid}
 
 
-def check_peer(sock: object, where: str) -> None:
+def check_peer(sock: Any, where: str) -> None:
     """Talk over a unix socket only to a server running as this user or root."""
     uid = peer_uid(sock)
     if not trusted_owner(uid):

@@ -194,7 +194,7 @@ def test_agent_refuses_a_socket_another_uid_bound_first(token_file: Path) -> Non
                 "--listen",
                 f"unix:{sock}",
             )
-            assert_refused(out, sock, f"a socket owned by uid {OTHER.pw_uid}")
+            assert_refused(out, sock, f"owned by uid {OTHER.pw_uid}")
             assert sock.stat().st_uid == OTHER.pw_uid
 
 
