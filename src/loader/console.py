@@ -1,14 +1,19 @@
-"""Console output and process signals for the long-running commands (stdlib only)."""
+"""Console output and process signals for the long-running commands (stdlib only).
+
+``asyncio`` is imported by the functions that need it: the short commands print through this
+module and should not pay for an event loop they never start.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Coroutine
 
 T = TypeVar("T")
 
@@ -27,6 +32,8 @@ def tune_gc() -> None:
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, on uvloop's faster event loop when it is installed."""
+    import asyncio
+
     try:
         import uvloop
     except ImportError:
@@ -47,6 +54,9 @@ def say(text: str) -> None:
 
 async def until_signalled() -> signal.Signals:
     """Wait for SIGTERM or SIGINT; a second SIGINT exits at once."""
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     got: asyncio.Future[signal.Signals] = loop.create_future()
 

@@ -26,12 +26,14 @@ from loader.agent.daemon import Agent
 from loader.agent.renderer import RenderResult
 from loader.agent.snapshot import Snapshot
 from loader.crypto import Keyring
-from loader.errors import ConfigError
+from loader.errors import AddressInUseError, ConfigError
+from loader.listener import bind_tcp, bound_port
 from loader.server.app import create_app, serving, store_state
 from loader.server.settings import StoreSettings
 from loader.settings import AgentSettings
 from loader.store.auth import issue_token
 from loader.store.keyfile import StaticKeyring, write_key_file
+from loader.store.models import AuditEvent, utcnow
 from loader.store.service import StoreService
 
 log = logging.getLogger("loader.dev")
@@ -55,15 +57,16 @@ class DevStore:
     agent_token: str
     app_id: int
     data_dir: Path
+    moved_from: int | None = None  # the port asked for, when it was taken
 
 
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+def bind_or_free(port: int) -> tuple[socket.socket, int | None]:
+    """A socket on 127.0.0.1:``port``, or on a free port when that one is taken (then the
+    port asked for is returned too, so the banner can say it moved)."""
+    try:
+        return bind_tcp("127.0.0.1", port), None
+    except AddressInUseError:
+        return bind_tcp("127.0.0.1", 0), port
 
 
 @asynccontextmanager
@@ -74,40 +77,62 @@ async def dev_store(port: int = 8700, data_dir: Path | None = None) -> AsyncIter
     directory.chmod(0o700)
     keyring = Keyring.generate()
     write_key_file(directory / "master.key", keyring)
-    if port and not port_free("127.0.0.1", port):
-        log.warning("port %d is taken; using a free port instead", port)
-        port = 0
-    settings = StoreSettings(data_dir=directory, listen=f"127.0.0.1:{port}", migrate=True)
+    sock, moved_from = bind_or_free(port)
+    settings = StoreSettings(data_dir=directory, listen="127.0.0.1:0", migrate=True)
     try:
         async with AsyncExitStack() as stack:
+            stack.callback(sock.close)
             state = await stack.enter_async_context(
                 store_state(settings, keys=StaticKeyring(keyring))
             )
-            _, bound = await stack.enter_async_context(
-                serving(create_app(state), "127.0.0.1", port)
-            )
-            _, admin = await issue_token(
+            _, bound = await stack.enter_async_context(serving(create_app(state), sock))
+            record, admin = await issue_token(
                 state.service.repo, frozenset({"*"}), description="loader dev admin token"
             )
-            app_id = await seed_demo(state.service)
+            app_id = await seed_demo(state.service, record.id)
             _, agent_token = await issue_token(
                 state.service.repo,
                 frozenset({"secrets:reveal"}),
                 app_id=app_id,
                 description="loader dev agent (reveal, demo app only)",
             )
-            yield DevStore(f"http://127.0.0.1:{bound}", admin, agent_token, app_id, directory)
+            yield DevStore(
+                f"http://127.0.0.1:{bound}", admin, agent_token, app_id, directory, moved_from
+            )
     finally:
         if owned:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-async def seed_demo(service: StoreService) -> int:
+async def seed_demo(service: StoreService, actor: str | None = None) -> int:
+    """The demo app and its secrets, audited like API writes (by the admin token's id)."""
     app = await service.create_app(DEMO_APP)
+    await service.repo.append_audit([_event("create_app", actor, app.id, None, ())])
     env = await service.environment(app.id)
     for name, value in demo_secrets().items():
-        await service.write(env, name, value=value, actor="loader-dev")
+        await service.write(
+            env,
+            name,
+            value=value,
+            actor=actor,
+            audit=_event("set_secret", actor, app.id, env.name, (name,)),
+        )
     return app.id
+
+
+def _event(
+    action: str, actor: str | None, app: int, env: str | None, names: tuple[str, ...]
+) -> AuditEvent:
+    return AuditEvent(
+        at=utcnow(),
+        action=action,
+        outcome="ok",
+        token_id=actor,
+        app_id=app,
+        environment=env,
+        names=names,
+        client="loader-dev",
+    )
 
 
 def memory_dir() -> Path:
@@ -128,11 +153,13 @@ def memory_dir() -> Path:
 
 
 @asynccontextmanager
-async def dev_agent(store: DevStore, out_dir: Path, port: int) -> AsyncIterator[Agent]:
+async def dev_agent(
+    store: DevStore, out_dir: Path, port: int
+) -> AsyncIterator[tuple[Agent, int | None]]:
     """An agent for the demo app rendering an env file and the demo spicepod into ``out_dir``."""
     template = store.data_dir / "spicepod.yaml"
     template.write_text(resources.files("loader.demo").joinpath("spicepod.yaml").read_text())
-    listen_port = port if port and port_free("127.0.0.1", port) else 0
+    sock, moved_from = bind_or_free(port)
     settings = AgentSettings.from_environ(
         {},
         store_url=store.url,
@@ -141,18 +168,18 @@ async def dev_agent(store: DevStore, out_dir: Path, port: int) -> AsyncIterator[
         output=out_dir / ".env",
         template=template,
         template_output=out_dir / "spicepod.yaml",
-        listen=f"127.0.0.1:{listen_port}",
+        listen=f"127.0.0.1:{bound_port(sock)}",
         wait=30,
     )
     agent = Agent(settings, on_render=_print_render)
     stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
+    task = asyncio.create_task(agent.run(stop, sock))
     try:
         while agent.state.rendered is None:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield agent
+        yield agent, moved_from
     finally:
         stop.set()
         await task
@@ -205,13 +232,16 @@ async def demo_app(agent: Agent) -> AsyncIterator[asyncio.subprocess.Process]:
 async def run_dev(port: int, agent_port: int) -> None:
     from loader.console import say, until_signalled
 
+    # The agent's own log line for each render would repeat the [agent] line printed here.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("loader.agent").setLevel(logging.WARNING)
     out_dir = memory_dir()
     try:
         async with (
             dev_store(port) as store,
-            dev_agent(store, out_dir, agent_port) as agent,
+            dev_agent(store, out_dir, agent_port) as (agent, agent_moved_from),
         ):
-            say(banner(store, agent, out_dir))
+            say(banner(store, agent, out_dir, agent_moved_from, loader_command()))
             async with demo_app(agent):
                 await until_signalled()
                 say("\nstopping; removing the dev store and the rendered files")
@@ -219,27 +249,58 @@ async def run_dev(port: int, agent_port: int) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def banner(store: DevStore, agent: Agent, out_dir: Path) -> str:
+def loader_command() -> tuple[str, str | None]:
+    """How to run ``loader`` from another terminal: ``loader`` when that is this one on PATH,
+    else this install's absolute path; and the venv's activate script, when there is one."""
+    bin_dir = Path(sys.executable).parent
+    script = bin_dir / "loader"
+    activate = bin_dir / "activate"
+    on_path = shutil.which("loader")
+    if script.exists():
+        if on_path is not None and Path(on_path).resolve() == script.resolve():
+            return "loader", None
+        return str(script), str(activate) if activate.exists() else None
+    return f"{sys.executable} -m loader", str(activate) if activate.exists() else None
+
+
+def _moved(asked: int | None) -> str:
+    return f"  (port {asked} was taken)" if asked else ""
+
+
+def banner(
+    store: DevStore,
+    agent: Agent,
+    out_dir: Path,
+    agent_moved_from: int | None = None,
+    command: tuple[str, str | None] = ("loader", None),
+) -> str:
+    loader, activate = command
+    agent_moved = _moved(agent_moved_from)
+    path_hint = (
+        f"\n  # `loader` is not on your PATH: run it as below, or first `. {activate}`"
+        if activate
+        else ""
+    )
     return f"""
 loader dev is running (embedded SQLite store in {store.data_dir}; removed on exit).
 
-  Store API:    {store.url}      (OpenAPI: {store.url}/v1/openapi.json)
+  Store API:    {store.url}      (OpenAPI: {store.url}/v1/openapi.json){_moved(store.moved_from)}
   Admin token:  {store.admin_token}
   Demo app:     {DEMO_APP} (id {store.app_id}) with DATABASE_URL, API_KEY, GREETING
   Agent:        renders into {out_dir} (tmpfs): .env and spicepod.yaml
-  Agent API:    {agent.bound}/v1/secrets   (needs the header X-Loader-Request: true)
+  Agent API:    {agent.bound}/v1/secrets   (needs the header X-Loader-Request: true){agent_moved}
   Demo process: python -m loader.demo.app under `loader run --watch --mask`, restarted on
                 every change (its output below; the value it prints outright is masked)
 
-In another terminal:
+In another terminal:{path_hint}
 
   export LOADER_STORE_URL={store.url}
   export LOADER_TOKEN={store.admin_token}
-  export LOADER_APP={store.app_id}
-  loader secrets list
-  printf 'bonjour' | loader secrets set GREETING      # re-rendered and restarted at once
+  export LOADER_APP={DEMO_APP}
+  {loader} secrets list
+  printf 'bonjour' | {loader} secrets set GREETING      # re-rendered and restarted at once
   cat {out_dir}/spicepod.yaml
-  LOADER_AGENT_URL={agent.bound} loader run -- env  # your own command, with the secrets
+  LOADER_AGENT_URL={agent.bound} {loader} run -- env  # your own command, with the secrets
 
 Press Ctrl-C to stop.
 """

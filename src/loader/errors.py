@@ -23,6 +23,39 @@ EX_TEMPFAIL = 75
 EX_NOPERM = 77
 EX_CONFIG = 78
 
+# The exit-code table, the same for every command (the README's table is checked against it).
+# ``loader run`` also leaves with its command's own code, 126 (not executable) and 127 (not
+# found), like a shell.
+EXIT_CODES: tuple[tuple[int, str, str], ...] = (
+    (0, "ok", "done"),
+    (EX_USAGE, "usage", "a bad command line: unknown command or flag, missing or bad argument"),
+    (
+        EX_DATAERR,
+        "bad input data",
+        "a file or stdin that cannot be used (not UTF-8, bad lines, an empty value), or a "
+        "value a format or template cannot carry",
+    ),
+    (
+        EX_NOINPUT,
+        "not found",
+        "an app, environment, secret, version, token or input file that does not exist",
+    ),
+    (
+        EX_UNAVAILABLE,
+        "unreachable",
+        "the store or agent cannot be reached or answered 5xx; an address already in use",
+    ),
+    (EX_CANTCREAT, "exists", "the app, environment or output file already exists"),
+    (EX_TEMPFAIL, "temporary", "rate limited or a precondition failed: try again"),
+    (EX_NOPERM, "refused", "the token is unknown, expired, revoked or lacks the scope/binding"),
+    (
+        EX_CONFIG,
+        "configuration",
+        "a bad setting (LOADER_* or a flag): bad URL, missing token, unreadable key or token "
+        "file, a master key that does not match the data",
+    ),
+)
+
 
 class LoaderError(Exception):
     """Base of every deliberate loader error."""
@@ -159,7 +192,42 @@ class ConfigError(LoaderError):
 
 
 class UsageError(LoaderError):
+    """A bad command line."""
+
     exit_code = EX_USAGE
+
+
+class DataError(LoaderError):
+    """Input data (a file, stdin) that cannot be used. Names the line, never the value."""
+
+    status = 422
+    code = "invalid_request"
+    exit_code = EX_DATAERR
+
+
+class AddressInUseError(LoaderError):
+    """A listen address another process holds: one line naming the address, exit 69."""
+
+    exit_code = EX_UNAVAILABLE
+
+
+def tls_failure(where: str, reason: str) -> ServiceUnavailableError:
+    """A failed TLS handshake as one clear line (OpenSSL's reason names alone are cryptic)."""
+    upper = reason.upper()
+    if (
+        "WRONG_VERSION_NUMBER" in upper
+        or "PACKET_LENGTH_TOO_LONG" in upper
+        or ("RECORD LAYER FAILURE" in upper)
+    ):
+        return ServiceUnavailableError(
+            f"{where} does not speak TLS (it answered in plain HTTP): use an http:// URL, "
+            "or serve the store with --tls-cert/--tls-key"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in upper:
+        return ServiceUnavailableError(
+            f"{where}: the certificate is not trusted (set LOADER_CA_FILE to its CA bundle)"
+        )
+    return ServiceUnavailableError(f"TLS handshake with {where} failed: {reason}")
 
 
 class CommandNotFoundError(LoaderError):

@@ -25,7 +25,7 @@ import os
 import stat
 import sys
 
-from loader.errors import ConfigError
+from loader.errors import AddressInUseError, ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def check_socket_path(path: StrPath) -> bool:
     if not _own_existing(path, stat.S_ISSOCK, "a socket"):
         return False
     if _answers(path):
-        raise refuse(path, "another process is listening on this socket")
+        raise AddressInUseError(f"cannot listen on unix:{path}: another process serves it")
     return True
 
 

@@ -11,12 +11,19 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import ssl
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from loader.errors import InvalidRequestError, ServiceUnavailableError, error_for_status
+from loader.errors import ConfigError, ServiceUnavailableError, error_for_status, tls_failure
+
+if TYPE_CHECKING:
+    import ssl
+
+# Set by the CLI for LOADER_LOG_LEVEL=debug: each request is logged (method, route template,
+# status, time). ``logging`` is imported only then (start-up time of every command).
+DEBUG = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,36 @@ def path_quote(segment: str) -> str:
     return quote(segment, safe="")
 
 
+def _log_request(method: str, path: str, status: int, started: float) -> None:
+    import logging
+
+    logging.getLogger("loader.http").debug(
+        "%s %s -> %d in %.1f ms",
+        method,
+        route_template(path),
+        status,
+        (time.perf_counter() - started) * 1000,
+    )
+
+
+def route_template(path: str) -> str:
+    """A request path as a route template for logs: ``/v1/apps/{id}/.../secrets/{name}``.
+    Names and query values never reach a log line (a value may sit where a name goes)."""
+    parts = path.split("?", 1)[0].split("/")
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        before = parts[i - 1] if i else ""
+        if before == "apps":
+            out.append("{appId}")
+        elif before == "environments":
+            out.append("{env}")
+        elif before == "secrets":
+            out.append("{secretName}")
+        else:
+            out.append(part)
+    return "/".join(out)
+
+
 class HttpClient:
     """One base URL (``http(s)://host[:port]`` or ``unix:/path.sock``), keep-alive."""
 
@@ -71,8 +108,8 @@ class HttpClient:
         else:
             parts = urlsplit(base_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidRequestError(
-                    f"bad URL {base_url!r}: expected http(s)://host[:port] or unix:/path"
+                raise ConfigError(
+                    "bad setting: the store URL must be http(s)://host[:port] or unix:/path"
                 )
             self._unix = None
             self._scheme = parts.scheme
@@ -81,7 +118,14 @@ class HttpClient:
             self._prefix = parts.path.rstrip("/")
         self._ssl: ssl.SSLContext | None = None
         if self._scheme == "https":
-            self._ssl = ssl.create_default_context(cafile=ca_file)
+            import ssl  # only for https: it costs a few ms of start-up
+
+            try:
+                self._ssl = ssl.create_default_context(cafile=ca_file)
+            except OSError as exc:
+                raise ConfigError(f"cannot read CA file {ca_file}: {exc.strerror}") from None
+            except ssl.SSLError:
+                raise ConfigError(f"CA file {ca_file} holds no PEM certificate") from None
             self._ssl.minimum_version = ssl.TLSVersion.TLSv1_2
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -118,6 +162,7 @@ class HttpClient:
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
+        started = time.perf_counter()
         for attempt in (1, 2):
             conn = self._connection()
             if timeout is not None:
@@ -128,18 +173,20 @@ class HttpClient:
                 conn.request(method, self._prefix + path, body=data, headers=sent)
                 raw = conn.getresponse()
                 payload = raw.read()
+                if DEBUG:
+                    _log_request(method, path, raw.status, started)
                 return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, payload)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self.close()
                 if attempt == 2:
                     raise ServiceUnavailableError(f"{self.where()} closed the connection") from None
-            except ssl.SSLError as exc:
-                self.close()
-                raise ServiceUnavailableError(
-                    f"TLS handshake with {self.where()} failed: {exc.reason or exc}"
-                ) from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
+                if self._ssl is not None:
+                    import ssl
+
+                    if isinstance(exc, ssl.SSLError):
+                        raise tls_failure(self.where(), str(exc.reason or exc)) from None
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 raise ServiceUnavailableError(
                     f"{self.where()} is unreachable: {reason or type(exc).__name__}"

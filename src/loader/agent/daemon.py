@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -38,6 +39,7 @@ from loader.errors import (
 )
 from loader.fsguard import check_socket_path
 from loader.fswatch import watch_file
+from loader.listener import bind_tcp, bind_unix, bound_port
 from loader.settings import AgentSettings, Listen
 
 log = logging.getLogger("loader.agent")
@@ -66,6 +68,7 @@ class Agent:
         self.on_render = on_render
         self.latest: Snapshot | None = None
         self.bound: str | None = None
+        self.moved_from: int | None = None  # loader dev: the port asked for, when taken
         self._on_change_running = False
         self._on_change_again = False
         self._background: set[asyncio.Task[None]] = set()
@@ -151,8 +154,16 @@ class Agent:
 
     # -- the daemon ------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Future[Any] | asyncio.Event) -> None:
+    async def run(
+        self, stop: asyncio.Future[Any] | asyncio.Event, sock: socket.socket | None = None
+    ) -> None:
+        """Follow and serve until ``stop``; ``sock`` is the local endpoint bound by the caller
+        (else the agent binds its ``listen`` address)."""
         s = self.settings
+        # The local endpoint's address first: one taken is one line and exit 69 before the
+        # agent has said or fetched anything.
+        if sock is None and self.listen is not None:
+            sock = listen_socket(self.listen)
         log.info(
             "following app %d / %s at %s (long-poll %gs)",
             s.app,
@@ -160,7 +171,7 @@ class Agent:
             s.store_url,
             s.wait,
         )
-        async with self.client() as client, self.serving():
+        async with self.client() as client, self.serving(sock):
             follower = Follower(
                 client,
                 self.tokens,
@@ -194,19 +205,21 @@ class Agent:
         log.info("agent stopped")
 
     @asynccontextmanager
-    async def serving(self) -> AsyncIterator[None]:
-        if self.listen is None:
+    async def serving(self, sock: socket.socket | None) -> AsyncIterator[None]:
+        if self.listen is None or sock is None:
             yield
             return
         app = create_local_app(self.state, self.metrics)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            self.bound = await _start_site(runner, self.listen)
+            await web.SockSite(runner, sock, backlog=1024).start()
+            self.bound = _url(self.listen, sock)
             print(f"loader agent listening on {self.bound}", flush=True)
             yield
         finally:
             await runner.cleanup()
+            sock.close()
             if self.listen.path is not None:
                 _remove_own_socket(self.listen.path)
 
@@ -257,25 +270,15 @@ def _remove_own_socket(path: Path) -> None:
             path.unlink()
 
 
-async def _start_site(runner: web.AppRunner, listen: Listen) -> str:
+def listen_socket(listen: Listen) -> socket.socket:
     if listen.path is not None:
-        if check_socket_path(listen.path):
-            with contextlib.suppress(FileNotFoundError):
-                listen.path.unlink()  # a stale socket of ours from a previous run
-        old = os.umask(0o177)
-        try:
-            await web.UnixSite(runner, str(listen.path)).start()
-        except OSError as exc:
-            raise ConfigError(f"{listen.path}: cannot listen there: {exc.strerror}") from None
-        finally:
-            os.umask(old)
-        os.chmod(listen.path, 0o600)
+        check_socket_path(listen.path)  # another user's socket or file there is refused
+        return bind_unix(listen.path)
+    return bind_tcp(listen.host, listen.port)
+
+
+def _url(listen: Listen, sock: socket.socket) -> str:
+    if listen.path is not None:
         return f"unix:{listen.path}"
-    site = web.TCPSite(runner, listen.host, listen.port, backlog=1024)
-    await site.start()
-    port = listen.port
-    for sock in getattr(site._server, "sockets", None) or ():
-        port = sock.getsockname()[1]
-        break
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
-    return f"http://{host}:{port}"
+    return f"http://{host}:{bound_port(sock)}"

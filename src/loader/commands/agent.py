@@ -20,7 +20,7 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
             "(LOADER_TOKEN_FILE; or set LOADER_TOKEN)"
         },
     ),
-    (("--app",), {"type": int, "help": "App id (LOADER_APP)"}),
+    (("--app",), {"help": "App name or id (LOADER_APP)"}),
     (
         ("--environment", "--env"),
         {"dest": "environment", "help": "Environment (LOADER_ENVIRONMENT; default: default)"},
@@ -75,23 +75,21 @@ def _add_flags(p: Any, *, daemon: bool) -> None:
     add_log_level(p)
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "agent",
-        help="Run the sidecar: follow the store, render files, serve the local endpoint",
-        description="Follows one app/environment by long-poll, rewrites the env file and "
-        "template within a second of a change (only on tmpfs unless --allow-disk), keeps the "
-        "last good files while the store is away, and serves /v1/secrets, /healthz, /readyz "
-        "and /metrics on loopback or a unix socket.",
-    )
-    _add_flags(p, daemon=True)
-    p.set_defaults(handler=agent)
-
-    p = sub.add_parser(
-        "render",
-        help="Fetch and render once, then exit (Kubernetes init container)",
-        description="Exit codes: 0 rendered; 69 store unreachable within --timeout; 77 token "
-        "refused; 65 a value or template could not be rendered; 78 bad setting.",
+def build(name: str, p: Any) -> None:
+    if name == "agent":
+        p.description = (
+            "Follows one app/environment by long-poll, rewrites the env file and template "
+            "within a second of a change (only on tmpfs unless --allow-disk), keeps the last "
+            "good files while the store is away, and serves /v1/secrets, /healthz, /readyz and "
+            "/metrics on loopback or a unix socket."
+        )
+        _add_flags(p, daemon=True)
+        p.set_defaults(handler=agent)
+        return
+    p.description = (
+        "Exit codes: 0 rendered; 69 store unreachable within --timeout; 77 token refused; "
+        "65 a value or template could not be rendered; 66 a --names secret is not set; "
+        "78 bad setting."
     )
     p.add_argument(
         "--once", action="store_true", required=True, help="Render once and exit (the only mode)"

@@ -1,24 +1,32 @@
-"""Helpers the command modules share: logging, output, signals, client settings."""
+"""Helpers the command modules share: logging, output, client settings, the app and
+environment a management command acts on.
+
+Light on purpose (``loader secrets list`` imports it): ``logging`` only when logging is set up.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loader.errors import ConfigError, UsageError
-from loader.httpclient import HttpClient
+from loader import httpclient
+from loader.errors import (
+    ConfigError,
+    InsufficientScopeError,
+    NotFoundError,
+    UsageError,
+)
+from loader.httpclient import HttpClient, path_quote
+from loader.names import DEFAULT_ENVIRONMENT, check_environment_name
 from loader.units import parse_duration
 
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+if TYPE_CHECKING:
+    import logging
+
+LEVELS = ("debug", "info", "warning", "error")
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -26,20 +34,44 @@ def env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def setup_logging(level: str | None) -> None:
+def log_level(level: str | None = None) -> str:
     name = (level or env("LOADER_LOG_LEVEL", "info") or "info").lower()
     if name not in LEVELS:
         raise ConfigError(f"bad setting: LOADER_LOG_LEVEL must be one of {', '.join(LEVELS)}")
+    return name
+
+
+def setup_logging(level: str | None) -> None:
+    import logging
+
+    name = log_level(level)
     logging.basicConfig(
-        level=LEVELS[name],
+        level=getattr(logging, name.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     if name != "debug":
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("loader.access").setLevel(logging.WARNING)
+    else:
+        httpclient.DEBUG = True
     logging.getLogger("aiohttp.server").addFilter(_quiet_malformed_requests)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+
+def setup_client_logging() -> None:
+    """The management commands log only at debug (each request and decision, never a value);
+    nothing is imported for it otherwise."""
+    if log_level() == "debug":
+        setup_logging("debug")
+
+
+def debug(message: str, *args: object) -> None:
+    """A decision worth seeing at LOADER_LOG_LEVEL=debug (names and ids only)."""
+    if httpclient.DEBUG:
+        import logging
+
+        logging.getLogger("loader.cli").debug(message, *args)
 
 
 def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
@@ -47,7 +79,7 @@ def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
     exc = record.exc_info[1] if record.exc_info else None
     status = getattr(exc, "code", None)
     if exc is not None and isinstance(status, int) and 400 <= status < 500:
-        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.levelno, record.levelname = 20, "INFO"
         record.msg, record.args = "refused a malformed HTTP request (%s)", (type(exc).__name__,)
         record.exc_info = record.exc_text = None
     return True
@@ -56,7 +88,7 @@ def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
 def add_log_level(parser: Any) -> None:
     parser.add_argument(
         "--log-level",
-        choices=sorted(LEVELS),
+        choices=LEVELS,
         default=None,
         help="debug|info|warning|error (LOADER_LOG_LEVEL; default info)",
     )
@@ -114,8 +146,97 @@ def add_client_options(parser: Any) -> None:
 def client_config(ns: Any) -> ClientConfig:
     token_file = ns.token_file or env("LOADER_TOKEN_FILE")
     token = read_token_file(token_file) if token_file else env("LOADER_TOKEN")
-    return ClientConfig(
+    config = ClientConfig(
         store_url=ns.store_url or env("LOADER_STORE_URL", "http://127.0.0.1:8700") or "",
         token=token,
         ca_file=ns.ca_file or env("LOADER_CA_FILE"),
     )
+    setup_client_logging()
+    debug(
+        "store %s; token from %s",
+        config.store_url,
+        "--token-file/LOADER_TOKEN_FILE" if token_file else "LOADER_TOKEN",
+    )
+    return config
+
+
+# -- the app and environment a command acts on -----------------------------------------------
+
+
+def raw_app(ns: Any) -> str:
+    raw = getattr(ns, "app", None) or env("LOADER_APP")
+    if raw is None:
+        raise ConfigError("which app? pass --app NAME|ID or set LOADER_APP")
+    return str(raw).strip()
+
+
+def resolve_app(client: HttpClient, raw: str) -> int:
+    """An app id as given, or the id of the app with that name (all digits is an id)."""
+    if raw.isascii() and raw.isdigit():
+        app = int(raw)
+        if app < 1:
+            raise ConfigError("bad setting: LOADER_APP / --app: app ids start at 1")
+        return app
+    try:
+        apps = client.call("GET", "/v1/apps").json()["apps"]
+    except InsufficientScopeError:
+        raise InsufficientScopeError(
+            "--app NAME is looked up in the app list, which needs scope apps:read: "
+            "pass the app id instead"
+        ) from None
+    for app in apps:
+        if app["name"] == raw:
+            debug("app name resolved to id %d", app["id"])
+            return int(app["id"])
+    raise NotFoundError(f"no app named {raw!r} (`loader apps list` shows them)")
+
+
+def environment_name(ns: Any) -> str:
+    name = getattr(ns, "env", None) or env("LOADER_ENVIRONMENT", DEFAULT_ENVIRONMENT)
+    return check_environment_name(name or DEFAULT_ENVIRONMENT)
+
+
+class Target:
+    """A management command's client, app and environment (the app resolved once)."""
+
+    def __init__(self, ns: Any) -> None:
+        self.ns = ns
+        self.client = client_config(ns).client()
+        self._app: int | None = None
+
+    @property
+    def app(self) -> int:
+        if self._app is None:
+            self._app = resolve_app(self.client, raw_app(self.ns))
+        return self._app
+
+    @property
+    def environment(self) -> str:
+        return environment_name(self.ns)
+
+    def app_path(self, suffix: str = "") -> str:
+        return f"/v1/apps/{self.app}{suffix}"
+
+    def env_path(self, suffix: str = "") -> str:
+        return self.app_path(f"/environments/{path_quote(self.environment)}{suffix}")
+
+    def secrets_path(self, name: str | None = None) -> str:
+        return self.env_path("/secrets" + (f"/{path_quote(name)}" if name is not None else ""))
+
+    def where(self) -> str:
+        return f"app {self.app} / {self.environment}"
+
+
+def confirm(ns: Any, question: str) -> None:
+    """Ask on a terminal; elsewhere ``--yes`` is required (nothing is deleted unasked)."""
+    if getattr(ns, "yes", False):
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{question.rstrip('?')}: refusing without --yes (stdin is not a terminal)"
+        )
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing changed")

@@ -8,12 +8,10 @@ from loader.commands.common import add_log_level, setup_logging
 from loader.hardening import harden_process
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "dev",
-        help="Run everything locally with a demo app (like `vault server -dev`)",
-        description="Starts an embedded SQLite store in a temporary directory with a generated "
-        "master key and a demo app, prints the admin token and URLs, and runs until Ctrl-C.",
+def build(name: str, p: Any) -> None:
+    p.description = (
+        "Starts an embedded SQLite store in a temporary directory with a generated master key "
+        "and a demo app, prints the admin token and URLs, and runs until Ctrl-C."
     )
     p.add_argument(
         "--port", type=int, default=8700, help="Store port (default 8700; a free port if taken)"

@@ -1,25 +1,30 @@
-"""``loader apps ...`` and ``loader secrets ...``: the management API over HTTP.
+"""``loader apps ...``, ``loader envs ...`` and ``loader secrets ...``: the management API over
+HTTP.
 
-Values go in through stdin or a no-echo prompt (never argv, so never shell history or ``ps``)
-and never come back out: the API masks them, and these commands print names and versions only.
+Values go in through stdin or a no-echo prompt (never argv, so never shell history or ``ps``).
+They come back out only when asked for by name with a token that may reveal them
+(``secrets get --reveal``, ``secrets download``): the store audits both as reveals.
 """
 
 from __future__ import annotations
 
-import getpass
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
-from loader.commands.common import add_client_options, client_config, env
+from loader.commands.common import Target, add_client_options, confirm, debug
 from loader.console import print_json, say
-from loader.errors import ConfigError, InvalidRequestError, UsageError
-from loader.httpclient import HttpClient, path_quote
-from loader.names import DEFAULT_ENVIRONMENT, check_environment_name, check_secret_name
+from loader.errors import DataError, NotFoundError, UsageError
+from loader.httpclient import HttpClient
+from loader.names import check_environment_name, check_secret_name
 
 
-def register(sub: Any) -> None:
-    apps = sub.add_parser("apps", help="Create and list apps")
+def build(name: str, parser: Any) -> None:
+    {"apps": _apps, "envs": _envs, "secrets": _secrets}[name](parser)
+
+
+def _apps(apps: Any) -> None:
     asub = apps.add_subparsers(dest="apps_command", metavar="COMMAND", required=True)
     p = asub.add_parser("create", help="Create an app (it gets a default environment)")
     p.add_argument("name")
@@ -28,9 +33,15 @@ def register(sub: Any) -> None:
     p = asub.add_parser("list", help="List apps")
     _common(p, app=False)
     p.set_defaults(handler=apps_list)
+    p = asub.add_parser("delete", help="Delete an app with all its environments and secrets")
+    p.add_argument("app", metavar="APP", help="App name or id")
+    _yes(p)
+    _common(p, app=False)
+    p.set_defaults(handler=apps_delete)
 
-    env_parser = sub.add_parser("envs", help="Create and list environments")
-    esub = env_parser.add_subparsers(dest="envs_command", metavar="COMMAND", required=True)
+
+def _envs(envs: Any) -> None:
+    esub = envs.add_subparsers(dest="envs_command", metavar="COMMAND", required=True)
     p = esub.add_parser("create", help="Create an environment")
     p.add_argument("name")
     _common(p, env_flag=False)
@@ -38,77 +49,113 @@ def register(sub: Any) -> None:
     p = esub.add_parser("list", help="List environments")
     _common(p, env_flag=False)
     p.set_defaults(handler=envs_list)
-
-    secrets = sub.add_parser("secrets", help="Set, inspect, list, delete and import secrets")
-    ssub = secrets.add_subparsers(dest="secrets_command", metavar="COMMAND", required=True)
-    p = ssub.add_parser("set", help="Set a secret; the value is read from stdin or a prompt")
+    p = esub.add_parser("delete", help="Delete an environment (not default) and its secrets")
     p.add_argument("name")
+    _yes(p)
+    _common(p, env_flag=False)
+    p.set_defaults(handler=envs_delete)
+
+
+def _secrets(secrets: Any) -> None:
+    ssub = secrets.add_subparsers(dest="secrets_command", metavar="COMMAND", required=True)
+    p = ssub.add_parser(
+        "set",
+        help="Set a secret; the value is read from stdin or a prompt",
+        description="Set a secret. The value is read from stdin (piped) or a no-echo prompt; "
+        "never from an argument (argv shows in `ps` and shell history).",
+    )
+    p.add_argument("name")
+    p.add_argument("value", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--description", help="A note about the secret (not secret itself)")
     p.add_argument(
         "--keep-newline",
         action="store_true",
         help="Keep a trailing newline read from stdin (removed by default)",
     )
+    p.add_argument(
+        "--allow-empty", action="store_true", help="Store an empty value (refused otherwise)"
+    )
     _common(p)
     p.set_defaults(handler=secrets_set)
-    p = ssub.add_parser("get", help="Show a secret's metadata (values are never shown)")
+
+    p = ssub.add_parser("get", help="Show a secret's metadata (--reveal: its value)")
     p.add_argument("name")
+    p.add_argument(
+        "--reveal",
+        action="store_true",
+        help="Print the value (needs secrets:reveal; audited as a reveal). For debugging",
+    )
     _common(p)
     p.set_defaults(handler=secrets_get)
+
     p = ssub.add_parser("list", help="List secrets (names, versions; values masked)")
     _common(p)
     p.set_defaults(handler=secrets_list)
+
     p = ssub.add_parser("delete", help="Delete a secret")
     p.add_argument("name")
     _common(p)
     p.set_defaults(handler=secrets_delete)
-    p = ssub.add_parser("import", help="Import a .env file (read with python-dotenv's parser)")
-    p.add_argument("file")
+
+    p = ssub.add_parser(
+        "import", help="Import a .env file, or stdin with '-' (python-dotenv's parser)"
+    )
+    p.add_argument("file", help="The .env file, or - for stdin")
     _common(p)
     p.set_defaults(handler=secrets_import)
+
+    p = ssub.add_parser("versions", help="List a secret's versions (no values)")
+    p.add_argument("name")
+    _common(p)
+    p.set_defaults(handler=secrets_versions)
+
+    p = ssub.add_parser("rollback", help="Restore an old version's value as a new version")
+    p.add_argument("name")
+    p.add_argument("--version", type=int, required=True, help="The version to restore")
+    _common(p)
+    p.set_defaults(handler=secrets_rollback)
+
+    p = ssub.add_parser(
+        "download",
+        help="Write the environment's secrets to a file in an agent format",
+        description="Writes the secrets the way the agent does: atomically, mode 0600, only on "
+        "tmpfs/ramfs unless --allow-disk. Needs secrets:reveal; audited as a reveal.",
+    )
+    p.add_argument("--format", choices=("dotenv", "shell", "docker", "json"), required=True)
+    p.add_argument(
+        "--output", required=True, help="The file to write; - for stdout (only with --reveal)"
+    )
+    p.add_argument("--names", help="Only these secrets (comma-separated)")
+    p.add_argument(
+        "--reveal", action="store_true", help="Allow --output - (values on your terminal)"
+    )
+    p.add_argument(
+        "--allow-disk",
+        action="store_true",
+        help="Allow writing outside tmpfs/ramfs (LOADER_ALLOW_DISK)",
+    )
+    _common(p)
+    p.set_defaults(handler=secrets_download)
 
 
 def _common(p: Any, *, app: bool = True, env_flag: bool = True) -> None:
     if app:
-        p.add_argument("--app", type=int, help="App id (LOADER_APP)")
+        p.add_argument("--app", help="App name or id (LOADER_APP)")
     if env_flag and app:
         p.add_argument("--env", help="Environment (LOADER_ENVIRONMENT; default: default)")
     p.add_argument("--json", action="store_true", help="Print JSON")
     add_client_options(p)
 
 
-def _client(ns: Any) -> HttpClient:
-    return client_config(ns).client()
-
-
-def _app(ns: Any) -> int:
-    raw = ns.app if ns.app is not None else env("LOADER_APP")
-    if raw is None:
-        raise ConfigError("which app? pass --app ID or set LOADER_APP")
-    try:
-        app = int(raw)
-    except ValueError:
-        raise ConfigError("bad setting: LOADER_APP / --app must be an integer app id") from None
-    if app < 1:
-        raise ConfigError("bad setting: LOADER_APP / --app must be a positive app id")
-    return app
-
-
-def _env(ns: Any) -> str:
-    name = getattr(ns, "env", None) or env("LOADER_ENVIRONMENT", DEFAULT_ENVIRONMENT)
-    return check_environment_name(name or DEFAULT_ENVIRONMENT)
-
-
-def _secrets_path(ns: Any, name: str | None = None) -> str:
-    base = f"/v1/apps/{_app(ns)}/environments/{path_quote(_env(ns))}/secrets"
-    return f"{base}/{path_quote(name)}" if name is not None else base
+def _yes(p: Any) -> None:
+    p.add_argument("--yes", action="store_true", help="Do not ask (required when not on a TTY)")
 
 
 # -- apps and environments -----------------------------------------------------------------
 
 
 def apps_create(ns: Any) -> int:
-    app = _client(ns).call("POST", "/v1/apps", {"name": ns.name}).json()
+    app = Target(ns).client.call("POST", "/v1/apps", {"name": ns.name}).json()
     if ns.json:
         print_json(app)
     else:
@@ -117,7 +164,7 @@ def apps_create(ns: Any) -> int:
 
 
 def apps_list(ns: Any) -> int:
-    apps = _client(ns).call("GET", "/v1/apps").json()["apps"]
+    apps = Target(ns).client.call("GET", "/v1/apps").json()["apps"]
     if ns.json:
         print_json({"apps": apps})
         return 0
@@ -127,9 +174,22 @@ def apps_list(ns: Any) -> int:
     return 0
 
 
+def apps_delete(ns: Any) -> int:
+    target = Target(ns)
+    app = target.client.call("GET", target.app_path()).json()
+    confirm(ns, f"Delete app {app['name']} (id {app['id']}) with all its environments and secrets?")
+    target.client.call("DELETE", target.app_path())
+    if ns.json:
+        print_json({"deleted": True, "app": app["id"], "name": app["name"]})
+    else:
+        say(f"deleted app {app['id']} ({app['name']})")
+    return 0
+
+
 def envs_create(ns: Any) -> int:
     name = check_environment_name(ns.name)
-    created = _client(ns).call("POST", f"/v1/apps/{_app(ns)}/environments", {"name": name}).json()
+    target = Target(ns)
+    created = target.client.call("POST", target.app_path("/environments"), {"name": name}).json()
     if ns.json:
         print_json(created)
     else:
@@ -138,7 +198,8 @@ def envs_create(ns: Any) -> int:
 
 
 def envs_list(ns: Any) -> int:
-    envs = _client(ns).call("GET", f"/v1/apps/{_app(ns)}/environments").json()["environments"]
+    target = Target(ns)
+    envs = target.client.call("GET", target.app_path("/environments")).json()["environments"]
     if ns.json:
         print_json({"environments": envs})
         return 0
@@ -148,42 +209,89 @@ def envs_list(ns: Any) -> int:
     return 0
 
 
+def envs_delete(ns: Any) -> int:
+    ns.env = check_environment_name(ns.name)
+    target = Target(ns)
+    target.client.call("GET", target.env_path())  # 404 before asking
+    confirm(ns, f"Delete environment {ns.env} of app {target.app} with all its secrets?")
+    target.client.call("DELETE", target.env_path())
+    if ns.json:
+        print_json({"deleted": True, "app": target.app, "environment": ns.env})
+    else:
+        say(f"deleted environment {ns.env} of app {target.app}")
+    return 0
+
+
 # -- secrets -------------------------------------------------------------------------------
 
 
 def read_value(name: str, keep_newline: bool) -> str:
     """The value from stdin (piped) or a no-echo prompt; never from argv."""
     if sys.stdin.isatty():
-        value = getpass.getpass(f"Value for {name} (input hidden): ")
-    else:
-        data = sys.stdin.buffer.read()
-        try:
-            value = data.decode()
-        except UnicodeDecodeError:
-            raise InvalidRequestError("the value read from stdin is not UTF-8 text") from None
-        if not keep_newline:
-            value = value.removesuffix("\n").removesuffix("\r")
+        import getpass
+
+        return getpass.getpass(f"Value for {name} (input hidden): ")
+    data = sys.stdin.buffer.read()
+    try:
+        value = data.decode()
+    except UnicodeDecodeError:
+        raise DataError("the value read from stdin is not UTF-8 text") from None
+    if not keep_newline:
+        value = value.removesuffix("\n").removesuffix("\r")
     return value
 
 
 def secrets_set(ns: Any) -> int:
+    if ns.value:
+        raise UsageError(
+            "secrets set: values come from stdin or the prompt, never from arguments "
+            '(e.g. `printf %s "$VALUE" | loader secrets set NAME`)'
+        )
     name = check_secret_name(ns.name)
-    path = _secrets_path(ns)
-    client = _client(ns)
+    target = Target(ns)
+    path = target.secrets_path()
     value = read_value(name, ns.keep_newline)
+    if value == "" and not ns.allow_empty:
+        raise DataError(
+            f"refusing to store an empty value for {name} (stdin was empty); "
+            "pass --allow-empty to mean it"
+        )
     body: dict[str, Any] = {"name": name, "value": value}
     if ns.description is not None:
         body["description"] = ns.description
-    secret = client.call("POST", path, body).json()
+    secret = target.client.call("POST", path, body).json()
     if ns.json:
         print_json(secret)
     else:
-        say(f"set {name} (version {secret['version']}) in app {_app(ns)} / {_env(ns)}")
+        say(f"set {name} (version {secret['version']}) in {target.where()}")
     return 0
 
 
+def reveal(target: Target, names: list[str] | None) -> dict[str, Any]:
+    """The environment's values (``rendered?mode=full``): needs secrets:reveal, audited."""
+    query = "?mode=full&format=json"
+    if names:
+        query += "&names=" + ",".join(names)
+    debug("revealing %s in %s", ",".join(names) if names else "every secret", target.where())
+    data: dict[str, Any] = target.client.call("GET", target.env_path("/rendered" + query)).json()
+    return data
+
+
 def secrets_get(ns: Any) -> int:
-    secret = _client(ns).call("GET", _secrets_path(ns, check_secret_name(ns.name))).json()
+    name = check_secret_name(ns.name)
+    target = Target(ns)
+    if ns.reveal:
+        data = reveal(target, [name])
+        if name not in data["secrets"]:
+            state = "has no value" if name in data.get("unset", ()) else "not found"
+            raise NotFoundError(f"secret {name} {state} in {target.where()}")
+        if ns.json:
+            print_json({"name": name, "value": data["secrets"][name]})
+        else:
+            sys.stdout.write(data["secrets"][name] + "\n")
+            sys.stdout.flush()
+        return 0
+    secret = target.client.call("GET", target.secrets_path(name)).json()
     if ns.json:
         print_json(secret)
         return 0
@@ -213,7 +321,8 @@ def list_all(client: HttpClient, path: str) -> list[dict[str, Any]]:
 
 
 def secrets_list(ns: Any) -> int:
-    secrets = list_all(_client(ns), _secrets_path(ns))
+    target = Target(ns)
+    secrets = list_all(target.client, target.secrets_path())
     if ns.json:
         print_json({"secrets": secrets})
         return 0
@@ -228,7 +337,8 @@ def secrets_list(ns: Any) -> int:
 
 def secrets_delete(ns: Any) -> int:
     name = check_secret_name(ns.name)
-    _client(ns).call("DELETE", _secrets_path(ns, name))
+    target = Target(ns)
+    target.client.call("DELETE", target.secrets_path(name))
     if ns.json:
         print_json({"deleted": True, "name": name})
     else:
@@ -236,22 +346,87 @@ def secrets_delete(ns: Any) -> int:
     return 0
 
 
-def parse_env_file(path: Path) -> dict[str, str]:
-    """Read a .env file with python-dotenv's parser, refusing it whole on any bad line.
+def secrets_versions(ns: Any) -> int:
+    name = check_secret_name(ns.name)
+    target = Target(ns)
+    versions = target.client.call("GET", target.secrets_path(name) + "/versions").json()
+    if ns.json:
+        print_json(versions)
+        return 0
+    say(f"{'VERSION':>7}  {'VALUE':<7} {'ACTOR':<16} CREATED")
+    for v in versions["versions"]:
+        kept = "kept" if v["has_value"] else "dropped"
+        say(f"{v['version']:>7}  {kept:<7} {v['actor'] or '-':<16} {v['created_at']}")
+    return 0
+
+
+def secrets_rollback(ns: Any) -> int:
+    name = check_secret_name(ns.name)
+    if ns.version < 1:
+        raise UsageError("secrets rollback: --version must be at least 1")
+    target = Target(ns)
+    secret = target.client.call(
+        "POST", target.secrets_path(name) + "/rollback", {"version": ns.version}
+    ).json()
+    if ns.json:
+        print_json(secret)
+    else:
+        say(
+            f"rolled {name} back to the value of version {ns.version} "
+            f"(now version {secret['version']}) in {target.where()}"
+        )
+    return 0
+
+
+def secrets_download(ns: Any) -> int:
+    from loader import formats
+
+    to_stdout = ns.output == "-"
+    if to_stdout and not ns.reveal:
+        raise UsageError(
+            "secrets download: --output - prints values on your terminal: add --reveal to mean it"
+        )
+    path = None if to_stdout else Path(ns.output)
+    if path is not None:
+        from loader.commands.common import env
+        from loader.fsio import check_secret_target
+
+        allow_disk = ns.allow_disk or (env("LOADER_ALLOW_DISK", "") or "").lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+        )
+        check_secret_target(path, allow_disk)  # before any value is fetched
+    names = [check_secret_name(n.strip()) for n in (ns.names or "").split(",") if n.strip()]
+    target = Target(ns)
+    data = reveal(target, names or None)
+    values: dict[str, str] = data["secrets"]
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise NotFoundError(f"--names: not set in {target.where()}: {', '.join(missing)}")
+    text = formats.render(ns.format, values)
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return 0
+    from loader.fsio import atomic_write
+
+    atomic_write(path, text.encode(), mode=0o600)
+    say(f"wrote {len(values)} secret(s) from {target.where()} to {path} ({ns.format})")
+    return 0
+
+
+def parse_env_text(text: str, where: str) -> dict[str, str]:
+    """Read .env text with python-dotenv's parser, refusing it whole on any bad line.
 
     Values are taken as written (no ``${VAR}`` interpolation from this machine's environment).
     """
+    import io
+
     from dotenv.parser import parse_stream
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise InvalidRequestError(f"{path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    import io
+    from loader.errors import InvalidRequestError
 
     values: dict[str, str] = {}
     problems: list[str] = []
@@ -271,22 +446,41 @@ def parse_env_file(path: Path) -> dict[str, str]:
                     continue
                 values[binding.key] = binding.value
     if problems:
-        raise InvalidRequestError(f"{path}: nothing imported: " + "; ".join(problems[:10]))
+        raise DataError(f"{where}: nothing imported: " + "; ".join(problems[:10]))
     return values
 
 
-def secrets_import(ns: Any) -> int:
-    values = parse_env_file(Path(ns.file))
-    client = _client(ns)
-    path = _secrets_path(ns)
-    client.call("GET", f"{path}?page_size=1")  # fail before writing if app/env/token is wrong
-    for name in sorted(values):
-        client.call("POST", path, {"name": name, "value": values[name]})
-    if ns.json:
-        print_json({"imported": sorted(values), "app": _app(ns), "environment": _env(ns)})
+def read_env_source(file: str) -> tuple[str, str]:
+    """``(text, where)`` of a .env file, or of stdin for ``-``."""
+    if file == "-":
+        data, where = sys.stdin.buffer.read(), "stdin"
     else:
-        say(
-            f"imported {len(values)} secret(s) into app {_app(ns)} / {_env(ns)}: "
-            f"{', '.join(sorted(values))}"
+        try:
+            data, where = Path(file).read_bytes(), file
+        except FileNotFoundError:
+            raise NotFoundError(f"{file}: no such file") from None
+        except IsADirectoryError:
+            raise UsageError(f"{file} is a directory, not a .env file") from None
+        except OSError as exc:
+            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8"), where
+    except UnicodeDecodeError:
+        raise DataError(f"{where} is not UTF-8 text") from None
+
+
+def secrets_import(ns: Any) -> int:
+    values = parse_env_text(*read_env_source(ns.file))
+    target = Target(ns)
+    path = target.secrets_path()
+    # Fail before writing anything if the app, environment or token is wrong.
+    target.client.call("GET", f"{path}?page_size=1")
+    for name in sorted(values):
+        target.client.call("POST", path, {"name": name, "value": values[name]})
+    if ns.json:
+        print_json(
+            {"imported": sorted(values), "app": target.app, "environment": target.environment}
         )
+    else:
+        say(f"imported {len(values)} secret(s) into {target.where()}: {', '.join(sorted(values))}")
     return 0

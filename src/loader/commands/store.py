@@ -18,8 +18,7 @@ from loader.settings import load
 log = logging.getLogger("loader.store")
 
 
-def register(sub: Any) -> None:
-    store = sub.add_parser("store", help="Run and administer the secrets store")
+def build(name: str, store: Any) -> None:
     ssub = store.add_subparsers(dest="store_command", metavar="COMMAND", required=True)
 
     p = ssub.add_parser(
@@ -119,7 +118,7 @@ def _grant(p: Any) -> None:
         help="Comma-separated: *, apps:read, apps:write, "
         "secrets:read, secrets:write, secrets:reveal",
     )
-    p.add_argument("--app", type=int, help="Bind to this app id")
+    p.add_argument("--app", help="Bind to this app (name or id)")
     p.add_argument("--env", help="Bind to these environments (comma-separated)")
 
 
@@ -141,20 +140,48 @@ def _envs(text: str | None) -> tuple[str, ...] | None:
     return tuple(check_environment_name(e.strip()) for e in text.split(",") if e.strip())
 
 
+async def _binding(repo: Any, app: str | None, env_text: str | None) -> tuple[int | None, Any]:
+    """The app id (given by name or id) and environments a token is bound to, each checked to
+    exist: a binding to nothing would be a token that can do nothing."""
+    envs = _envs(env_text)
+    app_id: int | None = None
+    if app is not None:
+        if app.isascii() and app.isdigit():
+            found = await repo.get_app(int(app))
+        else:
+            found = next((a for a in await repo.list_apps() if a.name == app), None)
+        if found is None:
+            raise NotFoundError(f"app {app} not found")
+        app_id = found.id
+    if envs:
+        apps = [app_id] if app_id is not None else [a.id for a in await repo.list_apps()]
+        existing = {e.name for a in apps for e in await repo.list_environments(a)}
+        missing = [e for e in envs if e not in existing]
+        if missing:
+            where = f"app {app_id}" if app_id is not None else "any app"
+            raise NotFoundError(f"no environment {', '.join(missing)} in {where}")
+    return app_id, envs
+
+
 # -- init ----------------------------------------------------------------------------------
 
 
 def init(ns: Any) -> int:
     settings = settings_from(ns, migrate=True)
     result = asyncio.run(_init(settings))
+    where = (
+        f"in {result['data_dir']}"
+        if result["data_dir"]
+        else f"(database from LOADER_DATABASE_URL, master key in {result['master_key_file']})"
+    )
     if ns.json:
         print_json(result)
     elif "admin_token" in result:
-        say(f"Initialised the store in {result['data_dir']}.")
+        say(f"Initialised the store {where}.")
         say("Admin token (scope *), shown once; keep it somewhere safe:")
         say(f"  {result['admin_token']}")
     else:
-        say(f"The store in {result['data_dir']} is already initialised; nothing changed.")
+        say(f"The store {where} is already initialised; nothing changed.")
     return 0
 
 
@@ -225,18 +252,23 @@ def serve(ns: Any) -> int:
 
 
 async def run_store(settings: StoreSettings) -> None:
+    from loader.listener import bind_tcp
     from loader.server.app import create_app, serving, store_state, tls_context
     from loader.server.limits import limiter_for
 
-    ctx = (
-        tls_context(settings.tls_cert, settings.tls_key)
-        if settings.tls_cert and settings.tls_key
-        else None
-    )
-    async with store_state(settings, limiter=limiter_for(settings)) as state:
-        tune_gc()
-        address = settings.listen_address
-        async with serving(create_app(state), address.host, address.port, ctx) as (_, port):
+    address = settings.listen_address
+    sock = bind_tcp(address.host, address.port)  # an address in use fails before anything else
+    with sock:
+        ctx = (
+            tls_context(settings.tls_cert, settings.tls_key)
+            if settings.tls_cert and settings.tls_key
+            else None
+        )
+        async with (
+            store_state(settings, limiter=limiter_for(settings)) as state,
+            serving(create_app(state), sock, ctx) as (_, port),
+        ):
+            tune_gc()
             scheme = "https" if ctx else "http"
             host = f"[{address.host}]" if ":" in address.host else address.host
             say(f"loader store listening on {scheme}://{host}:{port}")
@@ -280,8 +312,7 @@ def client_create(ns: Any) -> int:
 
         repo = await open_repository(settings.db_url)
         try:
-            if ns.app is not None and await repo.get_app(ns.app) is None:
-                raise NotFoundError(f"app {ns.app} not found")
+            app_id, envs = await _binding(repo, ns.app, ns.env)
             client_id, secret = new_id(CLIENT_PREFIX), new_secret()
             await repo.create_token(
                 TokenRecord(
@@ -289,8 +320,8 @@ def client_create(ns: Any) -> int:
                     kind="client",
                     digest=digest(secret),
                     scopes=scopes,
-                    app_id=ns.app,
-                    environments=_envs(ns.env),
+                    app_id=app_id,
+                    environments=envs,
                     created_at=utcnow(),
                     description=ns.description,
                 )
@@ -386,13 +417,12 @@ def token_create(ns: Any) -> int:
 
         repo = await open_repository(settings.db_url)
         try:
-            if ns.app is not None and await repo.get_app(ns.app) is None:
-                raise NotFoundError(f"app {ns.app} not found")
+            app_id, envs = await _binding(repo, ns.app, ns.env)
             record, token = await issue_token(
                 repo,
                 scopes,
-                app_id=ns.app,
-                environments=_envs(ns.env),
+                app_id=app_id,
+                environments=envs,
                 ttl=ttl,
                 description=ns.description,
             )
@@ -409,7 +439,7 @@ def token_create(ns: Any) -> int:
 
 
 def token_list(ns: Any) -> int:
-    from loader.store.models import iso
+    from loader.store.models import iso, parse_iso, utcnow
 
     settings = settings_from(ns)
 
@@ -439,10 +469,21 @@ def token_list(ns: Any) -> int:
     if ns.json:
         print_json({"tokens": rows})
         return 0
-    say(f"{'ID':<16} {'KIND':<6} {'APP':<5} {'STATE':<8} SCOPES")
+    say(
+        f"{'ID':<16} {'KIND':<6} {'APP':<5} {'ENVS':<16} {'STATE':<8} {'EXPIRES':<20} "
+        f"{'SCOPES':<28} DESCRIPTION"
+    )
+    now = utcnow()
     for r in rows:
+        expires = r["expires_at"]
         state = "revoked" if r["revoked"] else "active"
-        say(f"{r['id']:<16} {r['kind']:<6} {r['app'] or '*':<5} {state:<8} {','.join(r['scopes'])}")
+        if not r["revoked"] and expires is not None and parse_iso(expires) <= now:
+            state = "expired"
+        say(
+            f"{r['id']:<16} {r['kind']:<6} {r['app'] or '*':<5} "
+            f"{','.join(r['environments'] or ['*']):<16} {state:<8} {expires or 'never':<20} "
+            f"{','.join(r['scopes']):<28} {r['description'] or ''}"
+        )
     return 0
 
 

@@ -45,17 +45,14 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "webhook",
-        help="Run the Kubernetes mutating admission webhook that injects the agent into pods",
-        description="Serves POST /mutate (admission.k8s.io/v1 AdmissionReview for Pods) and "
-        'GET /healthz over TLS. A pod annotated loader.dev/inject: "true" with loader.dev/app '
-        "(and optionally loader.dev/environment, loader.dev/format, loader.dev/template) gets a "
-        "memory volume, a `render --once` init container and the agent sidecar.",
-        epilog="Every option is also an environment variable LOADER_WEBHOOK_<NAME> "
-        "(the flag wins).",
+def build(name: str, p: Any) -> None:
+    p.description = (
+        "Serves POST /mutate (admission.k8s.io/v1 AdmissionReview for Pods) and GET /healthz "
+        'over TLS. A pod annotated loader.dev/inject: "true" with loader.dev/app (and '
+        "optionally loader.dev/environment, loader.dev/format, loader.dev/template) gets a "
+        "memory volume, a `render --once` init container and the agent sidecar."
     )
+    p.epilog = "Every option is also an environment variable LOADER_WEBHOOK_<NAME> (the flag wins)."
     for flag, kwargs in _FLAGS:
         p.add_argument(flag, **kwargs)
     add_log_level(p)

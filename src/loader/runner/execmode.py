@@ -11,6 +11,7 @@ import os
 import sys
 
 from loader.credentials import scrub_environ
+from loader.envcheck import warn_unknown
 from loader.errors import CommandNotExecutableError, CommandNotFoundError
 from loader.runner.env import build_env, parse_names
 from loader.runner.options import parse, print_help, wants_help
@@ -28,6 +29,7 @@ def run_command(argv: Sequence[str]) -> int:
         print_help()
         return 0
     opts = parse(argv, os.environ)
+    warn_unknown(os.environ)
     source = make_source(opts, os.environ)
     scrub_environ()  # the token is read: no later child can find it in our environment
     if opts.on("watch") or opts.on("mask"):

@@ -125,6 +125,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 _BY_FLAG = {o.flag: o for o in OPTIONS}
+NO_TOKEN_FLAG = (
+    "there is no --token flag (argv shows in `ps` and shell history): "
+    "use LOADER_TOKEN or --token-file"
+)
 TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -157,6 +161,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RunOptions:
         flag, eq, inline = arg.partition("=")
         option = _BY_FLAG.get(flag)
         if option is None:
+            if flag == "--token":
+                raise UsageError(f"run: {NO_TOKEN_FLAG}")
             raise UsageError(f"run: unknown option {flag} (see loader run --help)")
         if option.takes_value:
             if eq:
@@ -195,16 +201,17 @@ def wants_help(argv: Sequence[str]) -> bool:
     return False
 
 
-def add_to_argparse(sub: Any) -> Any:
-    """The same options as an argparse subcommand (for ``loader run --help``)."""
-    p = sub.add_parser(
-        "run",
-        help="Exec CMD with its secrets in its environment (or supervise it with --watch)",
-        description="Gets the secrets (--from-file, a local agent at LOADER_AGENT_URL, or the "
-        "store), adds them to the environment and execs CMD: the process becomes CMD. With "
-        "--watch (or --mask) loader stays as CMD's parent instead.",
-        epilog="Exit codes: CMD's own; 127 command not found; 126 not executable; 64 usage; "
-        "69 agent/store unreachable; 77 token refused; 78 bad configuration.",
+def add_run_arguments(p: Any) -> None:
+    """The options on an argparse parser (for ``loader run --help`` and completion)."""
+    p.description = (
+        "Gets the secrets (--from-file, a local agent at LOADER_AGENT_URL, or the store), adds "
+        "them to the environment and execs CMD: the process becomes CMD. With --watch (or "
+        "--mask) loader stays as CMD's parent instead."
+    )
+    p.epilog = (
+        "Exit codes: CMD's own; 127 command not found; 126 not executable; 64 usage; 65 a file "
+        "that cannot be read as secrets; 66 a --from-file or --only name that does not exist; "
+        "69 agent/store unreachable; 77 token refused; 78 bad configuration."
     )
     for option in OPTIONS:
         if option.takes_value:
@@ -214,11 +221,11 @@ def add_to_argparse(sub: Any) -> Any:
         else:
             p.add_argument(option.flag, action="store_true", help=f"{option.text} ({option.env})")
     p.add_argument("command", nargs="+", metavar="-- CMD [ARGS...]")
-    return p
 
 
 def print_help() -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="loader")
-    add_to_argparse(parser.add_subparsers()).print_help()
+    parser = argparse.ArgumentParser(prog="loader run", allow_abbrev=False)
+    add_run_arguments(parser)
+    parser.print_help()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from loader.errors import ConfigError
 from loader.server import openapi
 from loader.server.authn import TokenAuthenticator
 from loader.server.handlers import ROUTES
@@ -23,6 +25,7 @@ from loader.server.state import STATE, Limiter, NoLimit, ServerState
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
 from loader.store.jwt import JwtAuthority
+from loader.store.keycheck import check_master_keys
 from loader.store.keyfile import KeyringFile
 from loader.store.service import KeyringSource, StoreService
 
@@ -58,6 +61,8 @@ async def store_state(
     async with AsyncExitStack() as stack:
         repo = await open_repository(settings.db_url, migrate=settings.migrate)
         stack.push_async_callback(repo.close)
+        # A key file that does not match the data is refused here, before anything is served.
+        await check_master_keys(repo, keyring.keyring, settings.key_file if keys is None else None)
         service = StoreService(repo, keyring, max_versions=settings.max_versions)
         audit = await stack.enter_async_context(AuditLog(repo, settings.audit_file).running())
         service.on_audited = audit.mirror
@@ -82,7 +87,12 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError:
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: not a PEM pair") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read --tls-cert/--tls-key: {exc.strerror}") from None
     return ctx
 
 
@@ -113,9 +123,10 @@ class RouteAccessLogger(AbstractAccessLogger):
 
 @asynccontextmanager
 async def serving(
-    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
 ) -> AsyncIterator[tuple[web.AppRunner, int]]:
-    """Run ``app`` on ``host:port`` (0 = a free port); yields the runner and the bound port."""
+    """Run ``app`` on a socket bound beforehand (:mod:`loader.listener`); yields the runner and
+    the bound port."""
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("loader.access"),
@@ -123,15 +134,9 @@ async def serving(
         shutdown_timeout=5,
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner, host, port, ssl_context=ssl_context, reuse_address=True, backlog=1024
-    )
+    site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024)
     try:
         await site.start()
-        bound = port
-        for sock in getattr(site._server, "sockets", None) or ():
-            bound = sock.getsockname()[1]
-            break
-        yield runner, bound
+        yield runner, int(sock.getsockname()[1])
     finally:
         await runner.cleanup()

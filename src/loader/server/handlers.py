@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zlib
 from dataclasses import replace
 from typing import Any
@@ -38,7 +37,7 @@ from loader.server.schemas import (
     TokenRequestBody,
     ValueBody,
 )
-from loader.store.audit import event_json
+from loader.store.audit import ACTIONS, event_json
 from loader.store.auth import usable, verify_secret
 from loader.store.models import (
     UNSET,
@@ -56,8 +55,6 @@ from loader.store.service import MASK
 
 NO_STORE = {"Cache-Control": "no-store"}
 NAMES_PATTERN = r"^([a-zA-Z_][a-zA-Z0-9_]{0,255})?(,[a-zA-Z_][a-zA-Z0-9_]{0,255})*$"
-ACTION_PATTERN = r"^[a-z_]{0,64}$"
-_ACTION = re.compile(ACTION_PATTERN)
 MAX_PAGE_SIZE = 1000
 MAX_NAMES = 1000
 
@@ -476,8 +473,8 @@ async def list_audit(call: Call[Any]) -> web.StreamResponse:
     if name is not None:
         check_secret_name(name)
     action = query.get("action") or None
-    if action is not None and not _ACTION.fullmatch(action):
-        raise InvalidRequestError("action must be an action name such as reveal")
+    if action is not None and action not in ACTIONS:
+        raise InvalidRequestError(f"action must be one of {', '.join(sorted(ACTIONS))}")
     await call.state.audit.flush()
     events, total = await call.state.service.repo.list_audit(
         AuditQuery(call.app_id, action, name, since, (page - 1) * size, size)
@@ -568,6 +565,7 @@ ROUTES: tuple[Route, ...] = (
         "apps:read",
         tag="Apps",
         response="AppList",
+        action="list_apps",
     ),
     Route(
         "POST",
@@ -581,6 +579,7 @@ ROUTES: tuple[Route, ...] = (
         success=201,
         response="App",
         errors=(409,),
+        action="create_app",
     ),
     Route(
         "GET",
@@ -592,6 +591,7 @@ ROUTES: tuple[Route, ...] = (
         tag="Apps",
         response="App",
         errors=(404,),
+        action="get_app",
     ),
     Route(
         "DELETE",
@@ -603,6 +603,7 @@ ROUTES: tuple[Route, ...] = (
         tag="Apps",
         success=204,
         errors=(404,),
+        action="delete_app",
     ),
     Route(
         "GET",
@@ -614,6 +615,7 @@ ROUTES: tuple[Route, ...] = (
         tag="Environments",
         response="EnvironmentList",
         errors=(404,),
+        action="list_environments",
     ),
     Route(
         "POST",
@@ -627,6 +629,7 @@ ROUTES: tuple[Route, ...] = (
         success=201,
         response="Environment",
         errors=(404, 409),
+        action="create_environment",
     ),
     Route(
         "GET",
@@ -638,6 +641,7 @@ ROUTES: tuple[Route, ...] = (
         tag="Environments",
         response="Environment",
         errors=(404,),
+        action="get_environment",
     ),
     Route(
         "DELETE",
@@ -649,6 +653,7 @@ ROUTES: tuple[Route, ...] = (
         tag="Environments",
         success=204,
         errors=(404, 409),
+        action="delete_environment",
     ),
     # Spice-compatible
     Route(
@@ -662,6 +667,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(404,),
         spice=True,
         description="Returns all secrets for the specified app. Secret values are always masked.",
+        action="list_secrets",
     ),
     Route(
         "POST",
@@ -677,6 +683,7 @@ ROUTES: tuple[Route, ...] = (
         spice=True,
         description="Creates a new secret or updates an existing secret with the same name. "
         "The secret value is encrypted at rest.",
+        action="upsert_secret",
     ),
     Route(
         "GET",
@@ -688,6 +695,7 @@ ROUTES: tuple[Route, ...] = (
         response="Secret",
         errors=(404,),
         spice=True,
+        action="get_secret",
     ),
     Route(
         "DELETE",
@@ -700,6 +708,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(404, 412),
         params=(_IF_MATCH,),
         spice=True,
+        action="delete_secret",
     ),
     # environments
     Route(
@@ -712,6 +721,7 @@ ROUTES: tuple[Route, ...] = (
         response="SecretPage",
         errors=(404,),
         params=_PAGE,
+        action="list_secrets",
     ),
     Route(
         "POST",
@@ -724,6 +734,7 @@ ROUTES: tuple[Route, ...] = (
         response="Secret",
         errors=(404, 412),
         params=(_IF_MATCH,),
+        action="upsert_secret",
     ),
     Route(
         "GET",
@@ -734,6 +745,7 @@ ROUTES: tuple[Route, ...] = (
         "secrets:read",
         response="Secret",
         errors=(404,),
+        action="get_secret",
     ),
     Route(
         "PATCH",
@@ -746,6 +758,7 @@ ROUTES: tuple[Route, ...] = (
         response="Secret",
         errors=(404, 412),
         params=(_IF_MATCH,),
+        action="update_secret",
     ),
     Route(
         "DELETE",
@@ -757,6 +770,7 @@ ROUTES: tuple[Route, ...] = (
         success=204,
         errors=(404, 412),
         params=(_IF_MATCH,),
+        action="delete_secret",
     ),
     Route(
         "PUT",
@@ -769,6 +783,7 @@ ROUTES: tuple[Route, ...] = (
         response="Secret",
         errors=(404, 412),
         params=(_IF_MATCH,),
+        action="set_value",
     ),
     Route(
         "GET",
@@ -779,6 +794,7 @@ ROUTES: tuple[Route, ...] = (
         "secrets:read",
         response="VersionList",
         errors=(404,),
+        action="list_versions",
     ),
     Route(
         "POST",
@@ -791,6 +807,7 @@ ROUTES: tuple[Route, ...] = (
         response="Secret",
         errors=(404, 412),
         params=(_IF_MATCH,),
+        action="rollback_secret",
     ),
     Route(
         "GET",
@@ -833,6 +850,7 @@ ROUTES: tuple[Route, ...] = (
         ),
         description="The only route that returns plaintext (mode=full). Cache-Control: "
         "no-store. The ETag never derives from plaintext.",
+        action="read_rendered",
     ),
     Route(
         "GET",
@@ -847,7 +865,7 @@ ROUTES: tuple[Route, ...] = (
         params=(
             Param(
                 "action",
-                {"type": "string", "maxLength": 64, "pattern": ACTION_PATTERN},
+                {"type": "string", "enum": sorted(ACTIONS)},
                 "Only this action (e.g. reveal, upsert_secret)",
             ),
             Param(
@@ -858,6 +876,7 @@ ROUTES: tuple[Route, ...] = (
             Param("since", {"type": "string", "format": "date-time"}, "Events at or after"),
             *_PAGE,
         ),
+        action="list_audit",
     ),
     Route(
         "POST",
@@ -871,5 +890,7 @@ ROUTES: tuple[Route, ...] = (
         body_types=("application/json", "application/x-www-form-urlencoded"),
         response="AccessToken",
         errors=(401,),
+        action="issue_access_token",
     ),
 )
+assert all(r.action in ACTIONS for r in ROUTES if r.scope is not None), "audit vocabulary"

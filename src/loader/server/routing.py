@@ -78,6 +78,12 @@ class Route:
     response_headers: tuple[str, ...] = ()
     spice: bool = False
     description: str = ""
+    action: str = ""  # the audit action a refusal of this route is recorded as
+
+    def action_for(self, query: Mapping[str, str]) -> str:
+        if self.operation_id == "renderSecrets" and query.get("mode") in ("full", "Full"):
+            return "reveal"
+        return self.action
 
     def scope_for(self, query: Mapping[str, str]) -> str | None:
         if callable(self.scope):
@@ -172,7 +178,7 @@ async def _admit(route: Route, request: web.Request) -> Call[Any]:
         outcome = "unauthorized" if isinstance(exc, UnauthorizedError) else "forbidden"
         with contextlib.suppress(LoaderError):  # record what the request aimed at
             _parse_path(call, request.match_info)
-        state.audit.record(call.event(route.operation_id, outcome))
+        state.audit.record(call.event(route.action_for(request.query), outcome))
         raise
     if route.body is not None:
         call.body = await parse_body(request, route.body, route.body_types)

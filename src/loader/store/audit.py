@@ -21,6 +21,35 @@ from loader.store.repository import Repository
 
 log = logging.getLogger("loader.audit")
 
+# One vocabulary for what was done and what was refused (a refused request is recorded under
+# the action it attempted, with outcome unauthorized/forbidden).
+ACTIONS = frozenset(
+    {
+        "create_app",
+        "delete_app",
+        "create_environment",
+        "delete_environment",
+        "upsert_secret",
+        "declare_secret",
+        "update_secret",
+        "set_value",
+        "delete_secret",
+        "rollback_secret",
+        "reveal",
+        "issue_access_token",
+        # read routes: recorded only when refused
+        "list_apps",
+        "get_app",
+        "list_environments",
+        "get_environment",
+        "list_secrets",
+        "get_secret",
+        "list_versions",
+        "read_rendered",
+        "list_audit",
+    }
+)
+
 
 def event_json(event: AuditEvent) -> dict[str, object]:
     return {

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from loader.console import say, until_signalled
+from loader.listener import bind_tcp, bound_port
 from loader.webhook.inject import MalformedReviewError, review
 from loader.webhook.settings import WebhookSettings
 
@@ -100,7 +101,10 @@ async def _follow(tls: ReloadingTLS, interval: float) -> None:
 
 @asynccontextmanager
 async def serving(settings: WebhookSettings) -> AsyncIterator[str]:
-    """Serve until the block ends; yields the URL actually bound (port 0 picks a free one)."""
+    """Serve until the block ends; yields the URL actually bound (port 0 picks a free one).
+    The address is bound first: one in use fails before the certificate is read."""
+    address = settings.listen_address
+    sock = bind_tcp(address.host, address.port)
     tls = None
     if not settings.insecure:
         assert settings.tls_cert is not None and settings.tls_key is not None
@@ -112,21 +116,11 @@ async def serving(settings: WebhookSettings) -> AsyncIterator[str]:
         shutdown_timeout=5,
     )
     await runner.setup()
-    address = settings.listen_address
-    site = web.TCPSite(
-        runner,
-        address.host,
-        address.port,
-        ssl_context=tls.context if tls else None,
-        reuse_address=True,
-    )
+    site = web.SockSite(runner, sock, ssl_context=tls.context if tls else None)
     follower: asyncio.Task[None] | None = None
     try:
         await site.start()
-        port = address.port
-        for sock in getattr(site._server, "sockets", None) or ():
-            port = sock.getsockname()[1]
-            break
+        port = bound_port(sock)
         if tls is not None:
             follower = asyncio.create_task(_follow(tls, settings.tls_reload_interval))
         host = f"[{address.host}]" if ":" in address.host else address.host
@@ -136,6 +130,7 @@ async def serving(settings: WebhookSettings) -> AsyncIterator[str]:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
         await runner.cleanup()
+        sock.close()
 
 
 async def run_webhook(settings: WebhookSettings) -> None:
