@@ -225,7 +225,8 @@ def tls_failure(where: str, reason: str) -> ServiceUnavailableError:
         )
     if "CERTIFICATE_VERIFY_FAILED" in upper:
         return ServiceUnavailableError(
-            f"{where}: the certificate is not trusted (set LOADER_CA_FILE to its CA bundle)"
+            f"TLS handshake with {where} failed: its certificate is not trusted (set "
+            "LOADER_CA_FILE to the CA bundle that signed it)"
         )
     return ServiceUnavailableError(f"TLS handshake with {where} failed: {reason}")
 

@@ -66,5 +66,29 @@ def parse_app_id(raw: str) -> int:
     return value
 
 
+def app_ref(raw: str) -> int | str:
+    """``--app``/``LOADER_APP``: an id (all digits) or an app name, checked either way."""
+    text = raw.strip()
+    if text.isascii() and text.isdigit():
+        return parse_app_id(text)
+    return check_app_name(text)
+
+
+def find_app(apps: list[dict[str, object]], name: str) -> int:
+    """The id of the app called ``name`` in a ``GET /v1/apps`` answer."""
+    from loader.errors import NotFoundError
+
+    for app in apps:
+        if app.get("name") == name:
+            return int(str(app["id"]))
+    raise NotFoundError(f"no app named {name!r} (`loader apps list` shows them)")
+
+
+APP_LOOKUP_SCOPE = (
+    "an app given by name is looked up in the app list, which needs a token with apps:read: "
+    "give the app id instead"
+)
+
+
 def is_spice_key(name: str) -> bool:
     return _SPICE_KEY.fullmatch(name) is not None

@@ -219,6 +219,20 @@ def matching(pattern: str, max_length: int) -> Parser:
     return one
 
 
+def app_id_or_name(value: Any) -> int | str:
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("app ids start at 1")
+        return value
+    from loader.errors import InvalidRequestError
+    from loader.names import app_ref
+
+    try:
+        return app_ref(str(value))
+    except InvalidRequestError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def http_url(value: Any) -> str:
     url = str(value).strip()
     parts = urlsplit(url)
@@ -259,7 +273,7 @@ class AgentSettings:
     env_prefix: ClassVar[str] = "LOADER_"
 
     store_url: str
-    app: int
+    app: int | str  # an id, or a name looked up at start
     token: Secret | None = None
     token_file: Path | None = None
     environment: str = DEFAULT_ENVIRONMENT
@@ -327,7 +341,7 @@ class AgentSettings:
 
 _AGENT_FIELDS: dict[str, Parser] = {
     "store_url": http_url,
-    "app": integer(1),
+    "app": app_id_or_name,
     "token": optional(secret),
     "token_file": optional(path),
     "environment": matching(ENV_NAME_PATTERN, ENV_NAME_MAX),

@@ -301,7 +301,8 @@ def test_agent_bad_settings_exit_78_before_any_network_call(shm: Path, tmp_path:
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     base = loader_env(LOADER_STORE_URL=url, LOADER_TOKEN="lt_000000000000_x", LOADER_APP="1")
     cases = [
-        (["--output", str(shm / "e")], {"LOADER_APP": "zero"}),
+        (["--output", str(shm / "e")], {"LOADER_APP": "0"}),
+        (["--output", str(shm / "e")], {"LOADER_APP": "no/such name"}),
         (["--output", str(shm / "e")], {"LOADER_FORMAT": "xml"}),
         (["--output", str(tmp_path / "on-disk.env")], {}),
         (["--output", str(shm / "missing-dir" / "e")], {}),

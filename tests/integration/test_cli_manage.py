@@ -94,7 +94,7 @@ def test_cli_import_reads_dotenv_and_refuses_bad_files_whole(
     bad = tmp_path / "bad.env"
     bad.write_text("E=ok\nbad-name=x\nF\n'unterminated\n")
     out = cli(proc, token, "secrets", "import", str(bad), "--app", app_id)
-    assert out.returncode == 64
+    assert out.returncode == 65  # bad input data
     assert b"line 2" in out.stderr and b"line 3" in out.stderr
     after = client.call("GET", f"/v1/apps/{app_id}/environments/default/rendered?mode=full")
     assert "E" not in after.json()["secrets"]

@@ -100,7 +100,7 @@ def test_command_errors_and_configuration_exit_codes(tmp_path: Path) -> None:
         (["--bogus", "--", "true"], 64, "unknown option"),
         (["--from-file", str(env_file)], 64, "no command"),
         (["--", "true"], 78, "no source"),
-        (["--from-file", str(tmp_path / "missing.env"), "--", "true"], 78, "cannot read"),
+        (["--from-file", str(tmp_path / "missing.env"), "--", "true"], 66, "cannot read"),
         (["--from-file", str(env_file), "--format", "xml", "--", "true"], 64, "--format"),
         (
             ["--agent-url", f"http://127.0.0.1:{free_port()}", "--timeout", "0.3", "--", "true"],

@@ -32,6 +32,7 @@ from loader.credentials import without_credentials
 from loader.errors import (
     ConfigError,
     InsufficientScopeError,
+    NotFoundError,
     RateLimitedError,
     ServiceUnavailableError,
     UnauthorizedError,
@@ -72,6 +73,7 @@ class Agent:
         self._on_change_running = False
         self._on_change_again = False
         self._background: set[asyncio.Task[None]] = set()
+        self._missing: list[str] = []
 
     def client(self) -> StoreClient:
         s = self.settings
@@ -81,8 +83,22 @@ class Agent:
 
     # -- rendering -------------------------------------------------------------------------
 
+    def missing_names(self, snapshot: Snapshot) -> list[str]:
+        """``--names`` secrets the snapshot has no value for (absent, or declared only)."""
+        return [n for n in self.settings.name_filter or () if n not in snapshot.values]
+
     async def apply(self, snapshot: Snapshot) -> RenderResult:
         self.latest = snapshot
+        missing = self.missing_names(snapshot)
+        if missing != self._missing:
+            self._missing = missing
+            if missing:
+                log.warning(
+                    "--names: not set in app %s / %s: %s",
+                    self.settings.app,
+                    self.settings.environment,
+                    ", ".join(missing),
+                )
         result = self.renderer.render(snapshot)
         if not result.ok:
             message = "; ".join(result.errors)
@@ -165,7 +181,7 @@ class Agent:
         if sock is None and self.listen is not None:
             sock = listen_socket(self.listen)
         log.info(
-            "following app %d / %s at %s (long-poll %gs)",
+            "following app %s / %s at %s (long-poll %gs)",
             s.app,
             s.environment,
             s.store_url,
@@ -250,6 +266,12 @@ class Agent:
                         ) from None
                     log.warning("%s; retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
+        missing = self.missing_names(snapshot)
+        if missing:  # an init container that renders less than asked for must not pass
+            raise NotFoundError(
+                f"--names: not set in app {self.settings.app} / {self.settings.environment}: "
+                f"{', '.join(missing)}; nothing written"
+            )
         result = await self.apply(snapshot)
         if not result.ok:
             raise UnrenderableError("; ".join(result.errors))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from pathlib import Path
 from typing import Any
@@ -12,21 +13,31 @@ import aiohttp
 
 from loader import __version__
 from loader.agent.snapshot import Snapshot
-from loader.errors import LoaderError, ServiceUnavailableError, error_for_status
+from loader.errors import (
+    InsufficientScopeError,
+    LoaderError,
+    ServiceUnavailableError,
+    error_for_status,
+    tls_failure,
+)
+from loader.names import APP_LOOKUP_SCOPE, find_app
+
+log = logging.getLogger("loader.agent")
 
 
 class StoreClient:
     def __init__(
         self,
         store_url: str,
-        app: int,
+        app: int | str,
         environment: str,
         *,
         names: list[str] | None = None,
         ca_file: Path | None = None,
     ) -> None:
         self.base = store_url.rstrip("/")
-        self.path = f"/v1/apps/{app}/environments/{quote(environment, safe='')}/rendered"
+        self.app = app  # an id, or a name looked up with the first request's token
+        self.environment = environment
         self.names = names
         ssl_ctx: ssl.SSLContext | bool = True
         if ca_file is not None:
@@ -46,9 +57,49 @@ class StoreClient:
         if self._session is not None:
             await self._session.close()
 
+    @property
+    def path(self) -> str:
+        return f"/v1/apps/{self.app}/environments/{quote(self.environment, safe='')}/rendered"
+
+    async def _get(
+        self, path: str, params: dict[str, str], headers: dict[str, str], timeout: float
+    ) -> tuple[int, bytes, Any]:
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                self.base + path,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout, connect=10),
+            ) as resp:
+                return resp.status, await resp.read(), resp.headers
+        except aiohttp.ClientSSLError as exc:
+            raise tls_failure(f"store {self.base}", str(exc)) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ServiceUnavailableError(
+                f"store {self.base} unreachable: {type(exc).__name__}{_reason(exc)}"
+            ) from None
+
+    async def resolve_app(self, token: str) -> int:
+        """The app id (looked up by name once, when the app was given by name)."""
+        if isinstance(self.app, int):
+            return self.app
+        status, body, headers = await self._get(
+            "/v1/apps", {}, {"Authorization": f"Bearer {token}"}, 15
+        )
+        if status == 403:
+            raise InsufficientScopeError(f"LOADER_APP={self.app}: {APP_LOOKUP_SCOPE}")
+        if status != 200:
+            raise _error(status, body, headers.get("Retry-After"))
+        app_id = find_app(json.loads(body)["apps"], self.app)
+        log.info("app %s is app id %d", self.app, app_id)
+        self.app = app_id
+        return app_id
+
     async def fetch(self, token: str, etag: str | None, wait: float) -> Snapshot | None:
         """The environment's values, or None when ``etag`` is still current after ``wait``."""
         assert self._session is not None
+        await self.resolve_app(token)
         params = {"mode": "full"}
         if self.names:
             params["names"] = ",".join(self.names)
@@ -57,26 +108,18 @@ class StoreClient:
             headers["If-None-Match"] = etag
             if wait > 0:
                 params["wait"] = f"{wait:g}"
-        timeout = aiohttp.ClientTimeout(total=wait + 15, connect=10)
+        status, body, resp_headers = await self._get(self.path, params, headers, wait + 15)
+        if status == 304:
+            return None
+        if status != 200:
+            raise _error(status, body, resp_headers.get("Retry-After"))
         try:
-            async with self._session.get(
-                self.base + self.path, params=params, headers=headers, timeout=timeout
-            ) as resp:
-                if resp.status == 304:
-                    return None
-                body = await resp.read()
-                if resp.status != 200:
-                    raise _error(resp.status, body, resp.headers.get("Retry-After"))
-                data: dict[str, Any] = json.loads(body)
-        except LoaderError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-            raise ServiceUnavailableError(
-                f"store {self.base} unreachable: {type(exc).__name__}{_reason(exc)}"
-            ) from None
+            data: dict[str, Any] = json.loads(body)
+        except ValueError:
+            raise ServiceUnavailableError(f"store {self.base} answered with bad JSON") from None
         return Snapshot(
             revision=int(data["revision"]),
-            etag=resp.headers.get("ETag", ""),
+            etag=resp_headers.get("ETag", ""),
             values=dict(data["secrets"]),
             unset=tuple(data.get("unset", ())),
         )

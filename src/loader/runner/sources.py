@@ -12,7 +12,10 @@ import time
 from loader import envparse
 from loader.errors import (
     ConfigError,
+    DataError,
+    InsufficientScopeError,
     LoaderError,
+    NotFoundError,
     RateLimitedError,
     ServiceUnavailableError,
     UsageError,
@@ -26,6 +29,7 @@ from loader.units import parse_duration
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from typing import Any
 
     from loader.runner.options import RunOptions
 
@@ -75,13 +79,14 @@ class FileSource:
     def load(self) -> dict[str, str]:
         try:
             text = read_trusted(self.path).decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise ConfigError(f"cannot read {self.path}: {reason}") from None
+        except UnicodeDecodeError:
+            raise DataError(f"cannot read {self.path}: not UTF-8 text") from None
+        except OSError as exc:  # the input file: missing or unreadable is "not found"
+            raise NotFoundError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
             return envparse.parse(text, self.fmt)
         except envparse.EnvParseError as exc:
-            raise ConfigError(f"{self.path}: {exc}") from None
+            raise DataError(f"{self.path}: {exc}") from None
 
     async def follow(self) -> AsyncIterator[dict[str, str]]:
         from pathlib import Path
@@ -91,7 +96,7 @@ class FileSource:
         async for _ in watch_file(Path(self.absolute)):
             try:
                 yield self.load()
-            except ConfigError:
+            except (NotFoundError, DataError):
                 continue  # mid-rewrite or removed: wait for the next version
 
 
@@ -128,7 +133,7 @@ class StoreSource:
         self,
         url: str,
         token: str,
-        app: int,
+        app: int | str,
         environment: str,
         ca_file: str | None,
         timeout: float,
@@ -151,6 +156,8 @@ class StoreSource:
 
         client = HttpClient(self.url, token=self.token, ca_file=self.ca_file, timeout=self.timeout)
         try:
+            if isinstance(self.app, str):
+                self.app = _resolve_app(client, self.app)
             resp = client.request("GET", self.path)
         finally:
             client.close()
@@ -172,6 +179,20 @@ class StoreSource:
             )
         ):
             yield _store_values(resp.body)
+
+
+def _resolve_app(client: Any, name: str) -> int:
+    """An app given by name: its id, from the app list (needs apps:read)."""
+    from loader.names import APP_LOOKUP_SCOPE, check_app_name, find_app
+
+    check_app_name(name)
+    resp = client.request("GET", "/v1/apps")
+    if resp.status == 403:
+        raise InsufficientScopeError(f"LOADER_APP={name}: {APP_LOOKUP_SCOPE}")
+    _check(http.Response(resp.status, resp.headers, resp.body), "store")
+    import json
+
+    return find_app(json.loads(resp.body)["apps"], name)
 
 
 def _store_values(body: bytes) -> dict[str, str]:
@@ -225,6 +246,12 @@ def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
         return AgentSource(agent, timeout)
     store = opts.get("store_url")
     if store:
+        try:
+            http.target(store)
+        except ValueError:
+            raise ConfigError(
+                "bad setting: LOADER_STORE_URL must be http(s)://host[:port]"
+            ) from None
         return StoreSource(
             store,
             _token(opts, environ),
@@ -262,10 +289,15 @@ def _token(opts: RunOptions, environ: Mapping[str, str]) -> str:
     return token
 
 
-def _app(raw: str | None) -> int:
-    if raw is None or not raw.isdigit() or int(raw) < 1:
-        raise ConfigError("reading the store needs the app id: --app ID or LOADER_APP")
-    return int(raw)
+def _app(raw: str | None) -> int | str:
+    """An app id, or a name (looked up when the store is first read)."""
+    if raw is None or not raw.strip():
+        raise ConfigError("reading the store needs the app: --app NAME|ID or LOADER_APP")
+    if raw.isdigit():
+        if int(raw) < 1:
+            raise ConfigError("bad setting: LOADER_APP / --app: app ids start at 1")
+        return int(raw)
+    return raw.strip()
 
 
 if TYPE_CHECKING:
