@@ -1,51 +1,99 @@
-"""A small synchronous HTTP client over the stdlib, for the CLI and ``loader run``.
+"""A small synchronous HTTP/1.1 client over the stdlib, for the CLI and ``loader run``.
 
-``http.client`` over TCP (with TLS verified against ``LOADER_CA_FILE`` when given) or a unix
-socket. Error answers become the :mod:`loader.errors` exceptions via ``error_for_status``; a
-connection failure is :class:`~loader.errors.ServiceUnavailableError` (exit 69). Tokens go in
-headers only and never into messages.
+Plain sockets over TCP (TLS verified against ``LOADER_CA_FILE`` when given) or a unix socket,
+keep-alive, Content-Length and chunked bodies. Not ``http.client``: it imports ``email`` and
+``ssl`` and would double the start-up time of every management command. Error answers become
+the :mod:`loader.errors` exceptions via ``error_for_status``; a connection failure is
+:class:`~loader.errors.ServiceUnavailableError` (exit 69). Tokens go in headers only and never
+into messages.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from loader.errors import ConfigError, ServiceUnavailableError, error_for_status, tls_failure
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from typing import Any, BinaryIO
 
 # Set by the CLI for LOADER_LOG_LEVEL=debug: each request is logged (method, route template,
 # status, time). ``logging`` is imported only then (start-up time of every command).
 DEBUG = False
+MAX_HEAD = 64 * 1024
+MAX_BODY = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
 class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+class _Closed(Exception):
+    """The server closed a kept-alive connection before answering (retry on a new one)."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+
+def read_response(stream: BinaryIO, method: str) -> tuple[Response, bool]:
+    """One response from ``stream``; also whether the connection can be reused."""
+    line = stream.readline(MAX_HEAD)
+    if not line:
+        raise _Closed
+    parts = line.decode("latin-1").split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError("not an HTTP response")
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    size = len(line)
+    while True:
+        line = stream.readline(MAX_HEAD)
+        size += len(line)
+        if not line or size > MAX_HEAD:
+            raise ValueError("truncated or oversized HTTP headers")
+        if line in (b"\r\n", b"\n"):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    keep = headers.get("connection", "").lower() != "close" and parts[0] == "HTTP/1.1"
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return Response(status, headers, b""), keep
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        return Response(status, headers, _read_chunked(stream)), keep
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        if not 0 <= length <= MAX_BODY:
+            raise ValueError("bad Content-Length")
+        body = stream.read(length)
+        if len(body) != length:
+            raise ValueError("truncated HTTP body")
+        return Response(status, headers, body), keep
+    return Response(status, headers, stream.read(MAX_BODY)), False
+
+
+def _read_chunked(stream: BinaryIO) -> bytes:
+    out = bytearray()
+    while True:
+        size_line = stream.readline(1024)
+        if not size_line:
+            raise ValueError("truncated chunked body")
+        size = int(size_line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while stream.readline(MAX_HEAD) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(out)
+        out += stream.read(size)
+        stream.readline(1024)
+        if len(out) > MAX_BODY:
+            raise ValueError("HTTP body too large")
 
 
 def path_quote(segment: str) -> str:
@@ -98,23 +146,30 @@ class HttpClient:
         self.token = token
         self.timeout = timeout
         self.extra_headers = headers or {}
-        self._conn: http.client.HTTPConnection | None = None
+        self._sock: socket.socket | None = None
+        self._stream: BinaryIO | None = None
+        self._port = 0
         if base_url.startswith("unix:"):
             self._unix: str | None = base_url[len("unix:") :]
             self._prefix = ""
             self._host = "localhost"
+            self._host_header = "localhost"
             self._scheme = "http"
-            self._port: int | None = None
         else:
             parts = urlsplit(base_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                port = parts.port
+            except ValueError:
+                port = -1
+            if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
                 raise ConfigError(
                     "bad setting: the store URL must be http(s)://host[:port] or unix:/path"
                 )
             self._unix = None
             self._scheme = parts.scheme
             self._host = parts.hostname
-            self._port = parts.port
+            self._port = port or (443 if parts.scheme == "https" else 80)
+            self._host_header = parts.netloc.rpartition("@")[2]
             self._prefix = parts.path.rstrip("/")
         self._ssl: ssl.SSLContext | None = None
         if self._scheme == "https":
@@ -128,24 +183,38 @@ class HttpClient:
                 raise ConfigError(f"CA file {ca_file} holds no PEM certificate") from None
             self._ssl.minimum_version = ssl.TLSVersion.TLSv1_2
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
+    def _connect(self, timeout: float) -> tuple[socket.socket, BinaryIO]:
+        if self._sock is None or self._stream is None:
             if self._unix is not None:
-                self._conn = _UnixConnection(self._unix, self.timeout)
-            elif self._ssl is not None:
-                self._conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=self.timeout, context=self._ssl
-                )
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(self._unix)
+                except OSError:
+                    sock.close()
+                    raise
             else:
-                self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self.timeout
-                )
-        return self._conn
+                # An ASCII host as bytes: a str goes through the idna codec (a few ms to import)
+                host = self._host.encode() if self._host.isascii() else self._host
+                sock = socket.create_connection((host, self._port), timeout)  # type: ignore[arg-type]
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._ssl is not None:
+                    try:
+                        sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
+                    except OSError:
+                        sock.close()
+                        raise
+            self._sock, self._stream = sock, sock.makefile("rb")
+        self._sock.settimeout(timeout)
+        return self._sock, self._stream
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def request(
         self,
@@ -155,43 +224,61 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
-        sent = {"Accept": "application/json", **self.extra_headers, **(headers or {})}
+        sent = {
+            "Host": self._host_header,
+            "Accept": "application/json",
+            **self.extra_headers,
+            **(headers or {}),
+        }
         if self.token is not None:
             sent["Authorization"] = f"Bearer {self.token}"
-        data = None
+        data = b""
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            sent["Content-Length"] = str(len(data))
+        head = f"{method} {self._prefix + path} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in sent.items()
+        )
+        message = head.encode("latin-1") + b"\r\n" + data
         started = time.perf_counter()
         for attempt in (1, 2):
-            conn = self._connection()
-            if timeout is not None:
-                conn.timeout = timeout
-                if conn.sock is not None:
-                    conn.sock.settimeout(timeout)
+            reused = self._sock is not None
             try:
-                conn.request(method, self._prefix + path, body=data, headers=sent)
-                raw = conn.getresponse()
-                payload = raw.read()
-                if DEBUG:
-                    _log_request(method, path, raw.status, started)
-                return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, payload)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                sock, stream = self._connect(timeout if timeout is not None else self.timeout)
+                sock.sendall(message)
+                response, keep = read_response(stream, method)
+            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
-                if attempt == 2:
+                if attempt == 1 and reused:
+                    continue  # a kept-alive connection the server had closed: once more
+                if isinstance(exc, _Closed):
                     raise ServiceUnavailableError(f"{self.where()} closed the connection") from None
-            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(exc) from None
+            except (OSError, ValueError) as exc:
                 self.close()
-                if self._ssl is not None:
-                    import ssl
-
-                    if isinstance(exc, ssl.SSLError):
-                        raise tls_failure(self.where(), str(exc.reason or exc)) from None
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise ServiceUnavailableError(
-                    f"{self.where()} is unreachable: {reason or type(exc).__name__}"
-                ) from None
+                raise self._unreachable(exc) from None
+            if not keep:
+                self.close()
+            if DEBUG:
+                _log_request(method, path, response.status, started)
+            return response
         raise AssertionError("unreachable")
+
+    def _unreachable(self, exc: Exception) -> Exception:
+        if self._ssl is not None:
+            import ssl
+
+            if isinstance(exc, ssl.SSLError):
+                return tls_failure(self.where(), str(exc.reason or exc))
+        if isinstance(exc, TimeoutError):
+            reason = "timed out"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = str(exc) or type(exc).__name__
+        return ServiceUnavailableError(f"{self.where()} is unreachable: {reason}")
 
     def call(
         self,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from loader.commands.common import Target, add_client_options
 from loader.console import print_json, say
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def build(name: str, p: Any) -> None:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from loader import httpclient
 from loader.errors import (
@@ -23,8 +20,10 @@ from loader.httpclient import HttpClient, path_quote
 from loader.names import DEFAULT_ENVIRONMENT, check_environment_name
 from loader.units import parse_duration
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -101,13 +100,14 @@ def duration(text: str, what: str) -> float:
         raise UsageError(f"{what}: {exc}") from None
 
 
-@dataclass(frozen=True)
 class ClientConfig:
-    """Where the management commands and ``run`` find the store, and how they authenticate."""
+    """Where the management commands find the store, and how they authenticate. (A plain
+    class: ``dataclasses`` costs every command a few ms of start-up.)"""
 
-    store_url: str
-    token: str | None
-    ca_file: str | None
+    __slots__ = ("ca_file", "store_url", "token")
+
+    def __init__(self, store_url: str, token: str | None, ca_file: str | None) -> None:
+        self.store_url, self.token, self.ca_file = store_url, token, ca_file
 
     def client(self, timeout: float = 30.0) -> HttpClient:
         if self.token is None:
@@ -119,7 +119,8 @@ class ClientConfig:
 
 def read_token_file(path: str) -> str:
     try:
-        token = Path(path).read_text().strip()
+        with open(path) as f:
+            token = f.read().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
     if not token:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
 
 from loader.commands.common import Target, add_client_options, confirm, debug
 from loader.console import print_json, say
 from loader.errors import DataError, NotFoundError, UsageError
 from loader.httpclient import HttpClient
 from loader.names import check_environment_name, check_secret_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def build(name: str, parser: Any) -> None:
@@ -386,6 +388,9 @@ def secrets_download(ns: Any) -> int:
         raise UsageError(
             "secrets download: --output - prints values on your terminal: add --reveal to mean it"
         )
+
+    from pathlib import Path
+
     path = None if to_stdout else Path(ns.output)
     if path is not None:
         from loader.commands.common import env
@@ -456,7 +461,8 @@ def read_env_source(file: str) -> tuple[str, str]:
         data, where = sys.stdin.buffer.read(), "stdin"
     else:
         try:
-            data, where = Path(file).read_bytes(), file
+            with open(file, "rb") as f:
+                data, where = f.read(), file
         except FileNotFoundError:
             raise NotFoundError(f"{file}: no such file") from None
         except IsADirectoryError:

@@ -6,15 +6,19 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
 from loader.errors import UsageError
 from loader.runner.options import NO_TOKEN_FLAG
 
-_CHOICE = re.compile(r"^argument (?P<arg>.+?): invalid choice: .* \(choose from (?P<choices>.*)\)$")
-_TYPE = re.compile(r"^argument (?P<arg>.+?): invalid \S+ value: .*$")
-_EXPLICIT = re.compile(r"^argument (?P<arg>.+?): ignored explicit argument .*$")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+# argparse's messages that carry what was typed (patterns compiled only on an error)
+_CHOICE = r"^argument (?P<arg>.+?): invalid choice: .* \(choose from (?P<choices>.*)\)$"
+_TYPE = r"^argument (?P<arg>.+?): invalid \S+ value: .*$"
+_EXPLICIT = r"^argument (?P<arg>.+?): ignored explicit argument .*$"
+_QUOTED = r"'[^']*'|\"[^\"]*\""
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,7 +42,7 @@ class Parser(argparse.ArgumentParser):
     def _explain(self, message: str) -> str:
         if message == "the following arguments are required: COMMAND":
             return f"a command is required: {', '.join(self._choices())}"
-        m = _CHOICE.match(message)
+        m = re.match(_CHOICE, message)
         if m:
             # The typed word is shown only when it is close to a real one (a typo, then).
             choices = [c.strip("'\"") for c in m["choices"].split(", ")]
@@ -49,13 +53,13 @@ class Parser(argparse.ArgumentParser):
             if close:
                 return f"unknown {_what(m['arg'])} {typed!r} (did you mean {close[0]}?)"
             return f"unknown {_what(m['arg'])}; choose from {', '.join(choices)}"
-        m = _TYPE.match(message)
+        m = re.match(_TYPE, message)
         if m:
             return f"argument {m['arg']}: not a valid value"
-        m = _EXPLICIT.match(message)
+        m = re.match(_EXPLICIT, message)
         if m:
             return f"{m['arg']} takes no value"
-        return _QUOTED.sub("...", message)
+        return re.sub(_QUOTED, "...", message)
 
     def _choices(self) -> list[str]:
         for action in self._actions:
