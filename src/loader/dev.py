@@ -115,7 +115,7 @@ async def seed_demo(service: StoreService, actor: str | None = None) -> int:
             name,
             value=value,
             actor=actor,
-            audit=_event("set_secret", actor, app.id, env.name, (name,)),
+            audit=_event("upsert_secret", actor, app.id, env.name, (name,)),
         )
     return app.id
 

@@ -45,7 +45,7 @@ EXIT_CODES: tuple[tuple[int, str, str], ...] = (
         "unreachable",
         "the store or agent cannot be reached or answered 5xx; an address already in use",
     ),
-    (EX_CANTCREAT, "exists", "the app, environment or output file already exists"),
+    (EX_CANTCREAT, "exists", "the app or environment already exists"),
     (EX_TEMPFAIL, "temporary", "rate limited or a precondition failed: try again"),
     (EX_NOPERM, "refused", "the token is unknown, expired, revoked or lacks the scope/binding"),
     (

@@ -87,7 +87,7 @@ async def test_audit_records_every_action_and_refusal_never_a_value_or_token(
         assert ("update_secret", "ok", "B") in actions
         assert ("rollback_secret", "ok", "A") in actions
         assert ("delete_secret", "ok", "B") in actions
-        assert ("upsertEnvironmentSecret", "forbidden", None) in actions
+        assert ("upsert_secret", "forbidden", None) in actions
         reveal = next(e for e in events if e["action"] == "reveal")
         assert reveal["names"] == ["A", "B"] and reveal["environment"] == "default"
         assert all(e["client"] for e in events)
@@ -123,7 +123,7 @@ async def test_unauthenticated_refusals_are_audited(store: Store) -> None:
 
     events, _ = await store.state.service.repo.list_audit(AuditQuery(app_id=app))
     assert [(e.action, e.outcome, e.token_id) for e in events if e.outcome != "ok"] == [
-        ("listSecrets", "unauthorized", None)
+        ("list_secrets", "unauthorized", None)
     ]
 
 

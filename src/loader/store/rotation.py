@@ -20,7 +20,7 @@ from pathlib import Path
 
 from loader import crypto
 from loader.crypto import Keyring, Sealed
-from loader.errors import ConfigError
+from loader.errors import ConfigError, NotFoundError
 from loader.fsio import atomic_write
 from loader.store.keyfile import StaticKeyring, read_key_file, write_key_file
 from loader.store.models import DataKeyRecord
@@ -104,7 +104,7 @@ async def _reencrypt(
 async def remove_key(repo: Repository, key_file: Path, key_id: str) -> None:
     keyring = read_key_file(key_file)
     if keyring.get(key_id) is None:
-        raise ConfigError(f"master key {key_id} is not in {key_file}")
+        raise NotFoundError(f"master key {key_id} is not in {key_file}")
     if keyring.primary.id == key_id:
         raise ConfigError(f"{key_id} is the primary key; rotate to a new key first")
     used = (await key_usage(repo)).get(key_id, 0)
