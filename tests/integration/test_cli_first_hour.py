@@ -354,9 +354,15 @@ def test_app_names_work_wherever_ids_do(live: Live, tmp_path: Path) -> None:
     shm.mkdir()
     try:
         env = loader_env(LOADER_STORE_URL=live.proc.url, LOADER_TOKEN=reader, LOADER_APP="payments")
-        once = run_loader("render", "--once", "--output", str(shm / "e"), env=env)
+        once = run_loader(
+            "render", "--once", "--output", str(shm / "e"), env={**env, "LOADER_LOG_LEVEL": "debug"}
+        )
         assert once.returncode == 0, once.stderr
         assert "N='by-name'" in (shm / "e").read_text()
+        debug = once.stderr.decode()  # each request by route template, never a value
+        assert "GET /v1/apps -> 200" in debug and "app payments is app id" in debug
+        assert "GET /v1/apps/{appId}/environments/{env}/rendered -> 200" in debug
+        assert "by-name" not in debug and reader not in debug
         ran = run_loader("run", "--", "sh", "-c", 'printf %s "$N"', env=env)
         assert ran.returncode == 0 and ran.stdout == b"by-name", ran.stderr
         no_lookup = create_token(live.data, "secrets:reveal", app)

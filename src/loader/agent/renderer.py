@@ -117,6 +117,10 @@ class Renderer:
             try:
                 if sink.write(data):
                     result.written.append(sink.path)
+                else:
+                    log.debug(
+                        "revision %d: %s unchanged, not rewritten", snapshot.revision, sink.path
+                    )
             except ConfigError as exc:
                 result.errors.append(str(exc))
             except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from loader.errors import (
     error_for_status,
     tls_failure,
 )
+from loader.httpclient import route_template
 from loader.names import APP_LOOKUP_SCOPE, find_app
 
 log = logging.getLogger("loader.agent")
@@ -65,6 +67,7 @@ class StoreClient:
         self, path: str, params: dict[str, str], headers: dict[str, str], timeout: float
     ) -> tuple[int, bytes, Any]:
         assert self._session is not None
+        started = time.perf_counter()
         try:
             async with self._session.get(
                 self.base + path,
@@ -72,7 +75,15 @@ class StoreClient:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout, connect=10),
             ) as resp:
-                return resp.status, await resp.read(), resp.headers
+                body = await resp.read()
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "GET %s -> %d in %.1f ms",
+                        route_template(path),
+                        resp.status,
+                        (time.perf_counter() - started) * 1000,
+                    )
+                return resp.status, body, resp.headers
         except aiohttp.ClientSSLError as exc:
             raise tls_failure(f"store {self.base}", str(exc)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
