@@ -221,7 +221,7 @@ def run(quick: bool) -> Section:
         LOADER_APP="1",
     )
     table = commands(loader, py, work, rec.port)
-    runs, warmup = (2, 1) if quick else (15, 2)
+    runs, warmup = (1, 0) if quick else (15, 2)
     times: dict[str, list[float]] = {name: [] for name in table}
     try:
         for i in range(warmup + runs):

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,23 +48,20 @@ class Live:
     def client(self) -> HttpClient:
         return HttpClient(self.proc.url, token=self.admin)
 
-    def reveal(self, app: str | int, env: str = "default") -> dict[str, str]:
+    def get(self, path: str) -> Any:
         c = self.client()
         try:
-            path = f"/v1/apps/{app}/environments/{env}/rendered?mode=full"
-            return dict(c.call("GET", path).json()["secrets"])
+            return c.call("GET", path).json()
         finally:
             c.close()
+
+    def reveal(self, app: str | int, env: str = "default") -> dict[str, str]:
+        return dict(self.get(f"/v1/apps/{app}/environments/{env}/rendered?mode=full")["secrets"])
 
     def audit(self, app: int, **query: str) -> list[dict[str, object]]:
         from urllib.parse import urlencode
 
-        c = self.client()
-        try:
-            path = f"/v1/apps/{app}/audit?{urlencode(query)}"
-            return list(c.call("GET", path).json()["events"])
-        finally:
-            c.close()
+        return list(self.get(f"/v1/apps/{app}/audit?{urlencode(query)}")["events"])
 
 
 @pytest.fixture
