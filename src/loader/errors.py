@@ -211,6 +211,18 @@ class AddressInUseError(LoaderError):
     exit_code = EX_UNAVAILABLE
 
 
+CREDENTIAL_PREFIXES = ("lt_", "lc_", "eyJ")  # loader tokens, OAuth client ids, JWTs
+
+
+def shown(argument: object) -> str:
+    """An argument as a message may show it: one that looks like a token or a client secret
+    (typed where a path or a name goes) is not shown."""
+    text = str(argument)
+    if text.startswith(CREDENTIAL_PREFIXES) or "/lt_" in text or len(text) > 200:
+        return "(not shown: it looks like a credential)"
+    return text
+
+
 def tls_failure(where: str, reason: str) -> ServiceUnavailableError:
     """A failed TLS handshake as one clear line (OpenSSL's reason names alone are cryptic)."""
     upper = reason.upper()

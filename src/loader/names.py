@@ -81,7 +81,9 @@ def find_app(apps: list[dict[str, object]], name: str) -> int:
     for app in apps:
         if app.get("name") == name:
             return int(str(app["id"]))
-    raise NotFoundError(f"no app named {name!r} (`loader apps list` shows them)")
+    from loader.errors import shown
+
+    raise NotFoundError(f"no app named {shown(name)!r} (`loader apps list` shows them)")
 
 
 APP_LOOKUP_SCOPE = (

@@ -179,6 +179,11 @@ def test_no_token_flag_no_abbreviations_and_no_echo(live: Live, tmp_path: Path) 
     assert "did you mean list" in _one_line(out)
     out = run_loader("secrets", "rollback", "A", "--version", live.admin)
     assert out.returncode == 64 and live.admin not in _one_line(out)
+    # a token typed where a path or a name goes is not shown either
+    out = run_loader("apps", "list", "--token-file", live.admin)
+    assert out.returncode == 78 and live.admin not in _one_line(out)
+    out = live.cli("secrets", "list", "--app", live.admin)
+    assert out.returncode == 66 and live.admin not in _one_line(out)
 
 
 def test_run_is_in_the_help_and_the_command_list() -> None:

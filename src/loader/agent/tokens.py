@@ -10,7 +10,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from loader.errors import ConfigError
+from loader.errors import ConfigError, shown
 from loader.fsguard import MAX_TOKEN_FILE, read_trusted
 from loader.fswatch import watch_file
 
@@ -22,9 +22,9 @@ def read_token(path: Path) -> str:
     try:
         token = read_trusted(path, MAX_TOKEN_FILE).decode("utf-8", "replace").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read token file {shown(path)}: {exc.strerror}") from None
     if not token:
-        raise ConfigError(f"token file {path} is empty")
+        raise ConfigError(f"token file {shown(path)} is empty")
     return token
 
 

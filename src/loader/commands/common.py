@@ -13,8 +13,8 @@ from loader import httpclient
 from loader.errors import (
     ConfigError,
     InsufficientScopeError,
-    NotFoundError,
     UsageError,
+    shown,
 )
 from loader.httpclient import HttpClient, path_quote
 from loader.names import DEFAULT_ENVIRONMENT, check_environment_name
@@ -122,9 +122,9 @@ def read_token_file(path: str) -> str:
         with open(path) as f:
             token = f.read().strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read token file {shown(path)}: {exc.strerror}") from None
     if not token:
-        raise ConfigError(f"token file {path} is empty")
+        raise ConfigError(f"token file {shown(path)} is empty")
     return token
 
 
@@ -178,18 +178,15 @@ def resolve_app(client: HttpClient, raw: str) -> int:
         if app < 1:
             raise ConfigError("bad setting: LOADER_APP / --app: app ids start at 1")
         return app
+    from loader.names import APP_LOOKUP_SCOPE, find_app
+
     try:
         apps = client.call("GET", "/v1/apps").json()["apps"]
     except InsufficientScopeError:
-        raise InsufficientScopeError(
-            "--app NAME is looked up in the app list, which needs scope apps:read: "
-            "pass the app id instead"
-        ) from None
-    for app in apps:
-        if app["name"] == raw:
-            debug("app name resolved to id %d", app["id"])
-            return int(app["id"])
-    raise NotFoundError(f"no app named {raw!r} (`loader apps list` shows them)")
+        raise InsufficientScopeError(f"--app: {APP_LOOKUP_SCOPE}") from None
+    app_id = find_app(apps, raw)
+    debug("app name resolved to id %d", app_id)
+    return app_id
 
 
 def environment_name(ns: Any) -> str:

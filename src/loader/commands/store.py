@@ -10,7 +10,7 @@ from typing import Any
 
 from loader.commands.common import add_log_level, duration, setup_logging
 from loader.console import print_json, run_async, say, tune_gc, until_signalled
-from loader.errors import ConfigError, NotFoundError
+from loader.errors import ConfigError, NotFoundError, shown
 from loader.hardening import harden_process
 from loader.server.settings import StoreSettings
 from loader.settings import load
@@ -151,7 +151,7 @@ async def _binding(repo: Any, app: str | None, env_text: str | None) -> tuple[in
         else:
             found = next((a for a in await repo.list_apps() if a.name == app), None)
         if found is None:
-            raise NotFoundError(f"app {app} not found")
+            raise NotFoundError(f"app {shown(app)} not found")
         app_id = found.id
     if envs:
         apps = [app_id] if app_id is not None else [a.id for a in await repo.list_apps()]
@@ -159,7 +159,7 @@ async def _binding(repo: Any, app: str | None, env_text: str | None) -> tuple[in
         missing = [e for e in envs if e not in existing]
         if missing:
             where = f"app {app_id}" if app_id is not None else "any app"
-            raise NotFoundError(f"no environment {', '.join(missing)} in {where}")
+            raise NotFoundError(f"no environment {shown(', '.join(missing))} in {where}")
     return app_id, envs
 
 

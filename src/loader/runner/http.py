@@ -9,7 +9,7 @@ bound the path first is a :class:`~loader.errors.ConfigError` (exit 78). Respons
 
 from __future__ import annotations
 
-from loader.errors import ServiceUnavailableError
+from loader.errors import ServiceUnavailableError, tls_failure
 from loader.fsguard import MAX_DATA_FILE, check_peer
 
 TYPE_CHECKING = False
@@ -226,6 +226,8 @@ async def aget(
             finally:
                 writer.close()
         return parse_response(b"".join(chunks))
+    except ssl.SSLError as exc:
+        raise tls_failure(url, str(exc.reason or exc)) from None
     except (OSError, ValueError, TimeoutError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ServiceUnavailableError(f"{url} is unreachable: {reason}") from None

@@ -20,6 +20,7 @@ from loader.errors import (
     ServiceUnavailableError,
     UsageError,
     error_for_status,
+    shown,
 )
 from loader.fsguard import MAX_TOKEN_FILE, read_trusted
 from loader.runner import http
@@ -279,10 +280,12 @@ def _token(opts: RunOptions, environ: Mapping[str, str]) -> str:
         try:
             token = read_trusted(token_file, MAX_TOKEN_FILE).decode("utf-8", "replace").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read token file {token_file}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read token file {shown(token_file)}: {exc.strerror}"
+            ) from None
         if token:
             return token
-        raise ConfigError(f"token file {token_file} is empty")
+        raise ConfigError(f"token file {shown(token_file)} is empty")
     token = environ.get("LOADER_TOKEN", "")
     if not token:
         raise ConfigError("reading the store needs a token: LOADER_TOKEN or LOADER_TOKEN_FILE")
