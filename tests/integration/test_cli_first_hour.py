@@ -68,11 +68,11 @@ class Live:
 def live(tmp_path: Path) -> Iterator[Live]:
     data = tmp_path / "store"
     admin = init_store(data)
-    proc = start_store(data)
+    live = Live(start_store(data), admin, data, tmp_path)
     try:
-        yield Live(proc, admin, data, tmp_path)
+        yield live
     finally:
-        proc.stop()
+        live.proc.stop()  # the one running now (a test may have restarted it)
 
 
 def _app(live: Live, name: str = "payments") -> int:
