@@ -185,6 +185,26 @@ class ServiceUnavailableError(LoaderError):
         self.retry_after = retry_after
 
 
+class UnreachableError(ServiceUnavailableError):
+    """No connection at all: refused, reset, no such socket. The other side is down or
+    restarting, so followers retry it soon (see :mod:`loader.backoff`)."""
+
+
+def nobody_listening(exc: BaseException) -> bool:
+    """Refused, reset, aborted, broken pipe, no such socket file: nobody is listening right now.
+    (Not a timeout, a DNS or TLS failure, or an unroutable host: those are retried at the normal
+    pace.)"""
+    import errno  # not at import time: the exec path never needs it
+
+    return getattr(exc, "errno", None) in {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ENOENT,
+    }
+
+
 class ConfigError(LoaderError):
     """A bad setting, found at start before any network call."""
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from loader.agent.follower import Backoff
+from loader.backoff import Backoff
 from loader.agent.local_api import host_is_loopback
 from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loader.agent.follower import Backoff, Follower
+from loader.agent.follower import Follower
 from loader.agent.local_api import create_local_app
 from loader.agent.metrics import AgentMetrics
 from loader.agent.renderer import Renderer, RenderResult
@@ -28,6 +28,7 @@ from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
 from loader.agent.storeclient import StoreClient
 from loader.agent.tokens import TokenSource
+from loader.backoff import Backoff, keep_running
 from loader.credentials import without_credentials
 from loader.errors import (
     ConfigError,
@@ -36,6 +37,7 @@ from loader.errors import (
     RateLimitedError,
     ServiceUnavailableError,
     UnauthorizedError,
+    UnreachableError,
     UnrenderableError,
 )
 from loader.fsguard import check_socket_path
@@ -143,8 +145,12 @@ class Agent:
             while True:
                 self._on_change_again = False
                 env = without_credentials(os.environ)
-                proc = await asyncio.create_subprocess_shell(command, env=env)
-                code = await proc.wait()
+                try:
+                    proc = await asyncio.create_subprocess_shell(command, env=env)
+                    code = await proc.wait()
+                except OSError as exc:
+                    log.error("--on-change command could not run: %s", exc.strerror or exc)
+                    code = 0
                 if code != 0:
                     log.warning("--on-change command exited with %d", code)
                 if not self._on_change_again:
@@ -197,24 +203,27 @@ class Agent:
                 wait=s.wait,
                 backoff=Backoff(s.backoff_initial, s.backoff_max),
             )
+            # Each part runs for as long as the agent does: one that ends or fails is logged
+            # and started again with backoff (it never just stops, silently or with the agent).
+            parts = {
+                "following the store": (follower.run, Backoff(s.backoff_initial, s.backoff_max)),
+                "watching the token file": (self.tokens.watch, Backoff(1.0, 30.0)),
+                "watching the template": (self._watch_template, Backoff(1.0, 30.0)),
+            }
             tasks = [
-                asyncio.create_task(follower.run(), name="follow"),
-                asyncio.create_task(self.tokens.watch(), name="token-file"),
-                asyncio.create_task(self._watch_template(), name="template-file"),
+                asyncio.create_task(keep_running(name, part, backoff, log), name=name)
+                for name, (part, backoff) in parts.items()
             ]
             waiter = asyncio.ensure_future(stop.wait() if isinstance(stop, asyncio.Event) else stop)
             try:
-                done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task is not waiter:
-                        task.result()  # a part died: surface its error
+                await waiter
             finally:
                 waiter.cancel()
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
+                for part in tasks:
+                    part.cancel()
+                for part in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                        await part
                 for task in list(self._background):
                     with contextlib.suppress(asyncio.CancelledError):
                         await asyncio.wait_for(task, timeout=5)
@@ -258,7 +267,8 @@ class Agent:
                 except (UnauthorizedError, InsufficientScopeError):
                     raise
                 except (RateLimitedError, ServiceUnavailableError) as exc:
-                    delay = backoff.next(exc.retry_after)
+                    unreachable = isinstance(exc, UnreachableError)
+                    delay = backoff.next(exc.retry_after, unreachable=unreachable)
                     left = deadline - time.monotonic()
                     if left <= 0 or delay > left:
                         raise ServiceUnavailableError(

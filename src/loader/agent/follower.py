@@ -1,8 +1,11 @@
 """Follow the store: long-poll with the last ETag, so a change arrives as it is committed.
 
 On errors: jittered exponential backoff with a cap, ``Retry-After`` honoured for 429 and 503, a
-refused token re-read from its file. A token file change interrupts the current request and
-retries at once with the new token.
+refused token re-read from its file, and a store that refuses connections (down, restarting)
+retried at least every second, so the agent is back within about a second of its return. The
+first request after an error does not wait: its answer (a 304 counts) tells ``/readyz`` at once
+that the data is current again. A token file change interrupts the current request and retries
+at once with the new token.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -20,38 +22,18 @@ from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
 from loader.agent.storeclient import StoreClient
 from loader.agent.tokens import TokenSource
+from loader.backoff import Backoff, Outage
 from loader.errors import (
     InsufficientScopeError,
     LoaderError,
     RateLimitedError,
     ServiceUnavailableError,
     UnauthorizedError,
+    UnreachableError,
 )
 
 log = logging.getLogger("loader.agent")
 T = TypeVar("T")
-
-
-class Backoff:
-    """Full-jitter exponential backoff: a random delay in [base/2, base], base doubling to cap."""
-
-    def __init__(self, initial: float, cap: float, rng: random.Random | None = None) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.attempt = 0
-        self.rng = rng or random.Random()
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-    def next(self, retry_after: float | None = None) -> float:
-        base = min(self.cap, self.initial * (2**self.attempt))
-        self.attempt = min(self.attempt + 1, 32)
-        delay = self.rng.uniform(base / 2, base)
-        if retry_after is not None:
-            # The server said when: wait at least that long (a little jitter spreads a herd).
-            delay = retry_after + self.rng.uniform(0, min(1.0, retry_after * 0.1))
-        return delay
 
 
 class Follower:
@@ -75,13 +57,16 @@ class Follower:
         self.backoff = backoff
         self.etag: str | None = None
         self.requests = 0
+        self.recovering = False  # the last request failed: the next one does not wait
+        self.outage = Outage(log, f"store {client.base}")
 
     async def fetch_once(self) -> Snapshot | None:
         """One request (with the long-poll hold when an ETag is known)."""
         self.requests += 1
         started = time.perf_counter()
         try:
-            snapshot = await self.client.fetch(self.tokens.token, self.etag, self.wait)
+            wait = 0.0 if self.recovering else self.wait
+            snapshot = await self.client.fetch(self.tokens.token, self.etag, wait)
         except LoaderError:
             self.metrics.fetch_seconds.labels("error").observe(time.perf_counter() - started)
             raise
@@ -97,16 +82,17 @@ class Follower:
         except _TokenChanged:
             return 0.0
         except (UnauthorizedError, InsufficientScopeError) as exc:
-            self._failed("token", exc)
             self.tokens.reload()
-            return self.backoff.next()
+            return self._failed("token", exc, self.backoff.next())
+        except UnreachableError as exc:
+            return self._failed("store", exc, self.backoff.next(unreachable=True))
         except (RateLimitedError, ServiceUnavailableError) as exc:
-            self._failed("store", exc)
-            return self.backoff.next(exc.retry_after)
+            return self._failed("store", exc, self.backoff.next(exc.retry_after))
         except LoaderError as exc:
-            self._failed("store", exc)
-            return self.backoff.next()
+            return self._failed("store", exc, self.backoff.next())
         self.backoff.reset()
+        self.recovering = False
+        self.outage.recovered()
         if snapshot is None:
             if self.etag is not None:
                 self.state.confirmed(self.etag)
@@ -119,14 +105,15 @@ class Follower:
         while True:
             delay = await self.step()
             if delay > 0:
-                log.info("retrying in %.1fs", delay)
                 with contextlib.suppress(_TokenChanged):
                     await self._interruptible(asyncio.sleep(delay))
 
-    def _failed(self, kind: str, exc: LoaderError) -> None:
+    def _failed(self, kind: str, exc: LoaderError, delay: float) -> float:
         self.metrics.errors.labels(kind).inc()
         self.state.failed(str(exc))
-        log.warning("%s", exc)
+        self.recovering = True
+        self.outage.failed(str(exc), delay)
+        return delay
 
     async def _interruptible(self, coro: Awaitable[T]) -> T:
         """Run ``coro`` unless the token changes first (then raise _TokenChanged)."""

@@ -18,7 +18,9 @@ from loader.errors import (
     InsufficientScopeError,
     LoaderError,
     ServiceUnavailableError,
+    UnreachableError,
     error_for_status,
+    nobody_listening,
     tls_failure,
 )
 from loader.httpclient import route_template
@@ -87,7 +89,8 @@ class StoreClient:
         except aiohttp.ClientSSLError as exc:
             raise tls_failure(f"store {self.base}", str(exc)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise ServiceUnavailableError(
+            cls = UnreachableError if _no_connection(exc) else ServiceUnavailableError
+            raise cls(
                 f"store {self.base} unreachable: {type(exc).__name__}{_reason(exc)}"
             ) from None
 
@@ -134,6 +137,11 @@ class StoreClient:
             values=dict(data["secrets"]),
             unset=tuple(data.get("unset", ())),
         )
+
+
+def _no_connection(exc: BaseException) -> bool:
+    """Refused, reset or dropped mid-answer: the store is down or restarting."""
+    return isinstance(exc, aiohttp.ServerDisconnectedError) or nobody_listening(exc)
 
 
 def _reason(exc: BaseException) -> str:

@@ -2,14 +2,15 @@
 only) and async (supervise mode: asyncio streams, cancellable, TLS for the store).
 
 Each request uses its own connection (``Connection: close``); the response is parsed by one pure
-function. Failures to connect are :class:`~loader.errors.ServiceUnavailableError` (exit 69).
+function. Failures to connect are :class:`~loader.errors.UnreachableError`, a timeout or a
+garbled answer :class:`~loader.errors.ServiceUnavailableError` (both exit 69).
 Over a unix socket the server must run as this user or root (``SO_PEERCRED``): an impostor that
 bound the path first is a :class:`~loader.errors.ConfigError` (exit 78). Responses are bounded.
 """
 
 from __future__ import annotations
 
-from loader.errors import ServiceUnavailableError, tls_failure
+from loader.errors import ServiceUnavailableError, UnreachableError, nobody_listening, tls_failure
 from loader.fsguard import MAX_DATA_FILE, check_peer
 
 TYPE_CHECKING = False
@@ -161,8 +162,7 @@ def get(url: str, path: str, headers: dict[str, str], timeout: float) -> Respons
             chunks.append(chunk)
         return parse_response(b"".join(chunks))
     except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise ServiceUnavailableError(f"{url} is unreachable: {reason}") from None
+        raise _unreachable(url, exc) from None
     finally:
         if sock is not None:
             sock.close()
@@ -228,6 +228,11 @@ async def aget(
         return parse_response(b"".join(chunks))
     except ssl.SSLError as exc:
         raise tls_failure(url, str(exc.reason or exc)) from None
-    except (OSError, ValueError, TimeoutError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise ServiceUnavailableError(f"{url} is unreachable: {reason}") from None
+    except (OSError, ValueError) as exc:
+        raise _unreachable(url, exc) from None
+
+
+def _unreachable(url: str, exc: OSError | ValueError) -> ServiceUnavailableError:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    cls = UnreachableError if nobody_listening(exc) else ServiceUnavailableError
+    return cls(f"{url} is unreachable: {reason}")

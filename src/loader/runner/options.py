@@ -117,6 +117,13 @@ OPTIONS: tuple[Option, ...] = (
         "DURATION",
     ),
     Option(
+        "--splay",
+        "splay",
+        "LOADER_SPLAY",
+        "then wait a random time up to this long, so a fleet does not restart at once (default 0)",
+        "DURATION",
+    ),
+    Option(
         "--timeout",
         "timeout",
         "LOADER_TIMEOUT",

@@ -1,7 +1,8 @@
 """Where ``loader run`` gets the secrets: a file, a local agent, or the store.
 
 ``load`` is synchronous and light (the exec path); ``follow`` is async (supervise mode) and
-yields the new values each time they change.
+yields the values each time they may have changed, for as long as it runs (it rides out errors
+itself; :mod:`loader.runner.changes` runs it as one long-lived task).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from loader.errors import (
     NotFoundError,
     RateLimitedError,
     ServiceUnavailableError,
+    UnreachableError,
     UsageError,
     error_for_status,
     shown,
@@ -124,7 +126,10 @@ class AgentSource:
                 f"/v1/secrets?format=shell&wait={FOLLOW_WAIT}",
                 {**AGENT_HEADERS, **({"If-None-Match": tag} if tag else {})},
                 FOLLOW_WAIT + 15,
-            )
+            ),
+            self.describe(),
+            # A local agent that refuses or is not ready yet is restarting: back at once.
+            soon=ServiceUnavailableError,
         ):
             yield envparse.parse_shell(resp.body.decode("utf-8"))
 
@@ -177,7 +182,8 @@ class StoreSource:
                 {**auth, **({"If-None-Match": tag} if tag else {})},
                 FOLLOW_WAIT + 15,
                 self.ca_file,
-            )
+            ),
+            self.describe(),
         ):
             yield _store_values(resp.body)
 
@@ -205,29 +211,36 @@ def _store_values(body: bytes) -> dict[str, str]:
 
 async def _long_poll(
     request: Callable[[str | None], Awaitable[http.Response]],
+    what: str,
+    soon: type[LoaderError] = UnreachableError,
 ) -> AsyncIterator[http.Response]:
-    """Yield each 200 of a long-poll loop (sending the last ETag); ride out errors with a
-    capped backoff."""
+    """Yield each 200 of a long-poll loop (sending the last ETag). Errors are ridden out with
+    jittered backoff; ``soon`` errors (the other side restarting) are retried within a second."""
     import asyncio
     import logging
 
-    log = logging.getLogger("loader.run")
-    delay = 0.5
+    from loader.backoff import Backoff, Outage
+
+    backoff = Backoff(0.5, 15.0)
+    outage = Outage(logging.getLogger("loader.run"), what)
     etag: str | None = None
     while True:
         try:
             resp = await request(etag)
-            if resp.status == 304:
-                continue
-            _check(resp, "source")
-            delay = 0.5
-            etag = resp.headers.get("etag")
-            yield resp
+            if resp.status != 304:
+                _check(resp, what)
         except LoaderError as exc:
-            wait = getattr(exc, "retry_after", None) or delay
-            log.warning("following changes: %s; retrying in %.1fs", exc, wait)
+            retry_after = getattr(exc, "retry_after", None)
+            wait = backoff.next(retry_after, unreachable=isinstance(exc, soon))
+            outage.failed(f"following changes: {exc}", wait)
             await asyncio.sleep(wait)
-            delay = min(delay * 2, 15.0)
+            continue
+        backoff.reset()
+        outage.recovered()
+        if resp.status == 304:
+            continue
+        etag = resp.headers.get("etag")
+        yield resp
 
 
 def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:

@@ -1,10 +1,12 @@
 """``loader run --watch`` / ``--mask``: stay as the command's parent.
 
 * The child gets SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT and SIGWINCH as they arrive.
-* With ``--watch``, changes are followed (long-poll on the agent or store, inotify on a file);
-  when the child's environment really changes (sorted, compared with the last, debounced) the
+* With ``--watch``, changes are followed (long-poll on the agent or store, inotify on a file) by
+  one long-lived task (:mod:`loader.runner.changes`); when the child's environment really
+  changes (sorted, compared with the last, debounced, then after a random ``--splay`` delay) the
   child is restarted: ``--restart-signal`` (SIGTERM), ``--grace`` (10 s), then SIGKILL; or, with
-  ``--reload-signal``, only signalled (the app then re-reads its secrets itself).
+  ``--reload-signal``, only signalled (the app then re-reads its secrets itself). Every change
+  is acted on, the hundredth as the first.
 * The runner exits with the child's exit code (128+N when signal N killed it). When the runner
   gets SIGTERM or SIGINT it passes it on and, if the child outlives ``--grace``, kills it; if the
   runner dies abruptly the kernel kills the child (``PR_SET_PDEATHSIG``): no orphan, no zombie.
@@ -19,12 +21,15 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import sys
 from typing import IO
 
+from loader.backoff import Backoff, keep_running
 from loader.errors import LoaderError, UsageError
 from loader.hardening import harden_process, restore_core_limit
+from loader.runner.changes import follow_into, latest, settle
 from loader.runner.execmode import child_env, resolve
 from loader.runner.mask import Masker
 from loader.runner.options import RunOptions
@@ -84,6 +89,7 @@ class Supervisor:
         self.reload_signal = parse_signal(reload) if reload else None
         self.grace = _duration(opts.get("grace", "10s") or "10s", "--grace")
         self.debounce = _duration(opts.get("debounce", "0.25s") or "0.25s", "--debounce")
+        self.splay = _duration(opts.get("splay", "0s") or "0s", "--splay")
         self.child: asyncio.subprocess.Process | None = None
         self.env: dict[str, str] = {}
         self.values: dict[str, str] = {}
@@ -91,6 +97,7 @@ class Supervisor:
         self.restarting = False
         self.restarted = asyncio.Event()
         self.restarts = 0
+        self.failure: LoaderError | None = None
         self._pumps: list[asyncio.Task[None]] = []
 
     # -- the child -------------------------------------------------------------------------
@@ -205,26 +212,35 @@ class Supervisor:
     # -- changes ---------------------------------------------------------------------------
 
     async def follow(self) -> None:
-        changes = aiter(self.source.follow())
-        pending: tuple[dict[str, str], dict[str, str]] | None = None
-        while True:
-            try:
-                if pending is None:
-                    values = await anext(changes)
-                else:
-                    values = await asyncio.wait_for(anext(changes), self.debounce)
-            except TimeoutError:
-                assert pending is not None
-                await self.apply(*pending)
-                pending = None
-                continue
-            try:
-                env = child_env(self.opts, os.environ, values)
-            except LoaderError as exc:
-                log.error("keeping the running command: %s", exc)
-                continue
-            changed = sorted(env.items()) != sorted(self.env.items())
-            pending = (values, env) if changed else None
+        """Act on every settled change for as long as the runner runs (see ``changes``)."""
+        queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        follower = follow_into(self.source, queue)
+        try:
+            while True:
+                values = await settle(queue, self.debounce)
+                if self.new_env(values) is None:
+                    continue
+                if self.splay > 0:
+                    delay = random.uniform(0, self.splay)
+                    log.info("secrets changed; acting in %.1fs (--splay)", delay)
+                    await asyncio.sleep(delay)
+                    values = latest(queue, values)
+                env = self.new_env(values)
+                if env is not None:
+                    await self.apply(values, env)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
+    def new_env(self, values: dict[str, str]) -> dict[str, str] | None:
+        """The child's environment for ``values`` if it differs from the running one."""
+        try:
+            env = child_env(self.opts, os.environ, values)
+        except LoaderError as exc:
+            log.error("keeping the running command: %s", exc)
+            return None
+        return env if sorted(env.items()) != sorted(self.env.items()) else None
 
     async def apply(self, values: dict[str, str], env: dict[str, str]) -> None:
         if self.stopping:
@@ -244,6 +260,8 @@ class Supervisor:
             if not self.stopping:
                 await self.start(values, env)
                 self.restarts += 1
+        except LoaderError as exc:
+            self.failure = exc  # the command is gone (deleted, no longer executable)
         finally:
             self.restarting = False
             self.restarted.set()
@@ -256,7 +274,11 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in FORWARDED:
             loop.add_signal_handler(sig, self.forward, sig)
-        follower = asyncio.create_task(self.follow()) if self.opts.on("watch") else None
+        follower = None
+        if self.opts.on("watch"):
+            follower = asyncio.create_task(
+                keep_running("watching for changes", self.follow, Backoff(0.5, 15.0), log)
+            )
         try:
             while True:
                 child = self.child
@@ -264,6 +286,8 @@ class Supervisor:
                 await child.wait()
                 if self.restarting:
                     await self.restarted.wait()
+                if self.failure is not None:
+                    raise self.failure
                 if self.child is not child:
                     continue  # restarted: supervise the new one
                 await self._drain()

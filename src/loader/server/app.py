@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from loader.backoff import Backoff, keep_running
 from loader.errors import ConfigError
 from loader.server import openapi
 from loader.server.authn import TokenAuthenticator
@@ -66,7 +67,16 @@ async def store_state(
         service = StoreService(repo, keyring, max_versions=settings.max_versions)
         audit = await stack.enter_async_context(AuditLog(repo, settings.audit_file).running())
         service.on_audited = audit.mirror
-        watcher = asyncio.create_task(repo.watch_changes(service.notifier_resync))
+        # Other replicas' changes: followed for as long as the store runs (restarted, logged,
+        # if it ever stops).
+        watcher = asyncio.create_task(
+            keep_running(
+                "following change notifications",
+                lambda: repo.watch_changes(service.notifier_resync),
+                Backoff(0.1, 5.0),
+                log,
+            )
+        )
         stack.push_async_callback(_cancel, watcher)
         authority = JwtAuthority(repo, keyring, settings.access_token_ttl)
         yield ServerState(
