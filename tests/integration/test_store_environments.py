@@ -207,7 +207,8 @@ async def test_rendered_etag_304_and_never_from_plaintext(store: Store) -> None:
         rendered(app, "mode=full&names=A"), headers={**h, "If-None-Match": etag}
     )
     assert other_variant.status == 200
-    await store.put(app, "A", "v1")  # same value, new version: a new revision
+    await store.put(app, "A", "v2")
+    await store.put(app, "A", "v1")  # the first plaintext again, at a new revision
     changed = await store.client.get(rendered(app), headers={**h, "If-None-Match": etag})
     assert changed.status == 200 and changed.headers["ETag"] != etag
 

@@ -264,6 +264,8 @@ def secrets_set(ns: Any) -> int:
     secret = target.client.call("POST", path, body).json()
     if ns.json:
         print_json(secret)
+    elif secret.get("changed") is False:
+        say(f"unchanged {name}")
     else:
         say(f"set {name} (version {secret['version']}) in {target.where()}")
     return 0
@@ -481,12 +483,22 @@ def secrets_import(ns: Any) -> int:
     path = target.secrets_path()
     # Fail before writing anything if the app, environment or token is wrong.
     target.client.call("GET", f"{path}?page_size=1")
+    changed, unchanged = [], []
     for name in sorted(values):
-        target.client.call("POST", path, {"name": name, "value": values[name]})
+        secret = target.client.call("POST", path, {"name": name, "value": values[name]}).json()
+        (unchanged if secret.get("changed") is False else changed).append(name)
     if ns.json:
         print_json(
-            {"imported": sorted(values), "app": target.app, "environment": target.environment}
+            {
+                "imported": changed,
+                "unchanged": unchanged,
+                "app": target.app,
+                "environment": target.environment,
+            }
         )
-    else:
-        say(f"imported {len(values)} secret(s) into {target.where()}: {', '.join(sorted(values))}")
+        return 0
+    for name in unchanged:
+        say(f"unchanged {name}")
+    if changed:
+        say(f"imported {len(changed)} secret(s) into {target.where()}: {', '.join(changed)}")
     return 0

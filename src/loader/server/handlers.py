@@ -46,6 +46,7 @@ from loader.store.models import (
     AuditQuery,
     Environment,
     SecretMeta,
+    WriteResult,
     iso,
     parse_iso,
     utcnow,
@@ -92,6 +93,12 @@ def env_json(env: Environment) -> dict[str, Any]:
 
 def secret_response(meta: SecretMeta, environment: str) -> web.Response:
     return json_response(secret_json(meta, environment), headers={**NO_STORE, "ETag": meta.etag})
+
+
+def written_response(result: WriteResult, environment: str) -> web.Response:
+    """A write's answer: the secret, and whether the write changed anything at all."""
+    body = {**secret_json(result.secret, environment), "changed": result.changed}
+    return json_response(body, headers={**NO_STORE, "ETag": result.secret.etag})
 
 
 # -- query parsing -------------------------------------------------------------------------
@@ -241,7 +248,7 @@ async def upsert_secret_spice(call: Call[SpiceSecretBody]) -> web.StreamResponse
         actor=call.actor,
         audit=call.event("upsert_secret"),
     )
-    return secret_response(result.secret, env.name)
+    return written_response(result, env.name)
 
 
 async def upsert_secret(call: Call[SecretBody]) -> web.StreamResponse:
@@ -260,7 +267,7 @@ async def upsert_secret(call: Call[SecretBody]) -> web.StreamResponse:
         actor=call.actor,
         audit=call.event(action),
     )
-    return secret_response(result.secret, env.name)
+    return written_response(result, env.name)
 
 
 async def get_secret(call: Call[Any]) -> web.StreamResponse:
@@ -281,7 +288,7 @@ async def patch_secret(call: Call[DescriptionBody]) -> web.StreamResponse:
         actor=call.actor,
         audit=call.event("update_secret"),
     )
-    return secret_response(result.secret, env.name)
+    return written_response(result, env.name)
 
 
 async def put_value(call: Call[ValueBody]) -> web.StreamResponse:
@@ -296,7 +303,7 @@ async def put_value(call: Call[ValueBody]) -> web.StreamResponse:
         actor=call.actor,
         audit=call.event("set_value"),
     )
-    return secret_response(result.secret, env.name)
+    return written_response(result, env.name)
 
 
 async def delete_secret(call: Call[Any]) -> web.StreamResponse:
@@ -341,7 +348,7 @@ async def rollback(call: Call[RollbackBody]) -> web.StreamResponse:
         actor=call.actor,
         audit=call.event("rollback_secret"),
     )
-    return secret_response(result.secret, env.name)
+    return written_response(result, env.name)
 
 
 # -- the runtime read ----------------------------------------------------------------------

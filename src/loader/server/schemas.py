@@ -131,6 +131,12 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "has_value": {"type": "boolean"},
             "version": {"type": "integer", "minimum": 0},
             "etag": {"type": "string"},
+            "changed": {
+                "type": "boolean",
+                "description": "In answers to writes only. false: the secret already had this "
+                "value (and description), so nothing changed: no new version, no new revision, "
+                "no watcher woken, no app restarted",
+            },
         },
     },
     "SecretList": {

@@ -84,18 +84,24 @@ class SealedValue:
 Sealer = Callable[[int, DataKeyRecord], Sealed]
 """Called inside the write transaction with the new version and the env's active data key."""
 
+Matcher = Callable[[int, DataKeyRecord, Sealed], bool]
+"""Called inside the write transaction with the current version, its data key and its sealed
+value: True when the value being written is that value (the write then makes no version)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SecretChange:
     """What a write does to one secret.
 
-    ``seal`` sets a new value (a new version); ``description`` sets or clears the description
-    (``UNSET`` leaves it); ``must_exist`` makes a missing secret a 404 instead of a create.
+    ``seal`` sets a new value (a new version) unless ``matches`` finds it is the current value
+    already; ``description`` sets or clears the description (``UNSET`` leaves it);
+    ``must_exist`` makes a missing secret a 404 instead of a create.
     """
 
     seal: Sealer | None = None
     description: str | _Unset | None = UNSET
     must_exist: bool = False
+    matches: Matcher | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ from loader.store.rows import (
     secret_record,
     token_record,
 )
-from loader.store.rules import encode_scopes, plan_delete, plan_write
+from loader.store.rules import compares_value, encode_scopes, plan_delete, plan_write
 
 T = TypeVar("T")
 log = logging.getLogger("loader.store")
@@ -72,6 +72,18 @@ _CURRENT_AND_KEY = (
     "SELECT k.id AS key_id, k.master_key_id, k.nonce AS key_nonce, k.wrapped, "
     "s.id, s.env_id, s.name, s.description, s.version, s.modified_revision, s.created_at, "
     "s.updated_at FROM data_keys k LEFT JOIN secrets s ON s.env_id = $1 AND s.name = $2 "
+    "WHERE k.id = $3"
+)
+# The same, with the current value and its data key (to tell a write of the same value).
+_CURRENT_VALUE_AND_KEY = (
+    "SELECT k.id AS key_id, k.master_key_id, k.nonce AS key_nonce, k.wrapped, "
+    "s.id, s.env_id, s.name, s.description, s.version, s.modified_revision, s.created_at, "
+    "s.updated_at, v.nonce AS value_nonce, v.ciphertext, vk.id AS value_key_id, "
+    "vk.env_id AS value_key_env_id, vk.master_key_id AS value_master_key_id, "
+    "vk.nonce AS value_key_nonce, vk.wrapped AS value_key_wrapped "
+    "FROM data_keys k LEFT JOIN secrets s ON s.env_id = $1 AND s.name = $2 "
+    "LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version "
+    "LEFT JOIN data_keys vk ON vk.id = v.data_key_id "
     "WHERE k.id = $3"
 )
 _DATA_KEY_SELECT = (
@@ -451,17 +463,34 @@ class PostgresRepository:
         async def unit(tx: _Tx) -> WriteResult:
             # Four round trips in the transaction: lock+bump+notify, read, write, commit.
             revision, key_id = await tx.bump_locked(env.id)
-            row = await tx.conn.fetchrow(_CURRENT_AND_KEY, env.id, name, key_id)
+            compare = change.seal is not None and change.matches is not None
+            query = _CURRENT_VALUE_AND_KEY if compare else _CURRENT_AND_KEY
+            row = await tx.conn.fetchrow(query, env.id, name, key_id)
             if row is None:
                 raise NotFoundError("environment not found")
             current = secret_record(row) if row["id"] is not None else None
-            plan = plan_write(name, current, change, if_match)
+            same = False
+            if compares_value(current, change) and row["ciphertext"] is not None:
+                assert change.matches is not None and current is not None
+                stored_key = DataKeyRecord(
+                    id=row["value_key_id"],
+                    app_id=env.app_id,
+                    env_id=row["value_key_env_id"],
+                    wrapped=WrappedKey(
+                        row["value_master_key_id"], row["value_key_nonce"], row["value_key_wrapped"]
+                    ),
+                )
+                same = change.matches(
+                    current.version, stored_key, Sealed(row["value_nonce"], row["ciphertext"])
+                )
+            plan = plan_write(name, current, change, if_match, same)
             if plan.noop:
                 assert current is not None
                 kept = WriteResult(current, created=False, revision=revision - 1, changed=False)
-                raise _Unchanged(kept)  # rolls the revision back
+                raise _Unchanged(kept)  # rolls the revision back (and its notification)
             sealed: Sealed | None = None
-            if change.seal is not None:
+            if plan.seals:
+                assert change.seal is not None
                 key = DataKeyRecord(
                     id=row["key_id"],
                     app_id=env.app_id,

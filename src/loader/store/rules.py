@@ -50,14 +50,20 @@ def decode_scopes(text: str) -> frozenset[str]:
 class WritePlan:
     """What a write does, decided before any SQL (both repositories execute the same plan)."""
 
-    noop: bool
+    noop: bool  # nothing changes: no version, no revision, no watcher woken
     description: str | None
-    version: int  # the value's version after the write (a new one when sealing)
+    seals: bool  # the write makes a new version
+    version: int  # the value's version after the write
 
 
 def plan_write(
-    name: str, current: SecretMeta | None, change: SecretChange, if_match: str | None
+    name: str,
+    current: SecretMeta | None,
+    change: SecretChange,
+    if_match: str | None,
+    same_value: bool = False,
 ) -> WritePlan:
+    """``same_value``: the value being written is the current one (``change.matches`` said so)."""
     check_if_match(if_match, current)
     if current is None and change.must_exist:
         raise NotFoundError(f"secret {name!r} not found")
@@ -67,8 +73,19 @@ def plan_write(
         else change.description
     )
     version = current.version if current else 0
-    noop = current is not None and change.seal is None and description == current.description
-    return WritePlan(noop, description, version + 1 if change.seal is not None else version)
+    seals = change.seal is not None and not (same_value and current is not None)
+    noop = current is not None and not seals and description == current.description
+    return WritePlan(noop, description, seals, version + 1 if seals else version)
+
+
+def compares_value(current: SecretMeta | None, change: SecretChange) -> bool:
+    """Whether a write must look at the current value first (to skip writing it again)."""
+    return (
+        change.seal is not None
+        and change.matches is not None
+        and current is not None
+        and current.has_value
+    )
 
 
 def plan_delete(name: str, current: SecretMeta | None, if_match: str | None) -> SecretMeta:

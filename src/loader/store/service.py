@@ -6,6 +6,7 @@ Knows nothing of HTTP. Handlers and CLI commands call it; it calls the repositor
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -194,15 +195,27 @@ class StoreService:
         actor: str | None = None,
         audit: AuditEvent | None = None,
     ) -> WriteResult:
-        """Create or change one secret: a value makes a new version; ``None`` leaves it."""
-        seal = None
+        """Create or change one secret: a value makes a new version; ``None`` leaves it.
+
+        Writing the value (and description) a secret already has changes nothing: no version,
+        no revision, no watcher woken; the result says ``changed=False``."""
+        seal = matches = None
         if value is not None:
             plaintext = value
 
             def seal(version: int, key: DataKeyRecord) -> Sealed:
                 return self.seal_value(env, key, name, version, plaintext)
 
-        change = SecretChange(seal=seal, description=description, must_exist=must_exist)
+            def matches(version: int, key: DataKeyRecord, sealed: Sealed) -> bool:
+                try:
+                    stored = self.open_value(env, key, name, version, sealed)
+                except DecryptionError:
+                    return False  # unreadable: writing a fresh version is the cure
+                return hmac.compare_digest(stored.encode(), plaintext.encode())
+
+        change = SecretChange(
+            seal=seal, description=description, must_exist=must_exist, matches=matches
+        )
         result = await self.repo.write_secret(
             env,
             name,

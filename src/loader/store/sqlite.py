@@ -50,7 +50,7 @@ from loader.store.rows import (
     secret_record,
     token_record,
 )
-from loader.store.rules import encode_scopes, plan_delete, plan_write
+from loader.store.rules import compares_value, encode_scopes, plan_delete, plan_write
 
 T = TypeVar("T")
 
@@ -59,9 +59,9 @@ _SECRET_COLUMNS = (
 )
 
 
+_DATA_KEY_COLUMNS = "k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped"
 _DATA_KEY_SELECT = (
-    "SELECT k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped "
-    "FROM data_keys k JOIN environments e ON e.id = k.env_id"
+    f"SELECT {_DATA_KEY_COLUMNS} FROM data_keys k JOIN environments e ON e.id = k.env_id"  # noqa: S608
 )
 
 
@@ -374,7 +374,22 @@ class SQLiteRepository:
                 (env.id, name),
             ).fetchone()
             current = secret_record(row) if row else None
-            plan = plan_write(name, current, change, if_match)
+            same = False
+            if compares_value(current, change):
+                assert current is not None and change.matches is not None
+                stored = tx.execute(
+                    f"SELECT v.nonce AS value_nonce, v.ciphertext, {_DATA_KEY_COLUMNS} "  # noqa: S608
+                    "FROM secret_versions v JOIN data_keys k ON k.id = v.data_key_id "
+                    "JOIN environments e ON e.id = k.env_id "
+                    "WHERE v.secret_id = ? AND v.version = ?",
+                    (current.id, current.version),
+                ).fetchone()
+                same = stored is not None and change.matches(
+                    current.version,
+                    data_key_record(stored),
+                    Sealed(stored["value_nonce"], stored["ciphertext"]),
+                )
+            plan = plan_write(name, current, change, if_match, same)
             if plan.noop:
                 assert current is not None
                 return WriteResult(current, created=False, revision=env.revision, changed=False)
@@ -393,7 +408,8 @@ class SQLiteRepository:
                 created_at = now
             else:
                 secret_id, created_at = current.id, current.created_at
-            if change.seal is not None:
+            if plan.seals:
+                assert change.seal is not None
                 key_row = tx.execute(
                     f"{_DATA_KEY_SELECT} WHERE k.id = ?",
                     (env_row[0],),
