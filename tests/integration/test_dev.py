@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 from pathlib import Path
@@ -9,13 +10,17 @@ from pathlib import Path
 import yaml
 
 from loader.httpclient import HttpClient
-from tests.procs import LOADER, spawn, wait_for_line, wait_until
+from tests.procs import LOADER, loader_env, run_loader, spawn, wait_for_line, wait_until
+
+STARTED = re.compile(r"\[demo app pid (\d+)\] started")
 
 
 def test_dev_runs_store_and_agent_with_a_demo_app_and_cleans_up(tmp_path: Path) -> None:
     """1. start `loader dev`; 2. the banner gives URLs and token; 3. the agent has rendered the
     demo app into tmpfs; 4. a change through the API is re-rendered and announced by name only;
-    5. Ctrl-C stops it and removes the store and the rendered files."""
+    5. five successive `loader secrets set GREETING`, as the banner suggests: five restarts of
+    the demo app, each with the value just set; 6. Ctrl-C stops it and removes the store and
+    the rendered files."""
     proc = spawn([*LOADER, "dev", "--port", "0", "--agent-port", "0"], tmp_path / "dev.log")
     try:
         url = wait_for_line(proc, r"Store API:\s+(http://\S+)")
@@ -54,6 +59,21 @@ def test_dev_runs_store_and_agent_with_a_demo_app_and_cleans_up(tmp_path: Path) 
         assert "printing GREETING outright: ******" in proc.output()
         agent = HttpClient(agent_url, headers={"X-Loader-Request": "true"})
         assert agent.call("GET", "/v1/secrets").json()["GREETING"] == "hola: zx81"
+
+        cli_env = loader_env(LOADER_STORE_URL=url, LOADER_TOKEN=token, LOADER_APP=str(app))
+        for i in range(1, 6):
+            value = f"bonjour {i}"
+            started = len(STARTED.findall(proc.output()))
+            out = run_loader("secrets", "set", "GREETING", env=cli_env, stdin=value.encode())
+            assert out.returncode == 0, out.stderr
+            fingerprint = hashlib.sha256(value.encode()).hexdigest()[:8]
+            report = f"GREETING({len(value)} chars, sha256 {fingerprint})"
+            wait_until(
+                lambda s=started, r=report: (
+                    len(STARTED.findall(proc.output())) == s + 1 and r in proc.output()
+                ),
+                what=f"demo app restarted for set {i}",
+            )
         values = client.call("GET", f"/v1/apps/{app}/environments/default/rendered?mode=full")
         for secret in values.json()["secrets"].values():
             assert secret not in proc.output() + proc.logs()

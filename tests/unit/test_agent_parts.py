@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from loader.backoff import Backoff
 from loader.agent.local_api import host_is_loopback
 from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
+from loader.backoff import Backoff
 from loader.errors import ConfigError
 from loader.settings import AgentSettings, is_loopback, load, parse_listen
 
