@@ -10,7 +10,16 @@ import time
 
 from bench.common import OUT, ROOT, Section, machine_line
 
-BENCHMARKS = ["propagation", "fanout", "endpoint", "startup", "cli", "throughput", "memory"]
+BENCHMARKS = [
+    "propagation",
+    "recovery",
+    "fanout",
+    "endpoint",
+    "startup",
+    "cli",
+    "throughput",
+    "memory",
+]
 
 
 def table(section: Section) -> str:

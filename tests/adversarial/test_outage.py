@@ -112,6 +112,54 @@ def test_outage_keeps_files_endpoint_and_child_then_recovers(
         agent.stop()
 
 
+def test_agent_follows_a_returning_store_at_once_despite_a_long_backoff(
+    live: LiveStore, tmp_path: Path, shm: Path
+) -> None:
+    """1. an agent whose backoff starts at 20 s, holding 30 s long-polls; 2. the store is away
+    long enough for several refused attempts; 3. it comes back: refusals were retried within a
+    second, so the agent's first request (one that does not wait: a 304) lands at once, and
+    /readyz clears the error and the data's age without waiting out a long-poll; 4. a change
+    reaches the file; 5. this holds for a second outage too."""
+    env_file = shm / "env"
+    agent = start_agent(
+        tmp_path / "agent.log",
+        "--output",
+        str(env_file),
+        "--listen",
+        "127.0.0.1:0",
+        "--wait",
+        "30",
+        env=loader_env(
+            LOADER_STORE_URL=live.url,
+            LOADER_TOKEN=live.token("secrets:reveal"),
+            LOADER_APP=str(live.app),
+            LOADER_BACKOFF_INITIAL="20",
+            LOADER_BACKOFF_MAX="60",
+        ),
+    )
+    endpoint = HttpClient(agent.url, headers={"X-Loader-Request": "true"})
+    try:
+        wait_until(env_file.exists, what="first render")
+        for outage in (1, 2):
+            live.proc.stop()
+            wait_until(lambda: endpoint.call("GET", "/readyz").json()["last_error"], what="error")
+            time.sleep(1.5)
+            stale_age = endpoint.call("GET", "/readyz").json()["age_seconds"]
+            live.restart()
+            wait_until(
+                lambda: endpoint.call("GET", "/readyz").json()["last_error"] is None,
+                timeout=10,
+                what=f"/readyz clear after outage {outage} (not after a 10-20 s backoff step)",
+            )
+            assert endpoint.call("GET", "/readyz").json()["age_seconds"] < stale_age
+            live.put("A", f"after outage {outage}")
+            wait_until(lambda o=outage: f"after outage {o}" in env_file.read_text(), timeout=10)
+        assert "retrying" in agent.logs() and "following again after" in agent.logs()
+    finally:
+        endpoint.close()
+        agent.stop()
+
+
 class FaultProxy:
     """A real HTTP proxy in front of the store that can answer 429/503 with Retry-After."""
 

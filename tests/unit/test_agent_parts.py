@@ -1,8 +1,7 @@
-"""Unit tables for the agent's pure parts: backoff, Host checks, listen addresses, state."""
+"""Unit tables for the agent's pure parts: Host checks, listen addresses, state."""
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 
@@ -11,27 +10,8 @@ import pytest
 from loader.agent.local_api import host_is_loopback
 from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
-from loader.backoff import Backoff
 from loader.errors import ConfigError
 from loader.settings import AgentSettings, is_loopback, load, parse_listen
-
-
-def test_backoff_grows_with_jitter_to_the_cap_and_resets() -> None:
-    b = Backoff(0.2, 5.0, random.Random(7))
-    delays = [b.next() for _ in range(10)]
-    bases = [min(5.0, 0.2 * 2**i) for i in range(10)]
-    for delay, base in zip(delays, bases, strict=True):
-        assert base / 2 <= delay <= base
-    assert len(set(delays)) == len(delays)  # jittered
-    b.reset()
-    assert b.next() <= 0.2
-
-
-def test_backoff_honours_retry_after() -> None:
-    b = Backoff(0.05, 0.1, random.Random(1))
-    for _ in range(20):
-        delay = b.next(retry_after=2.0)
-        assert 2.0 <= delay <= 2.2
 
 
 @pytest.mark.parametrize(
