@@ -157,6 +157,13 @@ def start_agent(
     return p
 
 
+def start_runner(
+    log: Path, flags: Sequence[str], command: Sequence[str], env: dict[str, str] | None = None
+) -> Proc:
+    """``loader run FLAGS -- COMMAND`` as a child process (stderr to ``log``)."""
+    return spawn([*LOADER, "run", *flags, "--", *command], log, env)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

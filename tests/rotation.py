@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from loader import formats
-from tests.procs import LOADER, LiveStore, Proc, free_port, loader_env, spawn, start_agent
+from tests.procs import LiveStore, Proc, free_port, loader_env, start_agent, start_runner
 from tests.procs import wait_until as _wait_until
 
 DEBOUNCE = 0.4  # the burst's writes must all land within it of each other, on a busy machine
@@ -206,9 +206,10 @@ class Runner:
         if mode == "reload":
             watch += ["--reload-signal", "SIGHUP"]
         child = [sys.executable, str(script), str(self.log), *source.flags]
-        self.proc = spawn(
-            [*LOADER, "run", *watch, *source.flags, "--", *child],
+        self.proc = start_runner(
             tmp_path / f"runner-{mode}.log",
+            [*watch, *source.flags],
+            child,
             env=loader_env(LOADER_LOG_LEVEL="info"),
         )
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.procs import LOADER, LiveStore, loader_env, run_loader, spawn, wait_until
+from tests.procs import LiveStore, loader_env, run_loader, start_runner, wait_until
 from tests.store_harness import Store
 
 ENV = "/v1/apps/{app}/environments/default"
@@ -123,19 +123,10 @@ def test_cli_set_and_import_of_unchanged_values_print_unchanged_and_restart_noth
     try:
         out = run_loader("secrets", "import", str(dotenv), env=env)
         assert out.returncode == 0, out.stderr
-        runner = spawn(
-            [
-                *LOADER,
-                "run",
-                "--watch",
-                "--debounce",
-                "0.05",
-                "--",
-                sys.executable,
-                str(script),
-                str(log),
-            ],
+        runner = start_runner(
             tmp_path / "runner.log",
+            ["--watch", "--debounce", "0.05"],
+            [sys.executable, str(script), str(log)],
             env=env,
         )
         wait_until(lambda: log.exists() and "alpha beta" in log.read_text(), what="child")

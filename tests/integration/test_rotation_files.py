@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import LOADER, loader_env, run_loader, spawn, wait_until
+from tests.procs import loader_env, run_loader, start_runner, wait_until
 from tests.rotation import CHILD, FileByRename, FileInPlace, journey
 
 
@@ -29,10 +29,8 @@ def test_splay_waits_a_random_time_up_to_it_before_each_restart(tmp_path: Path) 
     script.write_text(CHILD)
     watch = ["--watch", "--debounce", "0.05", "--splay", "0.6s", *source.flags]
     child = [sys.executable, str(script), str(log), *source.flags]
-    runner = spawn(
-        [*LOADER, "run", *watch, "--", *child],
-        tmp_path / "runner.log",
-        env=loader_env(LOADER_LOG_LEVEL="info"),
+    runner = start_runner(
+        tmp_path / "runner.log", watch, child, env=loader_env(LOADER_LOG_LEVEL="info")
     )
     try:
         wait_until(lambda: " v0\n" in _text(log), what="the first child")
