@@ -483,7 +483,8 @@ def secrets_import(ns: Any) -> int:
     path = target.secrets_path()
     # Fail before writing anything if the app, environment or token is wrong.
     target.client.call("GET", f"{path}?page_size=1")
-    changed, unchanged = [], []
+    changed: list[str] = []
+    unchanged: list[str] = []
     for name in sorted(values):
         secret = target.client.call("POST", path, {"name": name, "value": values[name]}).json()
         (unchanged if secret.get("changed") is False else changed).append(name)

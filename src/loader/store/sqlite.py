@@ -59,9 +59,16 @@ _SECRET_COLUMNS = (
 )
 
 
-_DATA_KEY_COLUMNS = "k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped"
 _DATA_KEY_SELECT = (
-    f"SELECT {_DATA_KEY_COLUMNS} FROM data_keys k JOIN environments e ON e.id = k.env_id"  # noqa: S608
+    "SELECT k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped "
+    "FROM data_keys k JOIN environments e ON e.id = k.env_id"
+)
+# A secret with its current value (still sealed), to tell a write of the same value.
+_CURRENT_AND_VALUE = (
+    "SELECT s.id, s.env_id, s.name, s.description, s.version, s.modified_revision, "
+    "s.created_at, s.updated_at, v.data_key_id AS value_key_id, v.nonce AS value_nonce, "
+    "v.ciphertext AS value_ciphertext FROM secrets s LEFT JOIN secret_versions v "
+    "ON v.secret_id = s.id AND v.version = s.version WHERE s.env_id = ? AND s.name = ?"
 )
 
 
@@ -369,26 +376,26 @@ class SQLiteRepository:
             ).fetchone()
             if env_row is None:
                 raise NotFoundError("environment not found")
-            row = tx.execute(
-                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
-                (env.id, name),
-            ).fetchone()
+            row = tx.execute(_CURRENT_AND_VALUE, (env.id, name)).fetchone()
             current = secret_record(row) if row else None
-            same = False
-            if compares_value(current, change):
-                assert current is not None and change.matches is not None
-                stored = tx.execute(
-                    f"SELECT v.nonce AS value_nonce, v.ciphertext, {_DATA_KEY_COLUMNS} "  # noqa: S608
-                    "FROM secret_versions v JOIN data_keys k ON k.id = v.data_key_id "
-                    "JOIN environments e ON e.id = k.env_id "
-                    "WHERE v.secret_id = ? AND v.version = ?",
-                    (current.id, current.version),
-                ).fetchone()
-                same = stored is not None and change.matches(
-                    current.version,
-                    data_key_record(stored),
-                    Sealed(stored["value_nonce"], stored["ciphertext"]),
+            keys: dict[int, DataKeyRecord] = {}
+
+            def key(key_id: int) -> DataKeyRecord:  # the env's active key, most often once
+                if key_id not in keys:
+                    found = tx.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (key_id,)).fetchone()
+                    keys[key_id] = data_key_record(found)
+                return keys[key_id]
+
+            same = (
+                compares_value(current, change)
+                and row["value_ciphertext"] is not None
+                and change.matches is not None
+                and change.matches(
+                    row["version"],
+                    key(row["value_key_id"]),
+                    Sealed(row["value_nonce"], row["value_ciphertext"]),
                 )
+            )
             plan = plan_write(name, current, change, if_match, same)
             if plan.noop:
                 assert current is not None
@@ -410,11 +417,8 @@ class SQLiteRepository:
                 secret_id, created_at = current.id, current.created_at
             if plan.seals:
                 assert change.seal is not None
-                key_row = tx.execute(
-                    f"{_DATA_KEY_SELECT} WHERE k.id = ?",
-                    (env_row[0],),
-                ).fetchone()
-                sealed = change.seal(version, data_key_record(key_row))
+                active = key(env_row[0])
+                sealed = change.seal(version, active)
                 tx.execute(
                     "INSERT INTO secret_versions (secret_id, version, created_at, actor, "
                     "data_key_id, nonce, ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -423,7 +427,7 @@ class SQLiteRepository:
                         version,
                         iso(now),
                         actor,
-                        key_row["id"],
+                        active.id,
                         sealed.nonce,
                         sealed.ciphertext,
                     ),
