@@ -66,6 +66,8 @@ async def test_audit_records_every_action_and_refusal_never_a_value_or_token(
         h = store.auth(store.admin)
         c = store.client
         await c.post(path(app), json={"name": "A", "value": CANARY}, headers=h)
+        await c.post(path(app), json={"name": "A", "value": CANARY + "2"}, headers=h)
+        await c.post(path(app), json={"name": "A", "value": CANARY + "2"}, headers=h)
         await c.post(path(app), json={"name": "B"}, headers=h)
         await c.put(path(app, "/B/value"), json={"value": CANARY + "b"}, headers=h)
         await c.patch(path(app, "/B"), json={"description": "d"}, headers=h)
@@ -82,6 +84,7 @@ async def test_audit_records_every_action_and_refusal_never_a_value_or_token(
         events = await audit(store, app)
         actions = [(e["action"], e["outcome"], e["name"]) for e in reversed(events)]
         assert ("upsert_secret", "ok", "A") in actions
+        assert ("upsert_secret", "unchanged", "A") in actions  # the same value again
         assert ("declare_secret", "ok", "B") in actions
         assert ("set_value", "ok", "B") in actions
         assert ("update_secret", "ok", "B") in actions

@@ -67,6 +67,7 @@ async def store_state(
         service = StoreService(repo, keyring, max_versions=settings.max_versions)
         audit = await stack.enter_async_context(AuditLog(repo, settings.audit_file).running())
         service.on_audited = audit.mirror
+        service.on_unchanged = audit.record
         # Other replicas' changes: followed for as long as the store runs (restarted, logged,
         # if it ever stops).
         watcher = asyncio.create_task(

@@ -86,6 +86,8 @@ class StoreService:
         self._reveal_cache_size = reveal_cache_size
         # Told about each audit record a write committed (the audit log's file mirror).
         self.on_audited: Callable[[AuditEvent], None] | None = None
+        # Given the audit record of a write that changed nothing, to store on its own.
+        self.on_unchanged: Callable[[AuditEvent], None] | None = None
         repo.subscribe(self.notifier.publish)
 
     # -- keys ------------------------------------------------------------------------------
@@ -226,7 +228,10 @@ class StoreService:
             max_versions=self.max_versions,
             audit=audit,
         )
-        self._audited(audit if result.changed else None)
+        if result.changed:
+            self._audited(audit)
+        elif audit is not None and self.on_unchanged is not None:
+            self.on_unchanged(replace(audit, outcome="unchanged"))
         return result
 
     async def delete(
