@@ -28,8 +28,8 @@ async def _versions(store: Store, app: int, name: str) -> list[dict[str, Any]]:
 
 
 async def test_every_write_route_of_the_same_value_changes_nothing(store: Store) -> None:
-    """1. A=v1 with a description; 2. the same value through each write route, eleven times
-    over (more than the ten-version window): each answers changed=false, no version, no
+    """1. A=v1 with a description; 2. the same value twice through each write route (twelve
+    writes, more than the ten-version window): each answers changed=false, no version, no
     revision; 3. a new value, or only a new description, does change."""
     app = await store.app()
     env = ENV.format(app=app)
