@@ -48,6 +48,7 @@ KNOWN = frozenset(
         "LOADER_MASK",
         "LOADER_RESTART_SIGNAL",
         "LOADER_RELOAD_SIGNAL",
+        "LOADER_SPLAY",
         "LOADER_GRACE",
         "LOADER_DEBOUNCE",
         # the store
