@@ -11,7 +11,9 @@ Round trips (render -> parse) are proven against the real readers in the tests.
 from __future__ import annotations
 
 HEADER_PREFIX = "# loader format="
-FORMATS = ("dotenv", "shell", "docker", "json")
+FORMATS = ("dotenv", "dotenv-expand", "shell", "docker", "json")
+# What loader writes bare (unquoted) in a dotenv file.
+_BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:@%+,=-")
 
 
 class EnvParseError(ValueError):
@@ -34,9 +36,10 @@ def detect(text: str) -> str:
 
 def parse(text: str, fmt: str | None = None) -> dict[str, str]:
     fmt = fmt or detect(text)
+    canonical = text.startswith(HEADER_PREFIX + fmt)
+    fmt = "dotenv" if fmt == "dotenv-expand" else fmt  # the same grammar, fewer values
     if fmt == "json":
         return parse_json(text)
-    canonical = text.startswith(HEADER_PREFIX + fmt)
     try:
         if fmt == "shell" and canonical:
             return parse_shell(text)
@@ -99,12 +102,15 @@ def parse_shell(text: str) -> dict[str, str]:
 
 
 def parse_canonical_dotenv(text: str) -> dict[str, str]:
-    """What :func:`loader.formats.dotenv_line` writes: ``NAME='v'`` or ``NAME="v"``."""
+    """What :func:`loader.formats.dotenv_line` writes: ``NAME=v``, ``NAME='v'`` or ``NAME="v"``."""
     out: dict[str, str] = {}
     for number, raw in enumerate(_lines(text), 1):
         if not raw or raw.startswith("#"):
             continue
         name, sep, rest = raw.partition("=")
+        if sep and rest and _BARE.issuperset(rest):
+            out[name] = rest
+            continue
         if not sep or len(rest) < 2 or rest[0] != rest[-1] or rest[0] not in "'\"":
             raise EnvParseError(f"line {number}: not in loader's dotenv form")
         body = rest[1:-1]

@@ -142,9 +142,10 @@ class UnrenderableError(LoaderError):
     code = "invalid_request"
     exit_code = EX_DATAERR
 
-    def __init__(self, message: str, name: str | None = None) -> None:
+    def __init__(self, message: str, name: str | None = None, names: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.name = name
+        self.names = names or ((name,) if name else ())
 
 
 class RateLimitedError(LoaderError):

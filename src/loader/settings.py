@@ -21,10 +21,10 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from loader.errors import ConfigError
+from loader.formats import FORMATS
 from loader.names import DEFAULT_ENVIRONMENT, ENV_NAME_MAX, ENV_NAME_PATTERN
 from loader.units import parse_duration
 
-FORMATS = ("dotenv", "shell", "docker", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TEMPLATE_FORMATS = ("auto", "yaml", "json", "text")
 

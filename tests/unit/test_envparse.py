@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from loader import envparse, formats
 from loader.errors import UnrenderableError
 from tests import readers
-from tests.unit.test_formats import HARD_VALUES
+from tests.readers.values import VALUES
 
 
 @pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_parse_reads_back_every_carriable_hard_value(fmt: str) -> None:
-    values = {n: v for n, (v, refused) in HARD_VALUES.items() if fmt not in refused}
+    values = {n: v for n, (v, refused) in VALUES.items() if fmt not in refused}
     text = formats.render(fmt, values)
     assert envparse.detect(text) == fmt
     assert envparse.parse(text) == values

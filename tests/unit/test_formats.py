@@ -1,8 +1,5 @@
-"""Every renderer against its real reader, over a table of hard values.
-
-Each value is either read back exactly by the format's reader(s), or refused with an error that
-names the secret; the table says which, so a renderer that refused everything would fail too.
-"""
+"""The renderers' own rules (pure). Reading every format back with every real reader is the
+reader matrix's job (tests/integration/test_reader_matrix.py, over tests/readers/values.py)."""
 
 from __future__ import annotations
 
@@ -13,93 +10,63 @@ import pytest
 from loader import formats
 from loader.errors import UnrenderableError
 from tests import readers
-
-# name -> (value, formats that must refuse it)
-HARD_VALUES: dict[str, tuple[str, set[str]]] = {
-    "SINGLE_QUOTE": ("it's", set()),
-    "DOUBLE_QUOTE": ('say "hi"', set()),
-    "BOTH_QUOTES": ("'a' \"b\"", set()),
-    "BACKSLASH": ("C:\\temp\\new", set()),
-    "DOUBLE_BACKSLASH": ("a\\\\b", set()),
-    "TRAILING_BACKSLASH": ("ends\\", set()),
-    "BACKSLASH_N": ("not\\na newline", set()),
-    "DOLLAR": ("pa$$word", set()),
-    "DOLLAR_ONLY": ("$", set()),
-    "DOLLAR_VAR": ("$HOME/x", set()),
-    "DOLLAR_BRACE": ("${HOME}", {"dotenv"}),
-    "DOLLAR_BRACE_DEFAULT": ("${X:-fallback}", {"dotenv"}),
-    "DOLLAR_AND_QUOTE": ("it's $5", {"dotenv"}),
-    "HASH": ("a # not a comment", set()),
-    "LEADING_HASH": ("#value", set()),
-    "EQUALS": ("a=b==c", set()),
-    "SPACES": ("  padded  ", set()),
-    "TAB": ("a\tb", set()),
-    "NEWLINE": ("line1\nline2", {"docker"}),
-    "TRAILING_NEWLINE": ("line\n", {"docker"}),
-    "CRLF": ("a\r\nb", {"dotenv", "docker"}),
-    "CR": ("a\rb", {"dotenv", "docker"}),
-    "UNICODE": ("héllo ☃ 日本 😀", set()),
-    "RTL_AND_NBSP": ("\u05e9\u05dc\u05d5\u05dd\u00a0x", set()),
-    "EMPTY": ("", set()),
-    "BACKTICK": ("`rm -rf /` $(id)", set()),
-    "JSON_LIKE": ('{"k": ["v", 1]}', set()),
-    "URL": ("postgres://u:p%40ss@db:5432/x?sslmode=require", set()),
-    "PEM": ("-----BEGIN KEY-----\nMIIB+/=\n-----END KEY-----\n", {"docker"}),
-    "NUL": ("a\x00b", {"dotenv", "docker", "shell"}),
-}
+from tests.readers.values import VALUES
 
 
-def _write(tmp_path: Path, fmt: str, values: dict[str, str]) -> Path:
-    path = tmp_path / f"out.{fmt}"
-    path.write_text(formats.render(fmt, values), encoding="utf-8")
-    return path
-
-
-def _reads(fmt: str, path: Path) -> list[dict[str, str | None]]:
-    if fmt == "shell":
-        return [readers.read_bash(path)]
-    if fmt == "docker":
-        return [readers.read_docker_env_file(path)]
-    if fmt == "json":
-        return [readers.read_json(path)]
-    out: list[dict[str, str | None]] = [readers.read_python_dotenv(path)]
-    if readers.dotenv_rust_available():
-        out.append(readers.read_dotenv_rust(path))
-    return out
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("plain-1.2/x+y=", "A=plain-1.2/x+y="),
+        ("", "A=''"),
+        ("two words", "A='two words'"),
+        ('say "hi"', """A='say "hi"'"""),
+        ("C:\\temp", "A='C:\\temp'"),
+        ("$HOME", "A='$HOME'"),
+        ("it's", 'A="it\'s"'),
+        ("line1\nline2", 'A="line1\\nline2"'),
+    ],
+)
+def test_dotenv_picks_the_first_spelling_every_reader_reads_the_same(value: str, line: str) -> None:
+    assert formats.render("dotenv", {"A": value}) == formats.header("dotenv") + line + "\n"
 
 
 @pytest.mark.parametrize("fmt", formats.FORMATS)
-@pytest.mark.parametrize("name", sorted(HARD_VALUES))
-def test_format_round_trips_or_refuses_naming_the_secret(
-    tmp_path: Path, fmt: str, name: str
-) -> None:
-    value, refused_by = HARD_VALUES[name]
-    if fmt in refused_by:
-        with pytest.raises(UnrenderableError) as info:
-            formats.render(fmt, {name: value})
-        assert name in str(info.value)
-        assert info.value.name == name
-        if value.strip():
-            assert value not in str(info.value)
+def test_refusal_names_every_offending_secret_once_and_no_value(fmt: str) -> None:
+    values = {name: value for name, (value, _) in VALUES.items()}
+    refused = sorted(name for name, (_, by) in VALUES.items() if fmt in by)
+    if not refused:
+        assert formats.render(fmt, values)
         return
-    path = _write(tmp_path, fmt, {name: value})
-    for parsed in _reads(fmt, path):
-        assert parsed.get(name) == value
+    with pytest.raises(UnrenderableError) as info:
+        formats.render(fmt, values)
+    message = str(info.value)
+    assert info.value.names == tuple(refused)
+    assert info.value.name == refused[0]
+    assert "\n" not in message
+    for name in VALUES:
+        assert (f" {name} (" in message) == (name in refused)
+    for value, _ in VALUES.values():
+        if len(value) >= 4:
+            assert value not in message
+    assert formats.refusals(fmt, values) and len(formats.refusals(fmt, values)) == len(refused)
 
 
-@pytest.mark.parametrize("fmt", formats.FORMATS)
-def test_format_all_carriable_values_in_one_file(tmp_path: Path, fmt: str) -> None:
-    values = {n: v for n, (v, refused) in HARD_VALUES.items() if fmt not in refused}
-    path = _write(tmp_path, fmt, values)
-    for parsed in _reads(fmt, path):
-        assert {k: parsed.get(k) for k in values} == values
+def test_dotenv_refusal_names_the_reader_and_the_formats_that_carry_it() -> None:
+    with pytest.raises(UnrenderableError) as info:
+        formats.render("dotenv", {"OK": "x", "KEY": "ends\\", "TOKEN": "${HOME}"})
+    assert str(info.value) == (
+        "cannot write dotenv: 2 secrets KEY (it has a trailing backslash; python-dotenv, "
+        "npm dotenv would misread it), TOKEN (it has a ${...} reference; python-dotenv would "
+        "misread it); the shell, docker or json format carries them"
+    )
 
 
-def test_dotenv_rust_reader_is_installed() -> None:
-    """CI installs Debian's dotenv package; without it the dotenvy-family check is not proven."""
-    if not readers.dotenv_rust_available():
-        pytest.skip("dotenv-rust (Debian package 'dotenv') is not installed here")
-    assert readers.dotenv_rust_available()
+def test_dotenv_expand_refuses_any_dollar_and_suggests_dotenv() -> None:
+    with pytest.raises(
+        UnrenderableError, match=r"P \(it has a \$.*dotenv-expand would.*the dotenv,"
+    ):
+        formats.render("dotenv-expand", {"P": "pa$$word"})
+    assert formats.render("dotenv", {"P": "pa$$word"}).endswith("P='pa$$word'\n")
 
 
 @pytest.mark.parametrize("name", sorted(formats.SHELL_RESERVED))
@@ -134,9 +101,15 @@ def test_unknown_format_is_refused() -> None:
         formats.render("toml", {})
 
 
-def test_docker_refuses_lines_past_go_scanner_limit(tmp_path: Path) -> None:
+def test_docker_line_limit_is_the_go_scanners(tmp_path: Path) -> None:
+    """The longest line docker reads (65535 bytes before the newline) is written; one byte more
+    is refused by the writer, as docker's scanner would refuse it (the oracle)."""
+    longest = "x" * (64 * 1024 - 1 - len("OK="))
+    path = tmp_path / "env"
+    path.write_text(formats.render("docker", {"OK": longest}))
+    assert readers.read_docker_env_file(path)["OK"] == longest
     with pytest.raises(UnrenderableError, match="BIG"):
-        formats.render("docker", {"BIG": "x" * (64 * 1024)})
-    ok = "x" * (64 * 1024 - 10)
-    path = _write(tmp_path, "docker", {"OK": ok})
-    assert readers.read_docker_env_file(path)["OK"] == ok
+        formats.render("docker", {"BIG": longest + "x"})
+    path.write_text(f"OK={longest}x\n")
+    with pytest.raises(ValueError, match="token too long"):
+        readers.read_docker_env_file(path)

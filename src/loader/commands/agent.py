@@ -8,6 +8,7 @@ from typing import Any
 from loader.commands.common import add_log_level, setup_logging
 from loader.credentials import scrub_environ
 from loader.errors import UsageError
+from loader.formats import FORMATS
 from loader.hardening import harden_process
 from loader.settings import AgentSettings, load
 
@@ -29,7 +30,7 @@ _FLAGS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (
         ("--format",),
         {
-            "choices": ["dotenv", "shell", "docker", "json"],
+            "choices": list(FORMATS),
             "help": "Env file format (LOADER_FORMAT; default dotenv)",
         },
     ),

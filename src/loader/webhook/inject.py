@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loader.errors import InvalidRequestError
+from loader.formats import FORMATS
 from loader.names import APP_ID_PATTERN, ENV_NAME_MAX, ENV_NAME_PATTERN, MAX_ID
 from loader.webhook.settings import WebhookSettings, is_k8s_name
 
@@ -76,7 +77,6 @@ SIDECAR = "loader-agent"
 TOKEN_DIR = "/var/run/secrets/loader"
 TEMPLATE_DIR = "/etc/loader/template"
 CA_DIR = "/etc/loader/ca"
-FORMATS = ("dotenv", "shell", "docker", "json")
 DEFAULT_TEMPLATE_KEY = "spicepod.yaml"
 SECRETS_SIZE_LIMIT = "16Mi"
 # The token file is readable by every uid: only loader's own containers mount the volume, and a
