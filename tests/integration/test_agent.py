@@ -25,7 +25,7 @@ from tests.procs import (
     wait_until,
 )
 
-CANARY_A = "canary-agent-A-9d2f 'quoted' \"both\" #hash = x"
+CANARY_A = "canary-agent-A-9d2f 'quoted' #hash = x"
 CANARY_B = "canary-agent-B-77e1\nsecond line"
 
 
@@ -398,6 +398,23 @@ def test_render_once_exit_codes(live: LiveStore, shm: Path, tmp_path: Path) -> N
     )
     assert missing.returncode == 65
     assert "MISSING" in missing.stderr.decode()
+
+
+def test_render_once_refusal_is_one_line_naming_every_secret(live: LiveStore, shm: Path) -> None:
+    """A render that cannot write names every secret it cannot carry and the reader that would
+    misread it, once (no log line before the error line), exits 65 and writes nothing."""
+    live.put("C", "canary-C-ends-in-a-backslash\\")
+    live.put("D", "canary-D-${HOME}")
+    token = live.token("secrets:reveal")
+    out = run_loader("render", "--once", "--output", str(shm / "env"), env=agent_env(live, token))
+    assert out.returncode == 65
+    lines = out.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("loader: ") and "cannot write dotenv: 2 secrets C (" in lines[0]
+    assert "D (it has a ${...} reference; python-dotenv would misread it)" in lines[0]
+    assert "the shell, docker or json format carries them" in lines[0]
+    assert "canary" not in out.stderr.decode() + out.stdout.decode()
+    assert not (shm / "env").exists()
 
 
 def test_agent_on_change_template_reload_and_last_good(

@@ -89,7 +89,8 @@ class Agent:
         """``--names`` secrets the snapshot has no value for (absent, or declared only)."""
         return [n for n in self.settings.name_filter or () if n not in snapshot.values]
 
-    async def apply(self, snapshot: Snapshot) -> RenderResult:
+    async def apply(self, snapshot: Snapshot, *, log_failure: bool = True) -> RenderResult:
+        """Render ``snapshot``; a failure is logged unless the caller reports it itself."""
         self.latest = snapshot
         missing = self.missing_names(snapshot)
         if missing != self._missing:
@@ -106,11 +107,12 @@ class Agent:
             message = "; ".join(result.errors)
             self.state.failed(message)
             self.metrics.errors.labels("render").inc()
-            log.error(
-                "render of revision %d failed, keeping the last good files: %s",
-                snapshot.revision,
-                message,
-            )
+            if log_failure:
+                log.error(
+                    "render of revision %d failed, keeping the last good files: %s",
+                    snapshot.revision,
+                    message,
+                )
         else:
             self.state.rendered_ok(snapshot)
             self.metrics.revision.set(snapshot.revision)
@@ -282,7 +284,7 @@ class Agent:
                 f"--names: not set in app {self.settings.app} / {self.settings.environment}: "
                 f"{', '.join(missing)}; nothing written"
             )
-        result = await self.apply(snapshot)
+        result = await self.apply(snapshot, log_failure=False)  # the exit message says it once
         if not result.ok:
             raise UnrenderableError("; ".join(result.errors))
         return result
