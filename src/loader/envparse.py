@@ -10,6 +10,10 @@ Round trips (render -> parse) are proven against the real readers in the tests.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 HEADER_PREFIX = "# loader format="
 FORMATS = ("dotenv", "dotenv-expand", "shell", "docker", "json")
 # What loader writes bare (unquoted) in a dotenv file.
@@ -34,7 +38,9 @@ def detect(text: str) -> str:
     return "dotenv"
 
 
-def parse(text: str, fmt: str | None = None) -> dict[str, str]:
+def parse(text: str, fmt: str | None = None, *, interpolate: bool = True) -> dict[str, str]:
+    """The variables of an env file in ``fmt`` (guessed when None). ``interpolate`` concerns
+    hand-written dotenv files only (:data:`INTERPOLATION_RULE`); loader's own never need it."""
     fmt = fmt or detect(text)
     canonical = text.startswith(HEADER_PREFIX + fmt)
     fmt = "dotenv" if fmt == "dotenv-expand" else fmt  # the same grammar, fewer values
@@ -52,7 +58,7 @@ def parse(text: str, fmt: str | None = None) -> dict[str, str]:
             raise
     if fmt == "shell":
         return parse_shell(text)
-    return parse_dotenv(text)
+    return parse_dotenv(text, interpolate=interpolate)
 
 
 def _lines(text: str) -> list[str]:
@@ -167,16 +173,63 @@ def parse_json(text: str) -> dict[str, str]:
     return data
 
 
-def parse_dotenv(text: str) -> dict[str, str]:
-    """Any ``.env`` file, read as python-dotenv's ``dotenv_values`` reads it (``${VAR}``
-    interpolation included); a line its parser cannot read is an error, not a warning."""
+INTERPOLATION_RULE = (
+    "${NAME} and ${NAME:-default} are replaced, in any quoting, by the value NAME has above "
+    "in the same file (python-dotenv's default interpolation, read within the file); a "
+    "reference to a name not defined above is an error"
+)
+
+
+def read_dotenv(
+    text: str, *, interpolate: bool = True, valid_name: Callable[[str], bool] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Any ``.env`` file, read with python-dotenv's parser: the values, and the problems (each
+    naming a line, never a value or a name; any problem means the file is refused whole).
+
+    With ``interpolate``, :data:`INTERPOLATION_RULE` applies -- never this process's own
+    environment, so the same file gives the same values on every machine. A name without ``=``
+    (python-dotenv reads it as unset) and, with ``valid_name``, a name it refuses are problems.
+    """
     import io
 
-    from dotenv import dotenv_values
     from dotenv.parser import parse_stream
+    from dotenv.variables import Variable, parse_variables
 
+    values: dict[str, str] = {}
+    problems: list[str] = []
     for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
         if binding.error:
-            raise EnvParseError(f"line {binding.original.line}: cannot parse this line")
-    values = dotenv_values(stream=io.StringIO(text))
-    return {k: v for k, v in values.items() if v is not None}
+            problems.append(f"line {line}: cannot parse this line")
+            continue
+        if binding.key is None:
+            continue  # a comment or a blank line
+        if binding.value is None:
+            problems.append(f"line {line}: no '=' (a name without a value)")
+            continue
+        if valid_name is not None and not valid_name(binding.key):
+            problems.append(f"line {line}: not a valid secret name")
+            continue
+        value = binding.value
+        if interpolate:
+            atoms = list(parse_variables(value))
+            if any(
+                isinstance(a, Variable) and a.default is None and a.name not in values
+                for a in atoms
+            ):
+                problems.append(
+                    f"line {line}: a ${{...}} reference names no variable defined above it "
+                    "(--literal keeps ${...} as written)"
+                )
+                continue
+            value = "".join(atom.resolve(values) for atom in atoms)
+        values[binding.key] = value
+    return values, problems
+
+
+def parse_dotenv(text: str, *, interpolate: bool = True) -> dict[str, str]:
+    """:func:`read_dotenv`, raising on the first problem."""
+    values, problems = read_dotenv(text, interpolate=interpolate)
+    if problems:
+        raise EnvParseError(problems[0])
+    return values

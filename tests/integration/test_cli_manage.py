@@ -77,8 +77,7 @@ def test_cli_import_reads_dotenv_and_refuses_bad_files_whole(
     app_id = str(json.loads(cli(proc, token, "apps", "create", "imp", "--json").stdout)["id"])
     good = tmp_path / "good.env"
     good.write_text(
-        "# comment\nexport A=plain\nB='single ${NOT_EXPANDED}'\n"
-        'C="multi\\nline"\nD=with # comment\n'
+        "# comment\nexport A=plain\nB='single ${A}'\nC=\"multi\\nline\"\nD=with # comment\n"
     )
     out = cli(proc, token, "secrets", "import", str(good), "--app", app_id, "--json")
     assert out.returncode == 0, out.stderr
@@ -87,7 +86,7 @@ def test_cli_import_reads_dotenv_and_refuses_bad_files_whole(
     values = client.call("GET", f"/v1/apps/{app_id}/environments/default/rendered?mode=full")
     assert values.json()["secrets"] == {
         "A": "plain",
-        "B": "single ${NOT_EXPANDED}",
+        "B": "single plain",
         "C": "multi\nline",
         "D": "with",
     }
@@ -99,6 +98,89 @@ def test_cli_import_reads_dotenv_and_refuses_bad_files_whole(
     after = client.call("GET", f"/v1/apps/{app_id}/environments/default/rendered?mode=full")
     assert "E" not in after.json()["secrets"]
     client.close()
+
+
+INTERPOLATED = (
+    "HOST=db.internal\n"
+    'URL="postgres://app@${HOST}:5432/x"\n'
+    "FALLBACK=${MISSING:-none}\n"
+    "SQ='${HOST} in single quotes'\n"
+    "RAW=pa$$word\n"
+)
+
+
+def _run_dump(env_file: Path, *flags: str):  # type: ignore[no-untyped-def]
+    names = ["HOST", "URL", "FALLBACK", "SQ", "RAW"]
+    code = f"import json, os; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
+    return run_loader("run", *flags, "--from-file", str(env_file), "--", "python3", "-c", code)
+
+
+def test_import_and_run_read_a_dotenv_file_the_same(live: tuple[Proc, str], tmp_path: Path) -> None:
+    """1. secrets import and run --from-file give the same values for a file with ${VAR}
+    references (python-dotenv's interpolation, within the file); 2. the store renders them in
+    the default dotenv format; 3. --literal on both keeps ${...} as written; 4. a reference to
+    a name not defined above is refused by both, naming the line."""
+    proc, token = live
+    app_id = str(json.loads(cli(proc, token, "apps", "create", "interp", "--json").stdout)["id"])
+    env_file = tmp_path / "app.env"
+    env_file.write_text(INTERPOLATED)
+    expected = {
+        "HOST": "db.internal",
+        "URL": "postgres://app@db.internal:5432/x",
+        "FALLBACK": "none",
+        "SQ": "db.internal in single quotes",
+        "RAW": "pa$$word",
+    }
+    imported = cli(proc, token, "secrets", "import", str(env_file), "--app", app_id)
+    assert imported.returncode == 0, imported.stderr
+    ran = _run_dump(env_file)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == expected
+    client = HttpClient(proc.url, token=token)
+    base = f"/v1/apps/{app_id}/environments"
+    assert client.call("GET", f"{base}/default/rendered?mode=full").json()["secrets"] == expected
+    dotenv = client.call("GET", f"{base}/default/rendered?mode=full&format=dotenv")
+    assert dotenv.status == 200
+
+    assert cli(proc, token, "envs", "create", "lit", "--app", app_id).returncode == 0
+    literal = cli(
+        proc,
+        token,
+        "secrets",
+        "import",
+        "--literal",
+        str(env_file),
+        "--app",
+        app_id,
+        "--env",
+        "lit",
+    )
+    assert literal.returncode == 0, literal.stderr
+    stored = client.call("GET", f"{base}/lit/rendered?mode=full").json()["secrets"]
+    ran = _run_dump(env_file, "--literal")
+    assert json.loads(ran.stdout) == stored
+    assert stored["URL"] == "postgres://app@${HOST}:5432/x"
+    assert stored["SQ"] == "${HOST} in single quotes"
+
+    undefined = tmp_path / "undefined.env"
+    undefined.write_text("A=1\nB=${NOPE}/x\n")
+    refused = cli(proc, token, "secrets", "import", str(undefined), "--app", app_id)
+    assert refused.returncode == 64
+    assert b"line 2: a ${...} reference names no variable defined above it" in refused.stderr
+    ran = _run_dump(undefined)
+    assert ran.returncode == 78
+    assert b"line 2: a ${...} reference" in ran.stderr
+    assert b"NOPE" not in refused.stderr + ran.stderr
+    client.close()
+
+
+def test_import_and_run_help_state_the_rule() -> None:
+    for args in (["secrets", "import", "--help"], ["run", "--help"]):
+        out = run_loader(*args)
+        assert out.returncode == 0
+        text = " ".join(out.stdout.decode().split())
+        assert "in the same file (python-dotenv's default interpolation" in text
+        assert "--literal" in text
 
 
 def test_cli_exit_codes(live: tuple[Proc, str], tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from tests.procs import (
 )
 
 PY = sys.executable
-SECRET = 'runner-canary-4f1c: it\'s "quoted"'
+SECRET = "runner-canary-4f1c: it's `quoted` #x"
 
 
 def write_env(path: Path, values: dict[str, str], fmt: str = "dotenv") -> None:

@@ -13,6 +13,7 @@ import sys
 
 from loader.commands.common import Target, add_client_options, confirm, debug
 from loader.console import print_json, say
+from loader.envparse import FORMATS, INTERPOLATION_RULE
 from loader.errors import DataError, NotFoundError, UsageError
 from loader.httpclient import HttpClient
 from loader.names import check_environment_name, check_secret_name
@@ -100,9 +101,17 @@ def _secrets(secrets: Any) -> None:
     p.set_defaults(handler=secrets_delete)
 
     p = ssub.add_parser(
-        "import", help="Import a .env file, or stdin with '-' (python-dotenv's parser)"
+        "import",
+        help="Import a .env file, or stdin with '-' (python-dotenv's parser)",
+        description=f"Reads the file with python-dotenv's parser: {INTERPOLATION_RULE} (the "
+        "same rule as loader run --from-file). A bad line imports nothing.",
     )
     p.add_argument("file", help="The .env file, or - for stdin")
+    p.add_argument(
+        "--literal",
+        action="store_true",
+        help="Store ${...} references as written (no interpolation)",
+    )
     _common(p)
     p.set_defaults(handler=secrets_import)
 
@@ -123,7 +132,7 @@ def _secrets(secrets: Any) -> None:
         description="Writes the secrets the way the agent does: atomically, mode 0600, only on "
         "tmpfs/ramfs unless --allow-disk. Needs secrets:reveal; audited as a reveal.",
     )
-    p.add_argument("--format", choices=("dotenv", "shell", "docker", "json"), required=True)
+    p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument(
         "--output", required=True, help="The file to write; - for stdout (only with --reveal)"
     )
@@ -424,34 +433,13 @@ def secrets_download(ns: Any) -> int:
     return 0
 
 
-def parse_env_text(text: str, where: str) -> dict[str, str]:
-    """Read .env text with python-dotenv's parser, refusing it whole on any bad line.
+def parse_env_text(text: str, where: str, *, interpolate: bool = True) -> dict[str, str]:
+    """Read .env text as ``loader run --from-file`` does (:func:`loader.envparse.read_dotenv`),
+    refusing it whole on any bad line."""
+    from loader.envparse import read_dotenv
+    from loader.names import is_secret_name
 
-    Values are taken as written (no ``${VAR}`` interpolation from this machine's environment).
-    """
-    import io
-
-    from dotenv.parser import parse_stream
-
-    from loader.errors import InvalidRequestError
-
-    values: dict[str, str] = {}
-    problems: list[str] = []
-    for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
-        if binding.error:
-            problems.append(f"line {line}: cannot parse this line")
-        elif binding.key is not None:
-            # Keys are not echoed: in a malformed file a value may sit where a key should.
-            if binding.value is None:
-                problems.append(f"line {line}: no '=' (a name without a value)")
-            else:
-                try:
-                    check_secret_name(binding.key)
-                except InvalidRequestError:
-                    problems.append(f"line {line}: not a valid secret name")
-                    continue
-                values[binding.key] = binding.value
+    values, problems = read_dotenv(text, interpolate=interpolate, valid_name=is_secret_name)
     if problems:
         raise DataError(f"{where}: nothing imported: " + "; ".join(problems[:10]))
     return values
@@ -478,7 +466,7 @@ def read_env_source(file: str) -> tuple[str, str]:
 
 
 def secrets_import(ns: Any) -> int:
-    values = parse_env_text(*read_env_source(ns.file))
+    values = parse_env_text(*read_env_source(ns.file), interpolate=not ns.literal)
     target = Target(ns)
     path = target.secrets_path()
     # Fail before writing anything if the app, environment or token is wrong.

@@ -42,8 +42,16 @@ OPTIONS: tuple[Option, ...] = (
         "--format",
         "format",
         "LOADER_FORMAT",
-        "the file's format: dotenv|shell|docker|json (default: guessed from the content)",
+        "the file's format: dotenv|dotenv-expand|shell|docker|json (default: guessed from the "
+        "content)",
         "FMT",
+    ),
+    Option(
+        "--literal",
+        "literal",
+        "LOADER_LITERAL",
+        "take ${...} in a hand-written .env file as written (default: ${NAME} is NAME's value "
+        "above in the same file, as secrets import reads it)",
     ),
     Option(
         "--agent-url",
@@ -210,10 +218,14 @@ def wants_help(argv: Sequence[str]) -> bool:
 
 def add_run_arguments(p: Any) -> None:
     """The options on an argparse parser (for ``loader run --help`` and completion)."""
+    from loader.envparse import INTERPOLATION_RULE
+
     p.description = (
         "Gets the secrets (--from-file, a local agent at LOADER_AGENT_URL, or the store), adds "
         "them to the environment and execs CMD: the process becomes CMD. With --watch (or "
-        "--mask) loader stays as CMD's parent instead."
+        "--mask) loader stays as CMD's parent instead. --from-file reads a hand-written .env "
+        f"file with python-dotenv's parser, as secrets import does: {INTERPOLATION_RULE} "
+        "(--literal: no interpolation)."
     )
     p.epilog = (
         "Exit codes: CMD's own; 127 command not found; 126 not executable; 64 usage; 65 a file "

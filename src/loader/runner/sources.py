@@ -71,10 +71,11 @@ def _check(resp: http.Response, what: str) -> None:
 
 
 class FileSource:
-    def __init__(self, path: str, fmt: str | None) -> None:
+    def __init__(self, path: str, fmt: str | None, *, literal: bool = False) -> None:
         self.path = path
         self.absolute = os.path.abspath(path)
         self.fmt = fmt
+        self.literal = literal
 
     def describe(self) -> str:
         return str(self.path)
@@ -87,7 +88,7 @@ class FileSource:
         except OSError as exc:  # the input file: missing or unreadable is "not found"
             raise NotFoundError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
-            return envparse.parse(text, self.fmt)
+            return envparse.parse(text, self.fmt, interpolate=not self.literal)
         except envparse.EnvParseError as exc:
             raise DataError(f"{self.path}: {exc}") from None
 
@@ -250,7 +251,7 @@ def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
         raise UsageError(f"run: --format must be one of {', '.join(envparse.FORMATS)}")
     from_file = opts.get("from_file")
     if from_file:
-        return FileSource(from_file, fmt)
+        return FileSource(from_file, fmt, literal=opts.on("literal"))
     agent = opts.get("agent_url")
     if agent:
         try:
