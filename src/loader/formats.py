@@ -166,8 +166,27 @@ SPELLINGS = (
 )
 
 
+# Shortcuts for the common cases (tests check them against the full table, for both reader
+# sets): every single-quote misread needs one of the first characters, so a value without them
+# is '...'; a value that has one of them but none of the second, has a ' or a line break, which
+# single quotes cannot hold or dotenv-rust and ruby dotenv misread, and is "...".
+_SINGLE_SAFE = re.compile(r"[^'\n\r\\$\x00]*")
+_DOUBLE_SAFE = re.compile(r"[^\"\r\\$\x00]*")
+
+
 def dotenv_value(name: str, value: str, readers: Iterable[str] = DOTENV_READERS) -> str:
     """The first spelling of ``value`` that every one of ``readers`` reads back exactly."""
+    if _BARE.fullmatch(value):
+        return value
+    if _SINGLE_SAFE.fullmatch(value):
+        return f"'{value}'"
+    if _DOUBLE_SAFE.fullmatch(value):
+        return _double(value)
+    return spell_dotenv(name, value, readers)
+
+
+def spell_dotenv(name: str, value: str, readers: Iterable[str] = DOTENV_READERS) -> str:
+    """:func:`dotenv_value` without its shortcuts: every spelling, in order, against the table."""
     _no_nul(name, value)
     wanted = frozenset(readers)
     best: tuple[int, Refusal] | None = None

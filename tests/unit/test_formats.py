@@ -113,3 +113,20 @@ def test_docker_line_limit_is_the_go_scanners(tmp_path: Path) -> None:
     path.write_text(f"OK={longest}x\n")
     with pytest.raises(ValueError, match="token too long"):
         readers.read_docker_env_file(path)
+
+
+@pytest.mark.parametrize("fmt", ["dotenv", "dotenv-expand"])
+def test_dotenv_shortcuts_agree_with_the_full_table(fmt: str) -> None:
+    from tests.readers.matrix import fuzz_values
+
+    readers = formats.READERS[fmt]
+    for value in [v for v, _ in VALUES.values()] + fuzz_values(2000, seed=7):
+        try:
+            expected: str | None = formats.spell_dotenv("A", value, readers)
+        except Exception:
+            expected = None
+        try:
+            got: str | None = formats.dotenv_value("A", value, readers)
+        except Exception:
+            got = None
+        assert got == expected, value

@@ -175,7 +175,7 @@ Parameters (defaults in brackets):
   storeUrl        [from root: http://<release>-store.<namespace>.svc:8700]
   app             the app id (required)
   environment     [default]
-  format          dotenv | shell | docker | json [dotenv]
+  format          dotenv | dotenv-expand | shell | docker | json [dotenv]
   output          the env file [<mountPath>/app.env]
   tokenSecret     Secret holding the agent token [loader-agent-token]
   tokenKey        its key [token]
