@@ -57,11 +57,11 @@ def test_write_on_one_replica_reaches_an_agent_on_the_other(
         env={**env, "LOADER_STORE_URL": b.url, "LOADER_TOKEN": admin, "LOADER_APP": str(app)},
     )
     try:
-        wait_until(lambda: env_file.exists() and "A='v1'" in env_file.read_text())
+        wait_until(lambda: env_file.exists() and "A=v1\n" in env_file.read_text())
         for i in range(5):  # several changes, each through replica A only
             ca.call("POST", f"/v1/apps/{app}/secrets", {"name": "A", "value": f"via-a-{i}"})
             wait_until(
-                lambda i=i: f"A='via-a-{i}'" in env_file.read_text(),
+                lambda i=i: f"A=via-a-{i}\n" in env_file.read_text(),
                 what=f"change {i} on the agent following replica B",
             )
         got = cb.call("GET", f"/v1/apps/{app}/environments/default/rendered?mode=full").json()

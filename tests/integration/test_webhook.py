@@ -501,7 +501,7 @@ async def test_webhook_admits_what_it_cannot_read_and_ignores_other_requests(
 
 # -- the injected containers, run for real ------------------------------------------------------
 
-VALUE = "k3y: 'single' \"double\" #not-a-comment = tail"
+VALUE = "k3y: 'single' #not-a-comment = tail"
 TEMPLATE = """version: v1
 kind: Spicepod
 name: spice-demo
