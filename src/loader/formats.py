@@ -55,6 +55,13 @@ class Refusal:
         return f"{self.name} ({self.why}; {', '.join(self.readers)} would misread it)"
 
 
+# Why a value is refused: each reason is one of these fixed texts (REASONS), never the value.
+_NUL = "a NUL character, which no environment variable holds"
+_SHELL_OWNED = "a name the shell owns: . file cannot set it"
+_DOCKER_LINE_BREAK = "a line break; docker reads one line per variable"
+_DOCKER_TOO_LONG = "a line past docker's 64 KiB line limit"
+
+
 class _Refused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.why)
@@ -63,7 +70,7 @@ class _Refused(Exception):
 
 def _no_nul(name: str, value: str) -> None:
     if "\x00" in value:
-        raise _Refused(Refusal(name, (), "a NUL character, which no environment variable holds"))
+        raise _Refused(Refusal(name, (), _NUL))
 
 
 def shell_quote(value: str) -> str:
@@ -78,7 +85,7 @@ SHELL_RESERVED = frozenset({"_", "BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "S
 def shell_line(name: str, value: str) -> str:
     _no_nul(name, value)
     if name in SHELL_RESERVED:
-        raise _Refused(Refusal(name, (), "a name the shell owns: . file cannot set it"))
+        raise _Refused(Refusal(name, (), _SHELL_OWNED))
     return f"export {name}={shell_quote(value)}\n"
 
 
@@ -205,6 +212,12 @@ def spell_dotenv(name: str, value: str, readers: Iterable[str] = DOTENV_READERS)
     raise _Refused(best[1])
 
 
+REASONS = frozenset(
+    {_NUL, _SHELL_OWNED, _DOCKER_LINE_BREAK, _DOCKER_TOO_LONG}
+    | {f"it has {m.why}" for spelling in SPELLINGS for m in spelling.misreads}
+)
+
+
 def dotenv_line(name: str, value: str, readers: Iterable[str] = DOTENV_READERS) -> str:
     return f"{name}={dotenv_value(name, value, readers)}\n"
 
@@ -216,10 +229,10 @@ def _dotenv_expand_line(name: str, value: str) -> str:
 def docker_line(name: str, value: str) -> str:
     _no_nul(name, value)
     if "\n" in value or "\r" in value:
-        raise _Refused(Refusal(name, (), "a line break; docker reads one line per variable"))
+        raise _Refused(Refusal(name, (), _DOCKER_LINE_BREAK))
     line = f"{name}={value}"
     if len(line.encode()) > _DOCKER_MAX_LINE:
-        raise _Refused(Refusal(name, (), "a line past docker's 64 KiB line limit"))
+        raise _Refused(Refusal(name, (), _DOCKER_TOO_LONG))
     return line + "\n"
 
 

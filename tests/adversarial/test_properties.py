@@ -26,10 +26,11 @@ def _render_or_refusal(fmt: str, values: dict[str, str]) -> str | None:
     try:
         return formats.render(fmt, values)
     except UnrenderableError as exc:
-        assert exc.name in values
-        for value in values.values():
-            if len(value) >= 12 and value.strip():  # shorter ones may be words of the message
-                assert value not in str(exc)
+        # the message is made of names and fixed reasons only: no value can be in it
+        found = formats.refusals(fmt, values)
+        assert exc.names == tuple(r.name for r in found) and set(exc.names) <= set(values)
+        assert all(r.why in formats.REASONS for r in found)
+        assert str(exc).startswith(f"cannot write {fmt}: ")
         return None
 
 
