@@ -41,6 +41,7 @@ KNOWN = frozenset(
         "LOADER_BACKOFF_MAX",
         "LOADER_LOG_LEVEL",
         "LOADER_FROM_FILE",
+        "LOADER_LITERAL",
         "LOADER_ONLY",
         "LOADER_PREFIX",
         "LOADER_OVERRIDE",

@@ -361,7 +361,7 @@ def test_app_names_work_wherever_ids_do(live: Live, tmp_path: Path) -> None:
             "render", "--once", "--output", str(shm / "e"), env={**env, "LOADER_LOG_LEVEL": "debug"}
         )
         assert once.returncode == 0, once.stderr
-        assert "N='by-name'" in (shm / "e").read_text()
+        assert "N=by-name\n" in (shm / "e").read_text()
         debug = once.stderr.decode()  # each request by route template, never a value
         assert "GET /v1/apps -> 200" in debug and "app payments is app id" in debug
         assert "GET /v1/apps/{appId}/environments/{env}/rendered -> 200" in debug

@@ -119,7 +119,7 @@ def test_import_and_run_read_a_dotenv_file_the_same(live: tuple[Proc, str], tmp_
     """1. secrets import and run --from-file give the same values for a file with ${VAR}
     references (python-dotenv's interpolation, within the file); 2. the store renders them in
     the default dotenv format; 3. --literal on both keeps ${...} as written; 4. a reference to
-    a name not defined above is refused by both, naming the line."""
+    a name not defined above is refused by both (exit 65), naming the line."""
     proc, token = live
     app_id = str(json.loads(cli(proc, token, "apps", "create", "interp", "--json").stdout)["id"])
     env_file = tmp_path / "app.env"
@@ -165,10 +165,10 @@ def test_import_and_run_read_a_dotenv_file_the_same(live: tuple[Proc, str], tmp_
     undefined = tmp_path / "undefined.env"
     undefined.write_text("A=1\nB=${NOPE}/x\n")
     refused = cli(proc, token, "secrets", "import", str(undefined), "--app", app_id)
-    assert refused.returncode == 64
+    assert refused.returncode == 65
     assert b"line 2: a ${...} reference names no variable defined above it" in refused.stderr
     ran = _run_dump(undefined)
-    assert ran.returncode == 78
+    assert ran.returncode == 65
     assert b"line 2: a ${...} reference" in ran.stderr
     assert b"NOPE" not in refused.stderr + ran.stderr
     client.close()
