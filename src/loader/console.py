@@ -13,7 +13,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -53,9 +53,11 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
-async def until_signalled() -> signal.Signals:
-    """Wait for SIGTERM or SIGINT; a second SIGINT exits at once."""
+async def until_signalled(on_hangup: Callable[[], None] | None = None) -> signal.Signals:
+    """Wait for SIGTERM or SIGINT; a second SIGINT exits at once. SIGHUP does not stop the
+    process: it calls ``on_hangup`` (reopen log and audit files after a rotation)."""
     import asyncio
+    import logging
     import signal
 
     loop = asyncio.get_running_loop()
@@ -68,10 +70,23 @@ async def until_signalled() -> signal.Signals:
             return
         got.set_result(sig)
 
+    def on_hup() -> None:
+        log = logging.getLogger("loader")
+        try:
+            if on_hangup is not None:
+                on_hangup()
+        except OSError as exc:
+            log.error("SIGHUP: could not reopen a file: %s", exc)
+        else:
+            log.info("SIGHUP: reopened the log and audit files (if any); still running")
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         return await got
     finally:
+        # SIGHUP stays handled while the process shuts down (a rotation must not kill it
+        # while it finishes the audit batch in flight).
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -161,7 +161,7 @@ class RateLimitedError(LoaderError):
         self.headers = headers or {}
 
     def body(self) -> dict[str, object]:
-        return {**super().body(), "retry_after": max(1, round(self.retry_after + 0.4999))}
+        return {**super().body(), "retry_after": retry_seconds(self.retry_after)}
 
 
 class InternalError(LoaderError):
@@ -184,6 +184,41 @@ class ServiceUnavailableError(LoaderError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    def body(self) -> dict[str, object]:
+        if self.retry_after is None:
+            return super().body()
+        return {**super().body(), "retry_after": retry_seconds(self.retry_after)}
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database is unreachable, timed out, full, read-only or not the file the store opened.
+
+    ``code`` says which (``database_unavailable``, ``database_timeout``, ``database_busy``,
+    ``disk_full``, ``database_read_only``, ``database_file_missing``, ``database_file_replaced``,
+    ``master_key_mismatch``, ``master_key_unreadable``); the answer is 503 with ``Retry-After``.
+    """
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str, code: str | None = None, retry_after: float = 2.0) -> None:
+        super().__init__(message, retry_after)
+        if code is not None:
+            self.code = code
+
+
+class AuditUnavailableError(ServiceUnavailableError):
+    """A reveal refused because its audit record cannot be written (the sink is failing)."""
+
+    code = "audit_unavailable"
+
+    def __init__(self, message: str, retry_after: float = 2.0) -> None:
+        super().__init__(message, retry_after)
+
+
+def retry_seconds(seconds: float) -> int:
+    """A ``Retry-After`` value: whole seconds, rounded up, at least 1."""
+    return max(1, round(seconds + 0.4999))
 
 
 class UnreachableError(ServiceUnavailableError):

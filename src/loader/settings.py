@@ -293,6 +293,7 @@ class AgentSettings:
     backoff_max: float = 30.0
     timeout: float = 30.0
     log_level: str = "info"
+    log_file: Path | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **given: Any) -> AgentSettings:
@@ -361,5 +362,6 @@ _AGENT_FIELDS: dict[str, Parser] = {
     "backoff_max": seconds(),
     "timeout": seconds(),
     "log_level": choice(*LOG_LEVELS, lower=True),
+    "log_file": optional(path),
 }
 assert set(_AGENT_FIELDS) == {f.name for f in fields(AgentSettings)}

@@ -281,7 +281,7 @@ async def test_oauth_client_credentials_flow(store: Store) -> None:
 
 
 async def test_oauth_tampered_expired_and_revoked_tokens_are_401(make_store: Any) -> None:
-    async with make_store(access_token_ttl=1) as store:
+    async with make_store(access_token_ttl=1, jwt_leeway=0) as store:
         app = await store.app()
         client_id, secret = await client(store, frozenset({"secrets:read"}))
         form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}

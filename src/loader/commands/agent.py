@@ -73,7 +73,7 @@ def _add_flags(p: Any, *, daemon: bool) -> None:
             "--max-stale", help="/readyz fails when the data is older, e.g. 5m (LOADER_MAX_STALE)"
         )
         p.add_argument("--wait", help="Long-poll hold in seconds, at most 60 (LOADER_WAIT)")
-    add_log_level(p)
+    add_log_level(p, log_file=daemon)
 
 
 def build(name: str, p: Any) -> None:
@@ -116,6 +116,7 @@ def _settings(ns: Any, **extra: Any) -> AgentSettings:
         allow_disk=ns.allow_disk,
         ca_file=ns.ca_file,
         log_level=ns.log_level,
+        log_file=getattr(ns, "log_file", None),
         **extra,
     )
 
@@ -124,7 +125,7 @@ def agent(ns: Any) -> int:
     settings = _settings(
         ns, listen=ns.listen, on_change=ns.on_change, max_stale=ns.max_stale, wait=ns.wait
     )
-    setup_logging(settings.log_level)
+    reopen_log = setup_logging(settings.log_level, settings.log_file)
     harden_process()
     from loader.agent.daemon import Agent
 
@@ -135,7 +136,8 @@ def agent(ns: Any) -> int:
         from loader.console import tune_gc, until_signalled
 
         tune_gc()
-        stop = asyncio.ensure_future(until_signalled())
+        # SIGHUP reopens the log file (log rotation); it never stops the agent.
+        stop = asyncio.ensure_future(until_signalled(on_hangup=reopen_log))
         await daemon.run(stop)
 
     from loader.console import run_async

@@ -23,6 +23,8 @@ from loader.units import parse_duration
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
+    from pathlib import Path
     from typing import Any
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -40,14 +42,29 @@ def log_level(level: str | None = None) -> str:
     return name
 
 
-def setup_logging(level: str | None) -> None:
+def setup_logging(level: str | None, log_file: Path | None = None) -> Callable[[], None]:
+    """Log to stderr, or to ``log_file`` (0600, appended). Returns what SIGHUP should call
+    (reopen the file after a rotation)."""
     import logging
 
     name = log_level(level)
+    handler: logging.Handler
+    reopen: Callable[[], None] = _nothing
+    if log_file is not None:
+        from loader.logfile import ReopeningFileHandler
+
+        try:
+            os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            handler = file_handler = ReopeningFileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot open the log file {log_file}: {exc.strerror}") from None
+        reopen = file_handler.reopen
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
         level=getattr(logging, name.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
     if name != "debug":
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -56,6 +73,11 @@ def setup_logging(level: str | None) -> None:
         httpclient.DEBUG = True
     logging.getLogger("aiohttp.server").addFilter(_quiet_malformed_requests)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    return reopen
+
+
+def _nothing() -> None:
+    return None
 
 
 def setup_client_logging() -> None:
@@ -84,13 +106,19 @@ def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
     return True
 
 
-def add_log_level(parser: Any) -> None:
+def add_log_level(parser: Any, log_file: bool = False) -> None:
     parser.add_argument(
         "--log-level",
         choices=LEVELS,
         default=None,
         help="debug|info|warning|error (LOADER_LOG_LEVEL; default info)",
     )
+    if log_file:
+        parser.add_argument(
+            "--log-file",
+            default=None,
+            help="Log to this file instead of stderr; SIGHUP reopens it (LOADER_LOG_FILE)",
+        )
 
 
 def duration(text: str, what: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,44 @@ def build(name: str, store: Any) -> None:
     p.add_argument("--rate-burst", type=int, help="Burst size per token")
     p.add_argument("--reveal-rate-limit", type=float, help="Reveals per second per token")
     p.add_argument("--write-rate-limit", type=float, help="Writes per second per token")
-    p.add_argument("--audit-file", help="Also append audit records to this JSON-lines file")
+    p.add_argument(
+        "--audit-file",
+        help="Also append audit records to this JSON-lines file (SIGHUP reopens it)",
+    )
+    p.add_argument(
+        "--allow-unaudited-reveals",
+        action="store_true",
+        default=None,
+        help="Serve reveals even when their audit record cannot be written "
+        "(default: refuse them with 503)",
+    )
     p.add_argument("--max-versions", type=int, help="Versions that keep their value (10)")
     p.add_argument(
         "--migrate", action="store_true", default=None, help="Apply pending schema migrations first"
     )
-    add_log_level(p)
+    p.add_argument("--db-timeout", help="Longest a database statement may run, e.g. 10s")
+    p.add_argument("--db-acquire-timeout", help="Longest to wait for a connection, e.g. 5s")
+    p.add_argument("--jwt-leeway", help="Clock skew allowed on access tokens (default 10s)")
+    add_log_level(p, log_file=True)
     p.set_defaults(handler=serve)
 
-    p = ssub.add_parser("migrate", help="Apply pending schema migrations")
+    p = ssub.add_parser(
+        "migrate",
+        help="Create the schema in an empty database, or apply pending migrations",
+        description="Says what it did. Refuses to create a fresh schema where a store lived "
+        "before (its database deleted or moved) unless --init-empty.",
+    )
     _location(p)
+    p.add_argument(
+        "--init-empty",
+        action="store_true",
+        help="Create an empty store even though this directory held one (its data is gone)",
+    )
     p.set_defaults(handler=migrate)
+
+    from loader.commands import storedata
+
+    storedata.register(ssub, _location)
 
     token = ssub.add_parser("token", help="Create, list and revoke bearer tokens")
     tsub = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
@@ -241,17 +269,22 @@ def serve(ns: Any) -> int:
         reveal_rate_limit=ns.reveal_rate_limit,
         write_rate_limit=ns.write_rate_limit,
         audit_file=ns.audit_file,
+        allow_unaudited_reveals=ns.allow_unaudited_reveals,
         max_versions=ns.max_versions,
         migrate=ns.migrate,
+        db_timeout=ns.db_timeout,
+        db_acquire_timeout=ns.db_acquire_timeout,
+        jwt_leeway=ns.jwt_leeway,
         log_level=ns.log_level,
+        log_file=ns.log_file,
     )
-    setup_logging(settings.log_level)
+    reopen_log = setup_logging(settings.log_level, settings.log_file)
     harden_process()
-    run_async(run_store(settings))
+    run_async(run_store(settings, reopen_log))
     return 0
 
 
-async def run_store(settings: StoreSettings) -> None:
+async def run_store(settings: StoreSettings, reopen_log: Callable[[], None] | None = None) -> None:
     from loader.listener import bind_tcp
     from loader.server.app import create_app, serving, store_state, tls_context
     from loader.server.limits import limiter_for
@@ -275,7 +308,13 @@ async def run_store(settings: StoreSettings) -> None:
             log.info(
                 "store ready on %s://%s:%d (%s)", scheme, host, port, state.service.repo.backend
             )
-            sig = await until_signalled()
+
+            def reopen() -> None:
+                if reopen_log is not None:
+                    reopen_log()
+                state.audit.reopen()
+
+            sig = await until_signalled(on_hangup=reopen)
             log.info("received %s, shutting down", sig.name)
 
 
@@ -285,15 +324,26 @@ async def run_store(settings: StoreSettings) -> None:
 def migrate(ns: Any) -> int:
     settings = settings_from(ns, migrate=True)
 
-    async def go() -> None:
+    async def go() -> tuple[int, int]:
         from loader.store.backends import open_repository
 
-        repo = await open_repository(settings.db_url, migrate=True)
+        repo = await open_repository(
+            settings.db_url, migrate=True, init_empty=ns.init_empty, lock=True
+        )
         await repo.close()
+        return repo.schema_change
 
-    asyncio.run(go())
-    say("schema is up to date")
+    before, after = asyncio.run(go())
+    say(migration_message(before, after))
     return 0
+
+
+def migration_message(before: int, after: int) -> str:
+    if before == after:
+        return f"the database schema is at version {after}, up to date: nothing to do"
+    if before == 0:
+        return f"created the database schema (version {after}) in an empty database"
+    return f"migrated the database schema from version {before} to {after}"
 
 
 # -- OAuth clients and keys ----------------------------------------------------------------

@@ -15,19 +15,22 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from loader.backoff import Backoff, keep_running
-from loader.errors import ConfigError
+from loader.errors import ConfigError, LoaderError
 from loader.server import openapi
 from loader.server.authn import TokenAuthenticator
 from loader.server.handlers import ROUTES
+from loader.server.metrics import StoreMetrics
 from loader.server.routing import endpoint, unmatched
 from loader.server.schemas import MAX_BODY_BYTES
 from loader.server.settings import StoreSettings
 from loader.server.state import STATE, Limiter, NoLimit, ServerState
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
+from loader.store.health import DatabaseTimeouts
 from loader.store.jwt import JwtAuthority
 from loader.store.keycheck import check_master_keys
 from loader.store.keyfile import KeyringFile
+from loader.store.readiness import MIB, Readiness
 from loader.store.service import KeyringSource, StoreService
 
 log = logging.getLogger("loader.store")
@@ -59,13 +62,26 @@ async def store_state(
 ) -> AsyncIterator[ServerState]:
     """Open the repository, keys, service and audit log; close them in reverse order."""
     keyring = keys if keys is not None else KeyringFile(settings.key_file)
+    timeouts = DatabaseTimeouts(acquire=settings.db_acquire_timeout, statement=settings.db_timeout)
     async with AsyncExitStack() as stack:
-        repo = await open_repository(settings.db_url, migrate=settings.migrate)
+        repo = await open_repository(
+            settings.db_url,
+            migrate=settings.migrate,
+            lock=True,
+            timeouts=timeouts,
+            application_name="loader-store",
+        )
         stack.push_async_callback(repo.close)
         # A key file that does not match the data is refused here, before anything is served.
         await check_master_keys(repo, keyring.keyring, settings.key_file if keys is None else None)
         service = StoreService(repo, keyring, max_versions=settings.max_versions)
-        audit = await stack.enter_async_context(AuditLog(repo, settings.audit_file).running())
+        audit = AuditLog(
+            repo,
+            settings.audit_file,
+            max_queue=settings.audit_queue_max,
+            fail_open=settings.allow_unaudited_reveals,
+        )
+        await stack.enter_async_context(audit.running())
         service.on_audited = audit.mirror
         service.on_unchanged = audit.record
         # Other replicas' changes: followed for as long as the store runs (restarted, logged,
@@ -79,13 +95,25 @@ async def store_state(
             )
         )
         stack.push_async_callback(_cancel, watcher)
-        authority = JwtAuthority(repo, keyring, settings.access_token_ttl)
+        readiness = Readiness(
+            repo,
+            keyring,
+            timeout=settings.ready_timeout,
+            min_free=settings.min_free_space_mb * MIB,
+        )
+        with contextlib.suppress(LoaderError):  # the data keys the key self-test will open
+            readiness.remember(await repo.probe())
+        authority = JwtAuthority(
+            repo, keyring, settings.access_token_ttl, leeway=settings.jwt_leeway
+        )
         yield ServerState(
             service=service,
             audit=audit,
             authenticate=TokenAuthenticator(repo, authority),
             jwt=authority,
             limiter=limiter or NoLimit(),
+            readiness=readiness,
+            metrics=StoreMetrics(repo.health, service.notifier, audit),
         )
 
 
@@ -116,16 +144,28 @@ def _route(request: web.BaseRequest) -> str:
     return str(resource.canonical) if resource is not None else "-"
 
 
+def _state(request: web.BaseRequest) -> ServerState | None:
+    try:
+        app = request.match_info.current_app  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError, RuntimeError):
+        return None
+    return app.get(STATE) if app is not None else None
+
+
 class RouteAccessLogger(AbstractAccessLogger):
     """Logs the matched route's template, not the request line: a client may have put a value
     where a name goes (or in the query), and the log must not keep it."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        route = _route(request)
+        state = _state(request)
+        if state is not None and state.metrics is not None:
+            state.metrics.observe(route, request.method, response.status, time)
         self.logger.info(
             '%s "%s %s" %d %s %.6fs',
             request.remote,
             request.method,
-            _route(request),
+            route,
             response.status,
             response.body_length,
             time,

@@ -26,6 +26,7 @@ from loader.names import (
     check_environment_name,
     check_secret_name,
 )
+from loader.server import ops
 from loader.server.routing import Call, Param, Route, json_response
 from loader.server.schemas import (
     AppBody,
@@ -419,7 +420,8 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
 
     if mode == "full":
         revealed = await service.reveal(env, names)
-        call.state.audit.record(call.event("reveal", names=revealed.names))
+        # Refused (503) when the record cannot be written, unless --allow-unaudited-reveals.
+        call.state.audit.record(call.event("reveal", names=revealed.names), required=True)
         # Every watcher woken by one change gets the same bytes and headers: built once.
         cached = revealed.encoded.get(variant)
         if cached is None:
@@ -561,6 +563,32 @@ _ENV_SECRETS = "/v1/apps/{appId}/environments/{env}/secrets"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", "health", "Liveness", health, None, tag="System", response="Health"),
+    Route(
+        "GET",
+        "/v1/ready",
+        "ready",
+        "Readiness: database, master key and data file checked",
+        ops.ready,
+        None,
+        tag="System",
+        response="Readiness",
+        errors=(503,),
+        description="200 when a database round trip succeeds within a short timeout, the master "
+        "key opens a data key, and (SQLite) the data file is the one opened with disk to spare; "
+        "else 503 with Retry-After and the failing check's reason code.",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        "metrics",
+        "Prometheus metrics",
+        ops.metrics,
+        None,
+        tag="System",
+        content_types=("text/plain",),
+        description="Requests by route template and status, latency, database errors, "
+        "long-poll watchers, audit queue depth. No secret names or values.",
+    ),
     Route("GET", "/v1/openapi.json", "openapi", "This document", openapi, None, tag="System"),
     # apps
     Route(

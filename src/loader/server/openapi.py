@@ -12,7 +12,9 @@ from loader.names import (
     SECRET_NAME_MAX,
     SECRET_NAME_PATTERN,
 )
-from loader.server.routing import Route
+from loader.server.idempotency import HEADER, KEY_PATTERN
+from loader.server.limits import WRITE_METHODS
+from loader.server.routing import Param, Route
 from loader.server.schemas import RESPONSE_SCHEMAS
 
 _PATH_PARAMS: dict[str, dict[str, Any]] = {
@@ -39,12 +41,22 @@ _STATUS_TEXT = {
     409: "Already exists",
     412: "Precondition failed: If-Match does not match the current ETag",
     413: "Payload too large (body over 1 MiB or value over 64 KiB)",
-    422: "A value cannot be rendered in the requested format",
+    422: "A value cannot be rendered in the requested format, or an Idempotency-Key was reused "
+    "for a different request",
     429: "Rate limited: retry after Retry-After seconds",
     500: "Internal server error",
+    503: "Unavailable: the database (or the audit) cannot serve now; retry after Retry-After "
+    "seconds (the JSON body's code says why)",
 }
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_IDEMPOTENCY_KEY = Param(
+    HEADER,
+    {"type": "string", "pattern": KEY_PATTERN},
+    "Makes a retry safe: the same key and request within 24 h is answered with the first "
+    "result (marked Idempotent-Replayed: true), nothing is written twice",
+    "header",
+)
 _RATE_HEADERS = {
     "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"},
 }
@@ -55,7 +67,7 @@ def _error(status: int) -> dict[str, Any]:
         "description": _STATUS_TEXT[status],
         "content": {"application/json": {"schema": _ERROR}},
     }
-    if status == 429:
+    if status in (429, 503):
         response["headers"] = _RATE_HEADERS
     return response
 
@@ -65,6 +77,8 @@ def _operation(route: Route) -> dict[str, Any]:
         {"in": "path", "name": name, "required": True, **_PATH_PARAMS[name]}
         for name in route.path_params
     ]
+    writes = route.method in WRITE_METHODS and route.scope is not None
+    extra = (_IDEMPOTENCY_KEY,) if writes else ()
     params += [
         {
             "in": p.where,
@@ -73,7 +87,7 @@ def _operation(route: Route) -> dict[str, Any]:
             "schema": p.schema,
             "description": p.description,
         }
-        for p in route.params
+        for p in (*route.params, *extra)
     ]
     op: dict[str, Any] = {
         "operationId": route.operation_id,
@@ -124,7 +138,9 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.path_params or route.params or route.body is not None:
         statuses.add(400)
     if route.scope is not None:
-        statuses |= {401, 403, 429}
+        statuses |= {401, 403, 429, 503}
+    if writes:
+        statuses.add(422)
     if route.body is not None:
         statuses.add(413)
     statuses.add(500)

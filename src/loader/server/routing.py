@@ -29,7 +29,9 @@ from loader.errors import (
     NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
+    ServiceUnavailableError,
     UnauthorizedError,
+    retry_seconds,
 )
 from loader.names import (
     DEFAULT_ENVIRONMENT,
@@ -37,7 +39,8 @@ from loader.names import (
     check_secret_name,
     parse_app_id,
 )
-from loader.server.limits import RATELIMIT_KEY
+from loader.server import idempotency
+from loader.server.limits import RATELIMIT_KEY, WRITE_METHODS
 from loader.server.schemas import MAX_BODY_BYTES, MAX_VALUE_BYTES
 from loader.server.state import STATE, ServerState
 from loader.store.auth import Principal
@@ -134,10 +137,12 @@ class Call(Generic[B]):
 
 
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    writes = route.method in WRITE_METHODS and route.scope is not None
+
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
             call = await _admit(route, request)
-            response = await route.handler(call)
+            response = await (_write(call) if writes else route.handler(call))
         except LoaderError as exc:
             return loader_error(exc)
         except web.HTTPException as exc:
@@ -157,6 +162,29 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
 
     handle.__name__ = route.operation_id
     return handle
+
+
+async def _write(call: Call[Any]) -> web.StreamResponse:
+    """A write: refused while the master key fails its self-test; with an Idempotency-Key,
+    answered once and replayed to retries."""
+    state = call.state
+    if state.readiness is not None:
+        problem = state.readiness.write_problem()
+        if problem is not None:
+            raise problem
+    key = call.request.headers.get(idempotency.HEADER)
+    if key is None or call.principal is None:
+        return await call.route.handler(call)
+    request = call.request
+    fingerprint = idempotency.fingerprint(request.method, request.path_qs, await request.read())
+
+    async def produce() -> web.StreamResponse:
+        try:
+            return await call.route.handler(call)
+        except LoaderError as exc:  # a refusal is an answer too, replayed like a success
+            return loader_error(exc)
+
+    return await state.idempotency.run(call.principal.token_id, key, fingerprint, produce)
 
 
 async def _admit(route: Route, request: web.Request) -> Call[Any]:
@@ -221,8 +249,12 @@ def loader_error(exc: LoaderError, extra: Mapping[str, str] | None = None) -> we
         headers["WWW-Authenticate"] = 'Bearer realm="loader"'
     if isinstance(exc, RateLimitedError):
         headers.update(exc.headers)
-        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.4999)))
-    if exc.status >= 500:
+        headers["Retry-After"] = str(retry_seconds(exc.retry_after))
+    if isinstance(exc, ServiceUnavailableError):
+        # The database health tracker logs the outage once; not a line per request here.
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(retry_seconds(exc.retry_after))
+    elif exc.status >= 500:
         log.error("%s (%s)", exc.message, exc.code)
     return error_response(exc, headers)
 

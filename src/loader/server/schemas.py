@@ -266,4 +266,12 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["status"],
         "properties": {"status": {"type": "string", "enum": ["ok"]}},
     },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "unavailable"]},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
 }

@@ -31,6 +31,40 @@ class StoreSettings(EnvSettings):
     max_versions: int = Field(10, ge=1, le=1000, description="Versions that keep their value")
     migrate: bool = Field(False, description="Apply pending schema migrations at start")
     access_token_ttl: float = Field(900, gt=0, description="Lifetime of OAuth access tokens")
+    jwt_leeway: float = Field(
+        10, ge=0, le=300, description="Clock skew allowed when checking an access token's times"
+    )
+    db_timeout: float = Field(
+        10, gt=0, le=600, description="Longest a database statement may run, then 503"
+    )
+    db_acquire_timeout: float = Field(
+        5, gt=0, le=600, description="Longest to wait for a database connection, then 503"
+    )
+    ready_timeout: float = Field(
+        2, gt=0, le=60, description="/v1/ready: longest its database round trip may take"
+    )
+    min_free_space_mb: int = Field(
+        8, ge=0, description="/v1/ready fails below this much free disk (SQLite; 0: no check)"
+    )
+    audit_queue_max: int = Field(
+        10_000, ge=10, description="Audit records that may wait to be stored"
+    )
+    allow_unaudited_reveals: bool = Field(
+        False, description="Serve reveals even when their audit record cannot be written"
+    )
+    log_file: Path | None = Field(None, description="Log here instead of stderr (SIGHUP reopens)")
+
+    @field_validator(
+        "access_token_ttl",
+        "jwt_leeway",
+        "db_timeout",
+        "db_acquire_timeout",
+        "ready_timeout",
+        mode="before",
+    )
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return duration(value)
 
     @field_validator("rate_limit", mode="before")
     @classmethod
@@ -38,11 +72,6 @@ class StoreSettings(EnvSettings):
         if isinstance(value, str) and value.endswith("/s"):
             return value[:-2]
         return value
-
-    @field_validator("access_token_ttl", mode="before")
-    @classmethod
-    def _ttl(cls, value: Any) -> Any:
-        return duration(value)
 
     @field_validator("listen")
     @classmethod

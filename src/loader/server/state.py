@@ -7,9 +7,12 @@ from typing import Protocol
 
 from aiohttp import web
 
+from loader.server.idempotency import Idempotency
+from loader.server.metrics import StoreMetrics
 from loader.store.audit import AuditLog
 from loader.store.auth import Principal
 from loader.store.jwt import JwtAuthority
+from loader.store.readiness import Readiness
 from loader.store.service import StoreService
 
 
@@ -35,6 +38,9 @@ class ServerState:
     limiter: Limiter = field(default_factory=NoLimit)
     max_wait: float = 60.0
     openapi: dict[str, object] = field(default_factory=dict)
+    readiness: Readiness | None = None
+    metrics: StoreMetrics | None = None
+    idempotency: Idempotency = field(default_factory=Idempotency)
 
 
 STATE = web.AppKey("state", ServerState)

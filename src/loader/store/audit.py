@@ -3,7 +3,13 @@
 Writes that change secrets put their audit record in the same transaction as the change. Reveals
 and refusals are queued here and flushed in batches (one transaction for many records), so a
 burst of long-poll reveals costs one fsync, not thousands. An optional JSON-lines file mirrors
-every record for shipping to a SIEM.
+every record for shipping to a SIEM; SIGHUP reopens it (log rotation).
+
+Audit that cannot be lost quietly: the queue is bounded (``max_queue``). While the audit cannot
+be written -- the last batch failed to store, the queue is full, or the file refuses a line -- a
+reveal is refused (:class:`~loader.errors.AuditUnavailableError`, 503) rather than served
+unaudited, as Vault does for its audit devices; ``fail_open`` chooses the opposite (records that
+do not fit are then dropped, counted and logged). Each change of state is logged once.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from loader.errors import AuditUnavailableError, DatabaseUnavailableError
 from loader.store.models import AuditEvent, iso
 from loader.store.repository import Repository
 
@@ -67,29 +75,107 @@ def event_json(event: AuditEvent) -> dict[str, object]:
 
 class AuditLog:
     def __init__(
-        self, repo: Repository, file: Path | None = None, flush_interval: float = 0.05
+        self,
+        repo: Repository,
+        file: Path | None = None,
+        flush_interval: float = 0.05,
+        *,
+        max_queue: int = 10_000,
+        fail_open: bool = False,
+        shutdown_grace: float = 5.0,
     ) -> None:
         self.repo = repo
         self.file = file
         self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.fail_open = fail_open
+        self.shutdown_grace = shutdown_grace
         self._queue: list[AuditEvent] = []
         self._wakeup = asyncio.Event()
         self._fd: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
         self._closing = False
+        self.store_failure: str | None = None  # why the last batch could not be stored
+        self.file_failure: str | None = None  # why the last line could not be appended
+        self.dropped = 0  # records lost to a full queue (fail_open, or refusals)
+        self._overflowing = False
 
-    def record(self, event: AuditEvent) -> None:
-        """Queue an event for the next batch (reveals, refusals)."""
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def problem(self) -> str | None:
+        """Why a record could not be written now (None: the audit is healthy)."""
+        if self.store_failure is not None:
+            return f"audit records cannot be stored ({self.store_failure})"
+        if len(self._queue) >= self.max_queue:
+            return f"the audit queue is full ({self.max_queue} records waiting)"
+        if self.file_failure is not None:
+            return f"the audit file cannot be written ({self.file_failure})"
+        return None
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(self, event: AuditEvent, *, required: bool = False) -> None:
+        """Queue an event for the next batch (reveals, refusals). ``required``: the caller
+        must not go on unaudited (a reveal): raises AuditUnavailableError when the record
+        cannot be written, unless the log fails open."""
+        guard = required and not self.fail_open
+        if guard:
+            problem = self.problem()
+            if problem is not None and self.file_failure is None:
+                raise AuditUnavailableError(f"reveal refused: {problem}")
+        self._mirror(event, raise_on_failure=guard)
+        if len(self._queue) >= self.max_queue:
+            self._queue.pop(0)
+            self.dropped += 1
+            if not self._overflowing:
+                self._overflowing = True
+                log.error(
+                    "the audit queue is full (%d records): dropping the oldest until it drains",
+                    self.max_queue,
+                )
         self._queue.append(event)
         self._wakeup.set()
-        self.mirror(event)
 
     def mirror(self, event: AuditEvent) -> None:
         """Append to the JSON-lines sink (events already stored by their own transaction)."""
-        if self._fd is not None:
-            line = json.dumps(event_json(event), separators=(",", ":")) + "\n"
-            os.write(self._fd, line.encode())
+        self._mirror(event, raise_on_failure=False)
+
+    def _mirror(self, event: AuditEvent, *, raise_on_failure: bool) -> None:
+        if self._fd is None:
+            return
+        line = (json.dumps(event_json(event), separators=(",", ":")) + "\n").encode()
+        try:
+            _append(self._fd, line)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if self.file_failure is None:
+                log.error("cannot append to the audit file %s: %s", self.file, reason)
+            self.file_failure = reason
+            if raise_on_failure:
+                raise AuditUnavailableError(
+                    f"reveal refused: the audit file cannot be written ({reason})"
+                ) from None
+            return
+        if self.file_failure is not None:
+            log.warning("the audit file %s is writable again", self.file)
+            self.file_failure = None
+
+    def reopen(self) -> None:
+        """Reopen the audit file at its path (after ``logrotate`` moved it; SIGHUP)."""
+        if self.file is None:
+            return
+        fd = _open(self.file)
+        old, self._fd = self._fd, fd
+        if old is not None:
+            os.close(old)
+        log.info("reopened the audit file %s", self.file)
+
+    # -- flushing ----------------------------------------------------------------------------
 
     async def flush(self) -> None:
         """Store every queued record. Also waits for a batch already being written, so that a
@@ -102,10 +188,28 @@ class AuditLog:
             batch, self._queue = self._queue, []
             try:
                 await self.repo.append_audit(batch)
-            except Exception:  # the store may be briefly unwritable; keep the records
-                log.exception("could not write %d audit records; will retry", len(batch))
+            except Exception as exc:  # the store may be briefly unwritable; keep the records
                 self._queue[:0] = batch
+                excess = len(self._queue) - self.max_queue
+                if excess > 0:  # what was recorded meanwhile, past the bound: the oldest go
+                    del self._queue[:excess]
+                    self.dropped += excess
+                self._failed(exc, len(batch))
                 raise
+            if self.store_failure is not None:
+                log.warning("audit records are stored again (%d written)", len(batch))
+                self.store_failure = None
+            if self._overflowing and len(self._queue) < self.max_queue:
+                self._overflowing = False
+
+    def _failed(self, exc: Exception, count: int) -> None:
+        reason = exc.message if isinstance(exc, DatabaseUnavailableError) else repr(exc)
+        if self.store_failure is None:
+            if isinstance(exc, DatabaseUnavailableError):
+                log.error("cannot store %d audit records (%s); retrying", count, reason)
+            else:
+                log.exception("cannot store %d audit records; retrying", count)
+        self.store_failure = reason
 
     async def _run(self) -> None:
         while not self._closing:
@@ -123,9 +227,7 @@ class AuditLog:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[AuditLog]:
         if self.file is not None:
-            self._fd = os.open(
-                self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-            )
+            self._fd = _open(self.file)
         self._task = asyncio.create_task(self._run(), name="audit-flush")
         try:
             yield self
@@ -135,10 +237,37 @@ class AuditLog:
             self._closing = True
             self._wakeup.set()
             await self._task
-            try:
-                await self.flush()
-            except Exception:
-                log.error("dropping %d audit records at shutdown", len(self._queue))
+            await self._last_flush()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+    async def _last_flush(self) -> None:
+        """At shutdown, keep trying for ``shutdown_grace`` seconds before giving up."""
+        deadline = time.monotonic() + self.shutdown_grace
+        while True:
+            try:
+                await self.flush()
+                return
+            except Exception:
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "dropping %d audit records at shutdown: they could not be stored "
+                        "(the audit file, if any, has them)",
+                        len(self._queue),
+                    )
+                    return
+                await asyncio.sleep(0.5)
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _append(fd: int, line: bytes) -> None:
+    """One whole line or nothing: a short write (disk full) is cut back off."""
+    size = os.fstat(fd).st_size
+    written = os.write(fd, line)
+    if written != len(line):
+        os.ftruncate(fd, size)
+        raise OSError(28, "No space left on device (short write)")

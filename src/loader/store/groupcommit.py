@@ -8,6 +8,11 @@ that raises is rolled back to its savepoint and fails alone, and a failed ``COMM
 unit in the batch. Nothing is acknowledged before the commit that holds it is on disk.
 
 A "raw" unit (migrations, which manage their own transactions) runs alone, between batches.
+
+A caller may give up on a unit that is still queued (``timeout``): the unit is then skipped, never
+run, and the caller gets :class:`~loader.errors.DatabaseUnavailableError` (``database_timeout``)
+-- a definite "not done". A unit the thread has already started is waited for: its outcome is
+about to be known, and answering before it would leave the caller guessing.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from loader.errors import DatabaseUnavailableError
+
 T = TypeVar("T")
+
+_QUEUED, _RUNNING, _ABANDONED = 0, 1, 2
 
 
 @dataclass(slots=True)
@@ -30,6 +39,24 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     raw: bool
+    state: int = _QUEUED
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> bool:
+        """The writer thread takes the unit; False if its caller gave up on it."""
+        with self.lock:
+            if self.state == _ABANDONED:
+                return False
+            self.state = _RUNNING
+            return True
+
+    def abandon(self) -> bool:
+        """The caller gives up; False if the unit is already running (wait for it then)."""
+        with self.lock:
+            if self.state == _RUNNING:
+                return False
+            self.state = _ABANDONED
+            return True
 
 
 class GroupCommitWriter:
@@ -44,11 +71,30 @@ class GroupCommitWriter:
         self.batches = 0  # for tests and metrics: how many commits served how many units
         self.units = 0
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, raw: bool = False) -> T:
+    async def run(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        raw: bool = False,
+        timeout: float | None = None,
+    ) -> T:
+        """Run ``fn`` in the writer thread. ``timeout``: the longest to wait for the thread to
+        *start* the unit (a unit started is waited for to the end)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, future, loop, raw))
+        job = _Job(fn, future, loop, raw)
+        self._queue.put(job)
         # If the caller is cancelled the unit still runs (it may already be committing).
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            if job.abandon():
+                raise DatabaseUnavailableError(
+                    f"the database did not take the write within {timeout:g} s; it was not applied",
+                    "database_timeout",
+                ) from None
         return await future
 
     def close(self) -> None:
@@ -88,6 +134,8 @@ class GroupCommitWriter:
                 return
 
     def _run_raw(self, conn: sqlite3.Connection, job: _Job) -> None:
+        if not job.start():
+            return
         try:
             result = job.fn(conn)
         except BaseException as exc:
@@ -96,6 +144,9 @@ class GroupCommitWriter:
             _deliver(job, result=result)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        batch = [job for job in batch if job.start()]
+        if not batch:
+            return
         succeeded: list[tuple[_Job, Any]] = []
         failed: list[tuple[_Job, BaseException]] = []
         try:

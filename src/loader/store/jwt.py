@@ -44,10 +44,13 @@ class Issued:
 
 
 class JwtAuthority:
-    def __init__(self, repo: Repository, keys: KeyringSource, ttl: float = 900) -> None:
+    def __init__(
+        self, repo: Repository, keys: KeyringSource, ttl: float = 900, leeway: float = 10
+    ) -> None:
         self.repo = repo
         self.keys = keys
         self.ttl = int(ttl)
+        self.leeway = leeway  # seconds of clock skew between replicas (exp, nbf, iat)
         self._derived: dict[str, bytes] = {}
 
     def _key(self, keyring: Keyring, kid: str) -> bytes | None:
@@ -104,6 +107,7 @@ class JwtAuthority:
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=ISSUER,
+                leeway=self.leeway,
                 options={"require": ["exp", "iat", "sub", "scope", "jti"]},
             )
         except jwt.ExpiredSignatureError:

@@ -17,15 +17,22 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
 from loader.crypto import Sealed, WrappedKey
-from loader.errors import AlreadyExistsError, ConfigError, NotFoundError
+from loader.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    DatabaseUnavailableError,
+    NotFoundError,
+)
 from loader.store import migrations
+from loader.store.health import DatabaseHealth, DatabaseTimeouts
 from loader.store.models import (
     App,
     AuditEvent,
@@ -42,7 +49,7 @@ from loader.store.models import (
     WriteResult,
     utcnow,
 )
-from loader.store.repository import ChangeListener, KeyWrapper, Resealer
+from loader.store.repository import ChangeListener, KeyWrapper, Resealer, SchemaChange
 from loader.store.rows import (
     app_record,
     audit_record,
@@ -241,32 +248,55 @@ async def _insert_environment(
 class PostgresRepository:
     backend = "postgresql"
 
-    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, url: str, pool: asyncpg.Pool, timeouts: DatabaseTimeouts | None = None
+    ) -> None:
         self.url = url
         self.pool = pool
+        self.timeouts = timeouts or DatabaseTimeouts()
+        self.health = DatabaseHealth()
+        self.schema_change = SchemaChange(0, 0)
         self._listeners: list[ChangeListener] = []
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = False) -> PostgresRepository:
+    async def open(
+        cls,
+        url: str,
+        *,
+        migrate: bool = False,
+        timeouts: DatabaseTimeouts | None = None,
+        application_name: str = "loader-store",
+    ) -> PostgresRepository:
+        timeouts = timeouts or DatabaseTimeouts()
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=10, command_timeout=60, reset=_keep_session
+                url,
+                min_size=1,
+                max_size=10,
+                timeout=timeouts.acquire,  # connecting
+                command_timeout=timeouts.statement,
+                reset=_keep_session,
+                server_settings={"application_name": application_name},
             )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             raise ConfigError(
                 f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}"
             ) from None
         assert pool is not None
+        repo = cls(url, pool, timeouts)
         try:
             async with pool.acquire() as conn:
-                await _migrate(conn, apply=migrate)
+                repo.schema_change = await _migrate(conn, apply=migrate)
         except BaseException:
-            await pool.close()
+            await repo.close()
             raise
-        return cls(url, pool)
+        return repo
 
     async def close(self) -> None:
-        await self.pool.close()
+        try:
+            await asyncio.wait_for(self.pool.close(), self.timeouts.acquire)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.pool.terminate()  # the server is gone or frozen: do not wait on it
 
     def subscribe(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -275,6 +305,21 @@ class PostgresRepository:
         for env_id, revision in changes:
             for listener in self._listeners:
                 listener(env_id, revision)
+
+    # -- health --------------------------------------------------------------------------------
+
+    def file_problem(self) -> DatabaseUnavailableError | None:
+        return None
+
+    def free_bytes(self) -> int | None:
+        return None
+
+    async def probe(self) -> list[DataKeyRecord]:
+        rows = await self._fetch(
+            f"SELECT DISTINCT ON (k.master_key_id) {_DATA_KEY_SELECT.removeprefix('SELECT ')} "
+            "ORDER BY k.master_key_id, k.id"
+        )
+        return [data_key_record(r) for r in rows]
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -286,13 +331,22 @@ class PostgresRepository:
             log.warning("ignoring a malformed change notification")
 
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
-        """LISTEN until cancelled; after every (re)connect, re-check what is being watched."""
+        """LISTEN until cancelled; after every (re)connect, re-check what is being watched.
+        Logs once when the connection is lost and once when it is back, not every retry."""
         delay = 0.1
+        lost_since: float | None = None
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                conn = await asyncpg.connect(self.url)
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("change notifications: cannot connect (%s); retrying", exc)
+                conn = await asyncpg.connect(
+                    self.url,
+                    timeout=self.timeouts.acquire,
+                    server_settings={"application_name": "loader-listener"},
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                if lost_since is None:
+                    lost_since = loop.time()
+                    log.warning("change notifications: cannot connect (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -301,6 +355,11 @@ class PostgresRepository:
             try:
                 await conn.add_listener(CHANNEL, self._on_notify)
                 delay = 0.1
+                if lost_since is not None:
+                    log.warning(
+                        "change notifications: reconnected after %.1f s", loop.time() - lost_since
+                    )
+                    lost_since = None
                 await reconnected()
                 while not lost.is_set():
                     try:
@@ -315,29 +374,39 @@ class PostgresRepository:
                             asyncpg.InterfaceError,
                         ):
                             lost.set()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("change notifications: %s", exc)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.debug("change notifications: %s", exc)
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
-            log.warning("change notification connection lost; reconnecting")
+            if lost_since is None:
+                lost_since = loop.time()
+                log.warning("change notification connection lost; reconnecting")
             await asyncio.sleep(delay)
 
     # -- unit-of-work plumbing -------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _connection(self, write: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection (waiting at most the acquire timeout); a failure of the server,
+        the network or a timeout leaves as DatabaseUnavailableError, recorded in ``health``."""
+        with self.health.watch(_fault, write):
+            async with self.pool.acquire(timeout=self.timeouts.acquire) as conn:
+                yield conn
+
     async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._connection(write=True) as conn, conn.transaction():
             tx = _Tx(conn)
             result = await fn(tx)
         self._announce(tx.changes)
         return result
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             return list(await conn.fetch(sql, *args))
 
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             return await conn.fetchrow(sql, *args)
 
     # -- apps and environments -------------------------------------------------------------
@@ -427,7 +496,7 @@ class PostgresRepository:
         self, env_id: int, offset: int, limit: int
     ) -> tuple[list[SecretMeta], int]:
         async with (
-            self.pool.acquire() as conn,
+            self._connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             total = await conn.fetchval("SELECT count(*) FROM secrets WHERE env_id = $1", env_id)
@@ -550,7 +619,7 @@ class PostgresRepository:
             "WHERE s.env_id = $1"
         )
         async with (
-            self.pool.acquire() as conn,
+            self._connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             env_row = await conn.fetchrow("SELECT * FROM environments WHERE id = $1", env.id)
@@ -587,7 +656,7 @@ class PostgresRepository:
         return ValueSnapshot(env_record(env_row), tuple(values), tuple(unset), keys)
 
     async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             secret_id = await conn.fetchval(
                 "SELECT id FROM secrets WHERE env_id = $1 AND name = $2", env_id, name
             )
@@ -606,7 +675,7 @@ class PostgresRepository:
     async def get_version(
         self, env_id: int, name: str, version: int
     ) -> tuple[SealedValue, DataKeyRecord] | None:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             row = await conn.fetchrow(
                 "SELECT v.data_key_id, v.nonce, v.ciphertext FROM secret_versions v "
                 "JOIN secrets s ON s.id = v.secret_id "
@@ -667,7 +736,7 @@ class PostgresRepository:
         return await self._write(unit)
 
     async def count_tokens(self) -> int:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             return int(await conn.fetchval("SELECT count(*) FROM tokens"))
 
     # -- audit -----------------------------------------------------------------------------
@@ -675,7 +744,7 @@ class PostgresRepository:
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         batch = list(events)
         if batch:
-            async with self.pool.acquire() as conn:
+            async with self._connection(write=True) as conn:
                 await _insert_audit(conn, batch)
 
     async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]:
@@ -691,7 +760,7 @@ class PostgresRepository:
             params.append(query.since)
             where.append(f"at >= ${len(params)}")
         clause = " AND ".join(where)
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             total = await conn.fetchval(
                 f"SELECT count(*) FROM audit_events WHERE {clause}",  # noqa: S608
                 *params,
@@ -789,7 +858,38 @@ def _set_event(event: asyncio.Event, *_: object) -> None:
     event.set()
 
 
-async def _migrate(conn: asyncpg.Connection, *, apply: bool) -> int:
+# SQLSTATE classes and codes that mean "the database cannot serve now", not "a bug".
+_SQLSTATE = {
+    "08": ("database_unavailable", "lost the connection to PostgreSQL"),  # connection exception
+    "53100": ("disk_full", "PostgreSQL's disk is full"),
+    "53": ("database_unavailable", "PostgreSQL is out of resources"),  # incl. too many clients
+    "57014": ("database_timeout", "a PostgreSQL statement was cancelled (timeout)"),
+    "57": ("database_unavailable", "PostgreSQL is shutting down or restarting"),
+    "25006": ("database_read_only", "PostgreSQL is read-only (a standby?)"),
+    "58": ("database_unavailable", "PostgreSQL system error (I/O)"),
+}
+
+
+def _fault(exc: BaseException) -> DatabaseUnavailableError | None:
+    if isinstance(exc, TimeoutError):
+        return DatabaseUnavailableError(
+            "PostgreSQL did not answer in time (pool or statement timeout)", "database_timeout"
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        known = _SQLSTATE.get(state) or _SQLSTATE.get(state[:2])
+        if known is None:
+            return None
+        return DatabaseUnavailableError(known[1], known[0])
+    if isinstance(exc, OSError | asyncpg.InterfaceError):
+        # refused, reset, unreachable; "connection is closed", "connection was lost"
+        return DatabaseUnavailableError(
+            f"cannot reach PostgreSQL ({type(exc).__name__})", "database_unavailable"
+        )
+    return None
+
+
+async def _migrate(conn: asyncpg.Connection, *, apply: bool) -> SchemaChange:
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
         await conn.execute(
@@ -821,6 +921,6 @@ async def _migrate(conn: asyncpg.Connection, *, apply: bool) -> int:
                     m.name,
                     utcnow(),
                 )
-        return latest
+        return SchemaChange(current, latest)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

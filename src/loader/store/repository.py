@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from loader.crypto import Sealed, WrappedKey
+from loader.errors import DatabaseUnavailableError
+from loader.store.health import DatabaseHealth
 from loader.store.models import (
     App,
     AuditEvent,
@@ -45,10 +47,32 @@ Resealer = Callable[[DataKeyRecord, DataKeyRecord, str, int, Sealed], Sealed]
 """``(old_key, new_key, name, version, sealed) -> sealed``: re-encrypts one stored value."""
 
 
+class SchemaChange(NamedTuple):
+    """What opening the database did to its schema: version ``before`` -> ``after``."""
+
+    before: int
+    after: int
+
+
 class Repository(Protocol):
     backend: str
+    health: DatabaseHealth
+    schema_change: SchemaChange
 
     async def close(self) -> None: ...
+
+    # health (``/v1/ready``)
+    async def probe(self) -> list[DataKeyRecord]:
+        """One round trip; returns a data key per master key in use (for the key self-test)."""
+        ...
+
+    def file_problem(self) -> DatabaseUnavailableError | None:
+        """SQLite: the file at the path is no longer the one opened. PostgreSQL: None."""
+        ...
+
+    def free_bytes(self) -> int | None:
+        """Free space where the database lives (None when the store cannot know)."""
+        ...
 
     def subscribe(self, listener: ChangeListener) -> None: ...
 

@@ -13,6 +13,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -20,9 +21,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from loader.crypto import Sealed, WrappedKey
-from loader.errors import AlreadyExistsError, ConfigError, NotFoundError
-from loader.store import migrations
+from loader.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    DatabaseUnavailableError,
+    NotFoundError,
+)
+from loader.store import migrations, sqlitefile
 from loader.store.groupcommit import GroupCommitWriter
+from loader.store.health import DatabaseHealth, DatabaseTimeouts
 from loader.store.models import (
     App,
     AuditEvent,
@@ -41,7 +48,7 @@ from loader.store.models import (
     parse_iso,
     utcnow,
 )
-from loader.store.repository import ChangeListener, KeyWrapper, Resealer
+from loader.store.repository import ChangeListener, KeyWrapper, Resealer, SchemaChange
 from loader.store.rows import (
     app_record,
     audit_record,
@@ -150,8 +157,15 @@ def _insert_environment(
 class SQLiteRepository:
     backend = "sqlite"
 
-    def __init__(self, path: Path, readers: int = 2) -> None:
+    def __init__(
+        self, path: Path, readers: int = 2, timeouts: DatabaseTimeouts | None = None
+    ) -> None:
         self.path = path
+        self.timeouts = timeouts or DatabaseTimeouts()
+        self.health = DatabaseHealth()
+        self.schema_change = SchemaChange(0, 0)
+        self._identity: tuple[int, int] | None = None
+        self._lock_fd: int | None = None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -162,13 +176,37 @@ class SQLiteRepository:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, *, migrate: bool = False) -> SQLiteRepository:
-        # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        repo = cls(path)
+    async def open(
+        cls,
+        path: Path,
+        *,
+        migrate: bool = False,
+        init_empty: bool = False,
+        exclusive: bool = False,
+        timeouts: DatabaseTimeouts | None = None,
+    ) -> SQLiteRepository:
+        """Open (``migrate``: create or upgrade the schema first). Every refusal happens after a
+        read-only look and before anything writes: no file is created, no ``-wal`` touched.
+        ``exclusive``: hold the database's lock (``store serve``); ``init_empty``: create a
+        fresh schema even where a store lived before."""
+        lock_fd = sqlitefile.hold_lock(path) if exclusive else None
         try:
-            await repo._write_raw(lambda conn: _migrate(conn, apply=migrate))
+            if sqlitefile.is_empty(path):
+                _check_creatable(path, migrate=migrate, init_empty=init_empty)
+                sqlitefile.set_aside(path)
+                sqlitefile.create_empty(path)
+            else:
+                _check_version(sqlitefile.schema_version(path), migrate=migrate)
+            repo = cls(path, timeouts=timeouts)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        repo._lock_fd = lock_fd
+        try:
+            repo.schema_change = await repo._write_raw(lambda conn: _migrate(conn, apply=migrate))
+            sqlitefile.write_marker(path)
+            repo._identity = sqlitefile.identity(path)
         except BaseException:
             await repo.close()
             raise
@@ -177,6 +215,9 @@ class SQLiteRepository:
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _shutdown(self) -> None:
         self._writer.close()
@@ -189,7 +230,8 @@ class SQLiteRepository:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path)
+            conn = connect(self.path, busy_timeout=self.timeouts.acquire)
+            self._local.deadline = _Deadline(conn)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -202,36 +244,105 @@ class SQLiteRepository:
         """One process owns a SQLite store: every change is announced in-process."""
         await asyncio.Event().wait()
 
+    # -- health --------------------------------------------------------------------------------
+
+    def file_problem(self) -> DatabaseUnavailableError | None:
+        """Is the file at our path still the database we opened? (Deleted or replaced under a
+        running store, SQLite would go on writing into the old, unlinked file.)"""
+        if self._identity is None:
+            return None
+        try:
+            current = sqlitefile.identity(self.path)
+        except FileNotFoundError:
+            return DatabaseUnavailableError(
+                "the database file was deleted under the running store; writes are refused "
+                "(restore it, or restart the store on a restored copy)",
+                "database_file_missing",
+            )
+        except OSError as exc:
+            return DatabaseUnavailableError(
+                f"cannot check the database file ({exc.strerror})", "database_unavailable"
+            )
+        if current != self._identity:
+            return DatabaseUnavailableError(
+                "the database file was replaced under the running store; writes are refused "
+                "(restart the store to serve the new file)",
+                "database_file_replaced",
+            )
+        return None
+
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    async def probe(self) -> list[DataKeyRecord]:
+        """One read round trip: a data key per master key in use (for the key self-test)."""
+
+        def unit(conn: sqlite3.Connection) -> list[DataKeyRecord]:
+            rows = conn.execute(
+                f"{_DATA_KEY_SELECT} WHERE k.id IN "  # noqa: S608
+                "(SELECT min(id) FROM data_keys GROUP BY master_key_id)"
+            ).fetchall()
+            return [data_key_record(r) for r in rows]
+
+        return await self._read(unit)
+
     # -- unit-of-work plumbing -------------------------------------------------------------
 
     async def _write_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A unit that manages its own transactions (migrations), run alone."""
-        return await self._writer.run(fn, raw=True)
+        with self.health.watch(_fault, write=True):
+            return await self._writer.run(fn, raw=True)
 
     async def _write(self, fn: Callable[[_Tx], T]) -> T:
         """One unit of work, committed with whatever else is queued (group commit)."""
+        timeouts = self.timeouts
 
         def unit(conn: sqlite3.Connection) -> tuple[T, list[tuple[int, int]]]:
+            problem = self.file_problem()
+            if problem is not None:
+                raise problem
             tx = _Tx(conn)
-            return fn(tx), tx.changes
+            with self._local.deadline.within(timeouts.statement):
+                return fn(tx), tx.changes
 
-        result, changes = await self._writer.run(unit)
+        with self.health.watch(_fault, write=True):
+            result, changes = await self._writer.run(unit, timeout=timeouts.acquire)
         for env_id, revision in changes:
             for listener in self._listeners:
                 listener(env_id, revision)
         return result
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        timeouts = self.timeouts
+        queued = time.monotonic()
+
         def unit() -> T:
+            if time.monotonic() - queued > timeouts.acquire:
+                raise DatabaseUnavailableError(
+                    f"no database reader free within {timeouts.acquire:g} s", "database_timeout"
+                )
             conn = self._connection()
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
+            with self._local.deadline.within(timeouts.statement):
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, unit)
+        with self.health.watch(_fault):
+            future = loop.run_in_executor(self._readers, unit)
+            try:
+                # A wedged reader thread (a hung disk) must not hold the caller for ever.
+                return await asyncio.wait_for(future, timeouts.acquire + timeouts.statement + 1)
+            except TimeoutError:
+                raise DatabaseUnavailableError(
+                    "the database did not answer in time", "database_timeout"
+                ) from None
 
     # -- apps and environments -------------------------------------------------------------
 
@@ -726,14 +837,64 @@ class SQLiteRepository:
         return await self._write(unit)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def connect(path: Path, busy_timeout: float = 30.0) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     return conn
+
+
+class _Deadline:
+    """A statement timeout for one connection: SQLite's progress handler interrupts a unit of
+    work that runs past its deadline (it then fails, rolled back, with ``database_timeout``)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.at: float | None = None
+        conn.set_progress_handler(self._expired, 10_000)
+
+    def _expired(self) -> int:
+        return 1 if self.at is not None and time.monotonic() > self.at else 0
+
+    def within(self, seconds: float) -> _Deadline:
+        self.at = time.monotonic() + seconds
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.at = None
+
+
+# SQLite's primary result codes that mean "the database cannot serve now", not "a bug".
+_UNAVAILABLE = {
+    5: ("database_busy", "the database is locked by another process"),  # SQLITE_BUSY
+    6: ("database_busy", "a database table is locked"),  # SQLITE_LOCKED
+    7: ("database_unavailable", "SQLite ran out of memory"),  # SQLITE_NOMEM
+    8: ("database_read_only", "the database file is read-only"),  # SQLITE_READONLY
+    9: ("database_timeout", "a database statement ran too long"),  # SQLITE_INTERRUPT
+    10: ("database_unavailable", "I/O error on the database file"),  # SQLITE_IOERR
+    11: ("database_corrupt", "the database file is damaged"),  # SQLITE_CORRUPT
+    13: ("disk_full", "the disk holding the database is full"),  # SQLITE_FULL
+    14: ("database_unavailable", "cannot open the database file"),  # SQLITE_CANTOPEN
+    26: ("database_corrupt", "the database file is not a SQLite database"),  # SQLITE_NOTADB
+}
+
+
+def _fault(exc: BaseException) -> DatabaseUnavailableError | None:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        known = _UNAVAILABLE.get(code & 0xFF) if isinstance(code, int) else None
+        if known is not None:
+            return DatabaseUnavailableError(known[1], known[0])
+    if isinstance(exc, OSError):
+        return DatabaseUnavailableError(f"database file: {exc.strerror}", "database_unavailable")
+    return None
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -745,22 +906,43 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-def _migrate(conn: sqlite3.Connection, *, apply: bool) -> int:
-    """Apply pending migrations (``apply``) or check the schema is current. Returns the version."""
-    current = schema_version(conn)
-    known = migrations.migrations("sqlite")
-    latest = known[-1].version
+def _check_creatable(path: Path, *, migrate: bool, init_empty: bool) -> None:
+    """May a fresh schema be created at ``path`` (missing or empty)? Refuses, touching nothing."""
+    if not migrate:
+        raise ConfigError(
+            f"there is no store database at {path}: create one with `loader store init`, "
+            "or bring a backup back with `loader store restore`"
+        )
+    earlier = sqlitefile.previous_store(path)
+    if earlier is not None and not init_empty:
+        raise ConfigError(
+            f"{path} is missing or empty, but {earlier}: the database was deleted or moved. "
+            "Restore it (`loader store restore BACKUP`), or start an empty store here with "
+            "`loader store migrate --init-empty`"
+        )
+
+
+def _check_version(current: int, *, migrate: bool) -> None:
+    latest = migrations.latest("sqlite")
     if current > latest:
         raise ConfigError(
             f"the database schema is version {current}, newer than this loader knows ({latest}); "
             "upgrade loader"
         )
-    pending = [m for m in known if m.version > current]
-    if pending and not apply:
+    if current < latest and not migrate:
         raise ConfigError(
             f"the database schema is version {current}, this loader needs {latest}: "
             "run `loader store migrate` (or `store serve --migrate`)"
         )
+
+
+def _migrate(conn: sqlite3.Connection, *, apply: bool) -> SchemaChange:
+    """Apply pending migrations (``apply``) or check the schema is current."""
+    current = schema_version(conn)
+    known = migrations.migrations("sqlite")
+    latest = known[-1].version
+    _check_version(current, migrate=apply)
+    pending = [m for m in known if m.version > current]
     for m in pending:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -774,7 +956,7 @@ def _migrate(conn: sqlite3.Connection, *, apply: bool) -> int:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    return latest
+    return SchemaChange(current, latest)
 
 
 def _statements(sql: str) -> Iterator[str]:

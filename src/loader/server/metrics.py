@@ -1,0 +1,88 @@
+"""The store's Prometheus metrics (``GET /metrics``), in its own registry.
+
+Requests are counted by route *template* (``/v1/apps/{appId}/...``), never the raw path, so
+no name a client put in a URL becomes a label. Nothing here carries a secret's name or value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+
+from loader.store.audit import AuditLog
+from loader.store.health import DatabaseHealth
+from loader.store.notifier import ChangeNotifier
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _Counts:
+    """Counters kept elsewhere (the database health tracker, the audit log), read at scrape."""
+
+    def __init__(self, health: DatabaseHealth, audit: AuditLog) -> None:
+        self.health = health
+        self.audit = audit
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        errors = CounterMetricFamily(
+            "loader_store_database_errors",
+            "Database calls that failed because the database could not serve, by reason",
+            labels=["code"],
+        )
+        for code, count in sorted(self.health.errors.items()):
+            errors.add_metric([code], count)
+        yield errors
+        yield CounterMetricFamily(
+            "loader_store_audit_dropped",
+            "Audit records dropped because the bounded queue was full",
+            value=self.audit.dropped,
+        )
+
+
+class StoreMetrics:
+    def __init__(self, health: DatabaseHealth, notifier: ChangeNotifier, audit: AuditLog) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "loader_store_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "loader_store_request_seconds",
+            "Time to answer, by route template (long-polls include their hold)",
+            ["route", "method"],
+            registry=self.registry,
+            buckets=_BUCKETS,
+        )
+        self.replays = Counter(
+            "loader_store_idempotent_replays",
+            "Writes answered from an earlier request with the same Idempotency-Key",
+            registry=self.registry,
+        )
+        Gauge(
+            "loader_store_database_up",
+            "1 unless the last database call failed for want of the database",
+            registry=self.registry,
+        ).set_function(lambda: 0.0 if health.down is not None else 1.0)
+        Gauge(
+            "loader_store_watchers", "Long-poll requests held open", registry=self.registry
+        ).set_function(lambda: float(notifier.waiting()))
+        Gauge(
+            "loader_store_audit_queue", "Audit records waiting to be stored", registry=self.registry
+        ).set_function(lambda: float(audit.queue_depth))
+        self.registry.register(_Counts(health, audit))
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
