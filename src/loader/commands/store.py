@@ -57,8 +57,10 @@ def build(name: str, store: Any) -> None:
     p.add_argument(
         "--migrate", action="store_true", default=None, help="Apply pending schema migrations first"
     )
-    p.add_argument("--db-timeout", help="Longest a database statement may run, e.g. 10s")
-    p.add_argument("--db-acquire-timeout", help="Longest to wait for a connection, e.g. 5s")
+    p.add_argument("--db-timeout", help="Longest a database statement may run (default 5s)")
+    p.add_argument(
+        "--db-acquire-timeout", help="Longest to wait for a database connection (default 5s)"
+    )
     p.add_argument("--jwt-leeway", help="Clock skew allowed on access tokens (default 10s)")
     add_log_level(p, log_file=True)
     p.set_defaults(handler=serve)

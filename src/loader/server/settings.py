@@ -35,7 +35,7 @@ class StoreSettings(EnvSettings):
         10, ge=0, le=300, description="Clock skew allowed when checking an access token's times"
     )
     db_timeout: float = Field(
-        10, gt=0, le=600, description="Longest a database statement may run, then 503"
+        5, gt=0, le=600, description="Longest a database statement may run, then 503"
     )
     db_acquire_timeout: float = Field(
         5, gt=0, le=600, description="Longest to wait for a database connection, then 503"

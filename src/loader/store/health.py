@@ -122,4 +122,4 @@ class DatabaseTimeouts:
     """How long a call may wait for a connection (or the SQLite writer), and run."""
 
     acquire: float = 5.0
-    statement: float = 10.0
+    statement: float = 5.0

@@ -271,7 +271,9 @@ class PostgresRepository:
         try:
             pool = await asyncpg.create_pool(
                 url,
-                min_size=1,
+                # No connection floor: asyncpg would re-dial it in the background during an
+                # outage, logging a traceback each time. Connections open on demand.
+                min_size=0,
                 max_size=10,
                 timeout=timeouts.acquire,  # connecting
                 command_timeout=timeouts.statement,
@@ -392,10 +394,16 @@ class PostgresRepository:
         the network or a timeout leaves as DatabaseUnavailableError, recorded in ``health``."""
         with self.health.watch(_fault, write):
             async with self.pool.acquire(timeout=self.timeouts.acquire) as conn:
-                yield conn
+                try:
+                    yield conn
+                except _IN_DOUBT:
+                    # Timed out or cut off mid-call: the connection is in doubt. Close it now
+                    # (the server rolls back) rather than wait on a frozen server to release it.
+                    conn.terminate()
+                    raise
 
     async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
-        async with self._connection(write=True) as conn, conn.transaction():
+        async with self._connection(write=True) as conn, _transaction(conn):
             tx = _Tx(conn)
             result = await fn(tx)
         self._announce(tx.changes)
@@ -497,7 +505,7 @@ class PostgresRepository:
     ) -> tuple[list[SecretMeta], int]:
         async with (
             self._connection() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
+            _transaction(conn, isolation="repeatable_read", readonly=True),
         ):
             total = await conn.fetchval("SELECT count(*) FROM secrets WHERE env_id = $1", env_id)
             rows = await conn.fetch(
@@ -620,7 +628,7 @@ class PostgresRepository:
         )
         async with (
             self._connection() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
+            _transaction(conn, isolation="repeatable_read", readonly=True),
         ):
             env_row = await conn.fetchrow("SELECT * FROM environments WHERE id = $1", env.id)
             if env_row is None:
@@ -856,6 +864,25 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 def _set_event(event: asyncio.Event, *_: object) -> None:
     event.set()
+
+
+_IN_DOUBT = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+@asynccontextmanager
+async def _transaction(conn: asyncpg.Connection, **options: Any) -> AsyncIterator[None]:
+    """``conn.transaction()``, except that a connection in doubt (timed out, cut off) is not
+    sent a ROLLBACK -- on a frozen server that would hang as long again; it is terminated."""
+    tx = conn.transaction(**options)
+    await tx.start()
+    try:
+        yield
+    except _IN_DOUBT:
+        raise
+    except BaseException:
+        await tx.rollback()
+        raise
+    await tx.commit()
 
 
 # SQLSTATE classes and codes that mean "the database cannot serve now", not "a bug".
