@@ -16,7 +16,7 @@ from loader.server.app import create_app, store_state
 from loader.server.settings import StoreSettings
 from loader.server.state import Limiter, ServerState
 from loader.store.auth import issue_token
-from loader.store.keyfile import StaticKeyring, write_key_file
+from loader.store.keyfile import KeyringFile, StaticKeyring, write_key_file
 from tests.pg import PostgresServer
 
 
@@ -120,8 +120,10 @@ async def running_store(
     aiohttp_client: Any,
     limiter: Limiter | None = None,
     pg: PostgresServer | None = None,
+    key_file: bool = False,
     **settings: Any,
 ) -> AsyncIterator[Store]:
+    """``key_file``: the store reads (and re-reads) its master key file, as ``serve`` does."""
     keyring = Keyring.generate()
     data_dir.mkdir(parents=True, exist_ok=True)
     write_key_file(data_dir / "master.key", keyring)
@@ -134,7 +136,8 @@ async def running_store(
             "master_key_file": data_dir / "master.key",
         }
     store_settings = StoreSettings(data_dir=data_dir, migrate=True, **settings)
-    async with store_state(store_settings, keys=StaticKeyring(keyring), limiter=limiter) as state:
+    keys = KeyringFile(data_dir / "master.key") if key_file else StaticKeyring(keyring)
+    async with store_state(store_settings, keys=keys, limiter=limiter) as state:
         client = await aiohttp_client(create_app(state))
         _, admin = await issue_token(state.service.repo, frozenset({"*"}))
         yield Store(

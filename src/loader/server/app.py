@@ -144,23 +144,12 @@ def _route(request: web.BaseRequest) -> str:
     return str(resource.canonical) if resource is not None else "-"
 
 
-def _state(request: web.BaseRequest) -> ServerState | None:
-    try:
-        app = request.match_info.current_app  # type: ignore[attr-defined]
-    except (AttributeError, AssertionError, RuntimeError):
-        return None
-    return app.get(STATE) if app is not None else None
-
-
 class RouteAccessLogger(AbstractAccessLogger):
     """Logs the matched route's template, not the request line: a client may have put a value
     where a name goes (or in the query), and the log must not keep it."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         route = _route(request)
-        state = _state(request)
-        if state is not None and state.metrics is not None:
-            state.metrics.observe(route, request.method, response.status, time)
         self.logger.info(
             '%s "%s %s" %d %s %.6fs',
             request.remote,

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -140,28 +141,38 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
     writes = route.method in WRITE_METHODS and route.scope is not None
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
         try:
             call = await _admit(route, request)
             response = await (_write(call) if writes else route.handler(call))
         except LoaderError as exc:
-            return loader_error(exc)
+            response = loader_error(exc)
         except web.HTTPException as exc:
-            return http_error(exc)
+            response = http_error(exc)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
             log.exception("unhandled error in %s %s", request.method, route.path)
-            return loader_error(LoaderError("internal error"))
-        headers = response.headers
-        if "X-Content-Type-Options" not in headers:
-            headers["X-Content-Type-Options"] = "nosniff"
-        limits = request.get(RATELIMIT_KEY)
-        if limits:
-            headers.update(limits)
+            response = loader_error(LoaderError("internal error"))
+        else:
+            headers = response.headers
+            if "X-Content-Type-Options" not in headers:
+                headers["X-Content-Type-Options"] = "nosniff"
+            limits = request.get(RATELIMIT_KEY)
+            if limits:
+                headers.update(limits)
+        observe(request, route.path, response.status, started)
         return response
 
     handle.__name__ = route.operation_id
     return handle
+
+
+def observe(request: web.Request, route: str, status: int, started: float) -> None:
+    """Count the request in the store's metrics (by route template, never the raw path)."""
+    metrics = request.app[STATE].metrics
+    if metrics is not None:
+        metrics.observe(route, request.method, status, time.perf_counter() - started)
 
 
 async def _write(call: Call[Any]) -> web.StreamResponse:
@@ -221,13 +232,17 @@ def unmatched(routes: tuple[Route, ...]) -> Callable[[web.Request], Awaitable[we
     ]
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
         allowed = sorted({method for pattern, method in patterns if pattern.match(request.path)})
         if allowed:
             allow = ", ".join(allowed)
-            return loader_error(
+            response = loader_error(
                 MethodNotAllowedError(f"method not allowed (allowed: {allow})"), {"Allow": allow}
             )
-        return loader_error(NotFoundError("no such route"))
+        else:
+            response = loader_error(NotFoundError("no such route"))
+        observe(request, "(unmatched)", response.status, started)
+        return response
 
     return handle
 

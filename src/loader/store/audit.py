@@ -221,7 +221,7 @@ class AuditLog:
                 await self.flush()
             except Exception:
                 if not self._closing:
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(0.5)
                 self._wakeup.set()
 
     @asynccontextmanager
