@@ -186,8 +186,8 @@ def test_store_deployment_service_and_network_policy(rendered: tuple[str, str, l
     assert store["args"][:4] == ["store", "serve", "--listen", "0.0.0.0:8700"]
     migrate = named(spec["initContainers"], "migrate")
     assert migrate["args"] == ["store", "migrate"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert store[probe]["httpGet"]["path"] == "/v1/health", case
+    for probe, path in (("livenessProbe", "/v1/health"), ("readinessProbe", "/v1/ready")):
+        assert store[probe]["httpGet"]["path"] == path, case
         assert store[probe]["httpGet"]["port"] == "http"
     assert named(store["ports"], "http")["containerPort"] == 8700
 
@@ -516,7 +516,7 @@ def test_rendered_store_and_example_app_work_together(scratch: dict[str, Path]) 
     """Following docs/kubernetes.md with the spice-app example rendered by helm:
     1. the master key Secret's file (base64 of 32 random bytes; 0440 as the fsGroup leaves it);
     2. the store's init container (`store migrate`) creates the database, twice without harm;
-    3. the store container serves, and its probe path answers 200;
+    3. the store container serves, and its readiness probe path (/v1/ready) answers 200;
     4. `kubectl exec ... loader store token create --scopes '*'` (the container's environment,
        no --data-dir) mints an admin token; the app and its secret are created over the API;
     5. the agent token (`--scopes secrets:reveal --app N`) goes into the token Secret's file;

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
+
+import pytest
 
 from loader.store.audit import AuditLog
 from loader.store.models import AuditEvent, utcnow
@@ -56,3 +59,74 @@ async def test_shutdown_finishes_the_batch_being_written_and_what_is_queued() ->
     repo.release.set()
     await closing
     assert [e.action for e in repo.stored] == ["first", "second"]
+
+
+class FailingRepo:
+    def __init__(self) -> None:
+        self.fail = True
+        self.stored: list[AuditEvent] = []
+
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        if self.fail:
+            from loader.errors import DatabaseUnavailableError
+
+            raise DatabaseUnavailableError("disk full", "disk_full")
+        self.stored.extend(events)
+
+
+async def test_reveals_are_refused_while_records_cannot_be_stored_then_served_again() -> None:
+    from loader.errors import AuditUnavailableError
+
+    repo = FailingRepo()
+    log = AuditLog(cast(Repository, repo), flush_interval=0)
+    async with log.running():
+        log.record(event("reveal"), required=True)  # accepted: nothing has failed yet
+        while log.store_failure is None:
+            await asyncio.sleep(0.01)
+        with pytest.raises(AuditUnavailableError):
+            log.record(event("reveal"), required=True)
+        log.record(event("refused"))  # a refusal is still queued (it was refused anyway)
+        repo.fail = False
+        while log.store_failure is not None:
+            await asyncio.sleep(0.01)
+        log.record(event("reveal"), required=True)
+    assert [e.action for e in repo.stored] == ["reveal", "refused", "reveal"]
+
+
+async def test_the_queue_is_bounded_and_counts_what_it_drops() -> None:
+    repo = FailingRepo()
+    log = AuditLog(cast(Repository, repo), flush_interval=0, max_queue=10, fail_open=True)
+    async with log.running():
+        for i in range(25):
+            log.record(event(f"e{i}"), required=True)  # fail_open: served, never refused
+            await asyncio.sleep(0)
+        assert log.queue_depth <= 10
+        assert log.dropped >= 15
+        repo.fail = False
+    assert [e.action for e in repo.stored][-1] == "e24"
+
+
+async def test_a_failing_audit_file_refuses_reveals_and_a_rotation_is_reopened(
+    tmp_path: Path,
+) -> None:
+    from loader.errors import AuditUnavailableError
+
+    repo = SlowRepo()
+    repo.release.set()
+    full = AuditLog(cast(Repository, repo), Path("/dev/full"), flush_interval=0)
+    async with full.running():
+        with pytest.raises(AuditUnavailableError):
+            full.record(event("reveal"), required=True)
+        full.record(event("refused"))  # not required: kept in the database all the same
+    assert [e.action for e in repo.stored] == ["refused"]
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(cast(Repository, repo), path, flush_interval=0)
+    async with log.running():
+        log.record(event("one"))
+        path.rename(tmp_path / "audit.jsonl.1")
+        log.reopen()
+        log.record(event("two"))
+    assert '"action":"one"' in (tmp_path / "audit.jsonl.1").read_text()
+    assert '"action":"two"' in path.read_text()
+    assert '"action":"one"' not in path.read_text()

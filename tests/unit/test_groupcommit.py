@@ -156,3 +156,33 @@ async def test_close_finishes_what_is_queued(db: Path) -> None:
     await asyncio.get_running_loop().run_in_executor(None, writer.close)
     assert await asyncio.gather(*pending) == list(range(5))
     assert len(rows(db)) == 5
+
+
+async def test_a_unit_still_queued_at_its_timeout_is_never_run(db: Path) -> None:
+    """A caller that gives up gets a definite "not done": the unit is skipped, not run later.
+    A unit already running when its caller's timeout passes is waited for."""
+    from loader.errors import DatabaseUnavailableError
+
+    gate = threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> str:
+        gate.wait(10)
+        conn.execute("INSERT INTO t (id, v) VALUES (1, 'slow')")
+        return "slow"
+
+    writer = GroupCommitWriter(lambda: _connect(db))
+    try:
+        running = asyncio.ensure_future(writer.run(slow, timeout=0.05))
+        await asyncio.sleep(0.02)
+        with pytest.raises(DatabaseUnavailableError) as refused:
+            await writer.run(insert(2), timeout=0.1)
+        assert refused.value.code == "database_timeout"
+        await asyncio.sleep(0.1)
+        assert not running.done()  # past its timeout, but started: waited for
+        gate.set()
+        assert await running == "slow"
+        assert await writer.run(insert(3), timeout=5) == 3
+        assert [r[0] for r in rows(db)] == [1, 3]  # 2 never ran
+    finally:
+        gate.set()
+        writer.close()

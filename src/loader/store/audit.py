@@ -15,6 +15,8 @@ do not fit are then dropped, counted and logged). Each change of state is logged
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -269,5 +271,6 @@ def _append(fd: int, line: bytes) -> None:
     size = os.fstat(fd).st_size
     written = os.write(fd, line)
     if written != len(line):
-        os.ftruncate(fd, size)
-        raise OSError(28, "No space left on device (short write)")
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise OSError(errno.ENOSPC, "No space left on device (short write)")
