@@ -25,14 +25,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from tests.pg import PostgresServer
 
 from bench.common import ROOT
-from tests.pg import PostgresServer
 
 CLIENT_TIMEOUT = 15.0
 PACE = 0.05
@@ -61,7 +62,7 @@ class Outcome:
     total: int = 0
 
 
-def run_loader(code: Path | None, *args: str, env: dict[str, str]) -> str:
+def run_loader(*args: str, env: dict[str, str]) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "loader", *args],
         env=env,
@@ -147,7 +148,6 @@ def scenario(code: Path | None, label: str, kind: str, outage: float, work: Path
         key = work / f"{label}-{kind}.key"
         init = json.loads(
             run_loader(
-                code,
                 "store",
                 "init",
                 "--database-url",
@@ -187,8 +187,6 @@ def scenario(code: Path | None, label: str, kind: str, outage: float, work: Path
                 base = text.split("listening on", 1)[1].split()[0]
                 break
             time.sleep(0.02)
-        import urllib.request
-
         req = urllib.request.Request(
             f"{base}/v1/apps",
             data=json.dumps({"name": "outage"}).encode(),
@@ -230,7 +228,11 @@ def scenario(code: Path | None, label: str, kind: str, outage: float, work: Path
             if a.status == "timeout":
                 result.unanswered += 1
         first_write = min(
-            (a.ended for a in answers if a.kind == "write" and a.status == "200" and a.ended > back),
+            (
+                a.ended
+                for a in answers
+                if a.kind == "write" and a.status == "200" and a.ended > back
+            ),
             default=None,
         )
         result.recovery = None if first_write is None else first_write - back
@@ -294,9 +296,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench.outage")
     parser.add_argument("--compare-main", action="store_true", help="also run main's code first")
     parser.add_argument("--seconds", type=float, default=10.0, help="outage length")
-    parser.add_argument(
-        "--scenarios", default="down,frozen", help="comma-separated: down, frozen"
-    )
+    parser.add_argument("--scenarios", default="down,frozen", help="comma-separated: down, frozen")
     parser.add_argument("--keep", action="store_true", help="keep the store logs (printed)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="loader-outage-"))

@@ -191,13 +191,24 @@ class ServiceUnavailableError(LoaderError):
         return {**super().body(), "retry_after": retry_seconds(self.retry_after)}
 
 
-class DatabaseUnavailableError(ServiceUnavailableError):
-    """The database is unreachable, timed out, full, read-only or not the file the store opened.
+DATABASE_CODES = (
+    "database_unavailable",
+    "database_timeout",
+    "database_busy",
+    "database_read_only",
+    "database_corrupt",
+    "disk_full",
+    "database_file_missing",
+    "database_file_replaced",
+    "master_key_mismatch",
+    "master_key_unreadable",
+)
 
-    ``code`` says which (``database_unavailable``, ``database_timeout``, ``database_busy``,
-    ``disk_full``, ``database_read_only``, ``database_file_missing``, ``database_file_replaced``,
-    ``master_key_mismatch``, ``master_key_unreadable``); the answer is 503 with ``Retry-After``.
-    """
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database is unreachable, timed out, full, read-only or not the file the store opened,
+    or the master key does not open its data keys. ``code`` (one of :data:`DATABASE_CODES`)
+    says which; the answer is 503 with ``Retry-After``."""
 
     code = "database_unavailable"
 

@@ -79,10 +79,19 @@ class StoreMetrics:
             "loader_store_audit_queue", "Audit records waiting to be stored", registry=self.registry
         ).set_function(lambda: float(audit.queue_depth))
         self.registry.register(_Counts(health, audit))
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        # The labelled children, looked up once: thousands of woken long-polls answer at once.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

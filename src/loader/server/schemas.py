@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from loader.errors import DATABASE_CODES
 from loader.names import (
     APP_NAME_MAX,
     APP_NAME_PATTERN,
@@ -112,6 +113,9 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                     "rate_limited",
                     "internal_error",
                     "unavailable",
+                    "audit_unavailable",
+                    "idempotency_key_reused",
+                    *DATABASE_CODES,
                 ],
             },
             "retry_after": {"type": "integer", "minimum": 0},
