@@ -228,6 +228,13 @@ async def test_deleted_database_file_is_not_ready_and_refuses_writes(
         assert status == 503 and body["code"] == "database_file_missing"
         assert body["checks"]["data_file"] == "database_file_missing"
         await assert_503(await write(store, app, "B"), "database_file_missing")
+        for _ in range(10):  # reads: from connections to the opened file, or 503; never 500
+            listing = await store.client.get(
+                f"/v1/apps/{app}/secrets", headers=store.auth(store.admin)
+            )
+            if listing.status != 200:
+                await assert_503(listing, "database_file_missing")
+        assert not db.exists()  # no connection created an empty database at the path
 
         os.link(aside, db)
         assert (await write(store, app, "B", "after")).status == 200

@@ -92,7 +92,7 @@ def restore(backup_file: Path, db: Path, keyring: Keyring, *, force: bool = Fals
 
 def check_keys(path: Path, keyring: Keyring) -> int:
     """Every data key in the database at ``path`` opens with ``keyring``; returns how many."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(sqlitefile.uri(path, "ro"), uri=True)
     conn.row_factory = sqlite3.Row
     try:
         rows = conn.execute(
@@ -118,7 +118,7 @@ def _copy(source: Path, target: Path) -> None:
     """The backup API, in one step (one read transaction: a consistent snapshot)."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     os.close(fd)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    src = sqlite3.connect(sqlitefile.uri(source, "ro"), uri=True, timeout=30)
     try:
         dst = sqlite3.connect(target)
         try:
@@ -134,7 +134,7 @@ def _inspect(path: Path) -> tuple[int, dict[str, int]]:
     version = sqlitefile.schema_version(path)
     if version == 0:
         raise ConfigError(f"{path} holds no loader store")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(sqlitefile.uri(path, "ro"), uri=True)
     try:
         if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise ConfigError(f"{path} fails SQLite's integrity check")

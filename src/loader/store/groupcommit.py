@@ -105,7 +105,12 @@ class GroupCommitWriter:
     # -- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        conn = self._connect()
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # no connection: every unit fails with why (none hangs)
+            while (job := self._queue.get()) is not None:
+                _deliver(job, error=exc)
+            return
         carried: _Job | None = None  # a raw unit met while filling a batch runs next
         while True:
             job = carried or self._queue.get()

@@ -230,6 +230,11 @@ class SQLiteRepository:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            # A thread's first connection: to the file the store opened, and never a new one
+            # (connecting to a deleted database's path would create an empty file there).
+            problem = self.file_problem()
+            if problem is not None:
+                raise problem
             conn = connect(self.path, busy_timeout=self.timeouts.acquire)
             self._local.deadline = _Deadline(conn)
             self._local.conn = conn
@@ -335,10 +340,10 @@ class SQLiteRepository:
 
         loop = asyncio.get_running_loop()
         with self.health.watch(_fault):
-            future = loop.run_in_executor(self._readers, unit)
             try:
                 # A wedged reader thread (a hung disk) must not hold the caller for ever.
-                return await asyncio.wait_for(future, timeouts.acquire + timeouts.statement + 1)
+                async with asyncio.timeout(timeouts.acquire + timeouts.statement + 1):
+                    return await loop.run_in_executor(self._readers, unit)
             except TimeoutError:
                 raise DatabaseUnavailableError(
                     "the database did not answer in time", "database_timeout"
@@ -838,8 +843,13 @@ class SQLiteRepository:
 
 
 def connect(path: Path, busy_timeout: float = 30.0) -> sqlite3.Connection:
+    """A connection to an existing database file (``mode=rw``: never creates one)."""
     conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+        sqlitefile.uri(path, "rw"),
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=busy_timeout,
     )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")

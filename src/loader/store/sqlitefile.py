@@ -20,6 +20,7 @@ import fcntl
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from loader.errors import ConfigError
 from loader.store.models import iso, utcnow
@@ -37,6 +38,11 @@ def sqlite_path(url: str) -> Path:
 
 def side(db: Path, suffix: str) -> Path:
     return db.with_name(db.name + suffix)
+
+
+def uri(db: Path, mode: str) -> str:
+    """A SQLite URI: ``mode=ro`` reads without ever writing; ``mode=rw`` never creates a file."""
+    return f"file:{quote(str(db.absolute()))}?mode={mode}"
 
 
 # -- the serve lock ----------------------------------------------------------------------------
@@ -96,7 +102,7 @@ def schema_version(db: Path) -> int:
     """The schema version of an existing database, read without writing anything (0 if it has
     no schema). A file that is not a SQLite database is a ConfigError."""
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(uri(db, "ro"), uri=True, timeout=5)
     except sqlite3.Error as exc:
         raise ConfigError(f"cannot open {db}: {exc}") from None
     try:

@@ -179,7 +179,7 @@ class SqliteSource:
     """Reads one snapshot (a read transaction held for the whole copy)."""
 
     def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        self.conn = sqlite3.connect(sqlitefile.uri(path, "ro"), uri=True, isolation_level=None)
         self.conn.execute("BEGIN")
 
     def close(self) -> None:
