@@ -15,6 +15,7 @@ from pathlib import Path
 
 from loader.httpclient import HttpClient
 from tests.procs import (
+    LiveStore,
     free_port,
     init_store,
     loader_env,
@@ -175,33 +176,24 @@ def test_sighup_reopens_the_audit_and_log_files_and_the_store_keeps_serving(
 
 
 def test_sighup_does_not_stop_the_agent(tmp_path: Path, shm: Path) -> None:
-    data = tmp_path / "store"
-    token = init_store(data)
-    store = start_store(data)
-    app = new_app(store.url, token)
-    put(store.url, token, app, "A", "first")
+    live = LiveStore.start(tmp_path)
+    live.put("A", "first")
     log = tmp_path / "agent-file.log"
-    agent = start_agent(
-        tmp_path / "agent.log",
-        "--output",
-        str(shm / "env"),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-file",
-        str(log),
-        env=loader_env(LOADER_STORE_URL=store.url, LOADER_TOKEN=token, LOADER_APP=str(app)),
-    )
+    token = live.token("secrets:reveal")
+    env = loader_env(LOADER_STORE_URL=live.url, LOADER_TOKEN=token, LOADER_APP=str(live.app))
+    args = ["--output", str(shm / "env"), "--listen", "off", "--log-file", str(log)]
+    agent = start_agent(tmp_path / "agent.log", *args, env=env, wait_listening=False)
     try:
         wait_until((shm / "env").exists, what="first render")
         log.rename(tmp_path / "agent-file.log.1")
         agent.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: log.exists() and "SIGHUP" in log.read_text(), what="reopened")
-        put(store.url, token, app, "A", "second")
+        live.put("A", "second")
         wait_until(lambda: "second" in (shm / "env").read_text(), what="still following")
         assert agent.proc.poll() is None
     finally:
         assert agent.stop() == 0
-        store.stop()
+        live.proc.stop()
 
 
 def test_backup_under_concurrent_writes_restores_every_acknowledged_write(

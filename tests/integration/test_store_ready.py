@@ -137,18 +137,25 @@ async def test_postgres_down_is_503_with_one_log_line_then_recovers(
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="loader"):
-        for _ in range(50):  # the pool's old connections are gone: the first calls may fail
-            resp = await write(store, app, "A", "after")
-            if resp.status == 200:
-                break
-            await assert_503(resp, "database_unavailable")
-            await asyncio.sleep(0.1)
-        assert resp.status == 200
+        # The pool's old connections are gone: the first calls may still fail, with 503.
+        await eventually_written(store, app, "A", "after", "database_unavailable")
     assert [r for r in caplog.records if "available again" in r.getMessage()]
     await asyncio.sleep(0.6)  # past the failure window
     assert (await ready(store))[0] == 200
     # Reveals wait for the audit records of the outage to be stored (the queue retries).
     await eventually_revealed(store, app, {"A": "after"})
+
+
+async def eventually_written(store: Store, app: int, name: str, value: str, *codes: str) -> None:
+    """Retry a write until it is acknowledged; meanwhile only 503s with one of ``codes``."""
+    for _ in range(100):
+        resp = await write(store, app, name, value)
+        if resp.status == 200:
+            return
+        assert resp.status == 503, await resp.text()
+        assert (await resp.json())["code"] in codes
+        await asyncio.sleep(0.05)
+    raise AssertionError("the write never went through")
 
 
 async def eventually_revealed(store: Store, app: int, expected: dict[str, str]) -> None:
@@ -184,12 +191,7 @@ async def test_frozen_postgres_times_out_as_503_instead_of_hanging(
         assert status == 503 and body["code"] == "database_timeout"
     finally:
         own_pg.thaw(frozen)
-    for _ in range(100):
-        resp = await write(store, app, "A", "thawed")
-        if resp.status == 200:
-            break
-        await asyncio.sleep(0.1)
-    assert resp.status == 200
+    await eventually_written(store, app, "A", "thawed", "database_timeout", "database_unavailable")
     await asyncio.sleep(0.6)
     assert (await ready(store))[0] == 200
 
@@ -372,12 +374,7 @@ async def test_full_disk_is_503_refuses_reveals_unaudited_and_recovers(
         await assert_503(reveal, "audit_unavailable")
 
         filler.unlink()
-        for _ in range(100):
-            resp = await write(store, app, "C", "after")
-            if resp.status == 200:
-                break
-            await asyncio.sleep(0.05)
-        assert resp.status == 200
+        await eventually_written(store, app, "C", "after", "disk_full")
         await eventually_revealed(store, app, {"A": "1", "C": "after"})
         await asyncio.sleep(0.3)
         assert (await ready(store))[0] == 200
