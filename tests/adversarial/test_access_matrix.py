@@ -28,6 +28,8 @@ READ_SECRETS = frozenset({"secrets:read", "secrets:write"})
 RULES: dict[str, Rule] = {
     "health": Rule(frozenset(SCOPES), app_bound=False),
     "openapi": Rule(frozenset(SCOPES), app_bound=False),
+    "ready": Rule(frozenset(SCOPES), app_bound=False),
+    "metrics": Rule(frozenset(SCOPES), app_bound=False),
     "issueAccessToken": Rule(frozenset(), app_bound=False),  # public: credentials in the body
     "listApps": Rule(frozenset({"apps:read", "apps:write"}), app_bound=False),
     "createApp": Rule(frozenset({"apps:write"}), app_bound=False, body={"name": "n"}, ok=201),
@@ -101,7 +103,7 @@ async def _token(store: Store, caller: str, app: int) -> str | None:
 
 
 def expected(caller: str, op: str, rule: Rule) -> int:
-    public = op in ("health", "openapi", "issueAccessToken")
+    public = op in ("health", "ready", "metrics", "openapi", "issueAccessToken")
     if public:
         return rule.ok if op != "issueAccessToken" else 400
     if caller in ("none", "bad", "expired", "revoked"):

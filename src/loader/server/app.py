@@ -149,12 +149,11 @@ class RouteAccessLogger(AbstractAccessLogger):
     where a name goes (or in the query), and the log must not keep it."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        route = _route(request)
         self.logger.info(
             '%s "%s %s" %d %s %.6fs',
             request.remote,
             request.method,
-            route,
+            _route(request),
             response.status,
             response.body_length,
             time,

@@ -50,7 +50,10 @@ def uri(db: Path, mode: str) -> str:
 
 def hold_lock(db: Path) -> int:
     """Take the database's lock for this process (released when the fd closes); refuse if held."""
-    fd = os.open(side(db, LOCK_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(side(db, LOCK_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {side(db, LOCK_SUFFIX)}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -141,13 +144,18 @@ def previous_store(db: Path) -> str | None:
 
 
 def write_marker(db: Path) -> None:
+    """Best effort (a read-only directory, or a race with another process, is no error)."""
     marker = side(db, MARKER_SUFFIX)
-    if not marker.exists():
+    if marker.exists():
+        return
+    try:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, f"loader store database {db.name}, created {iso(utcnow())}\n".encode())
-        finally:
-            os.close(fd)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"loader store database {db.name}, created {iso(utcnow())}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def set_aside(db: Path) -> list[Path]:
