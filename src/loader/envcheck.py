@@ -66,6 +66,14 @@ KNOWN = frozenset(
         "LOADER_MAX_VERSIONS",
         "LOADER_MIGRATE",
         "LOADER_ACCESS_TOKEN_TTL",
+        "LOADER_JWT_LEEWAY",
+        "LOADER_DB_TIMEOUT",
+        "LOADER_DB_ACQUIRE_TIMEOUT",
+        "LOADER_READY_TIMEOUT",
+        "LOADER_MIN_FREE_SPACE_MB",
+        "LOADER_AUDIT_QUEUE_MAX",
+        "LOADER_ALLOW_UNAUDITED_REVEALS",
+        "LOADER_LOG_FILE",
         # the container image's health check
         "LOADER_HEALTHCHECK_URL",
         # the webhook
