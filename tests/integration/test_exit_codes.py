@@ -114,6 +114,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         other = tmp / "other"
         init_store(other)
         (wrong / "master.key").write_bytes((other / "master.key").read_bytes())
+        backup = run_loader(
+            "store", "backup", "--data-dir", str(data), "--output", str(tmp / "walk.db")
+        )
+        assert backup.returncode == 0, backup.stderr
         shm = Path("/dev/shm") / f"loader-exit-{tmp.name}"
         shm.mkdir()
         files = {
@@ -274,6 +278,24 @@ def cases(w: World) -> list[tuple[str, str, list[str], str, bytes | None]]:
     add("store remove-key", "usage", ["store", "remove-key", *d])
     add("store remove-key", "not found", ["store", "remove-key", *d, "k0000000000000000"])
     add("store remove-key", "configuration", ["store", "remove-key", "k0000000000000000"])
+    walk, key = w.tmp / "walk.db", str(w.data / "master.key")
+    add("store backup", "usage", ["store", "backup", *d])
+    add("store backup", "exists", ["store", "backup", *d, "--output", str(f["good_env"])])
+    add(
+        "store backup",
+        "not found",
+        ["store", "backup", "--data-dir", str(w.tmp / "nostore"), "--output", str(w.tmp / "x")],
+    )
+    add("store backup", "configuration", ["store", "backup", "--output", str(w.tmp / "y.db")])
+    add("store restore", "usage", ["store", "restore", *d])
+    add("store restore", "not found", ["store", "restore", str(f["missing"]), *d])
+    add("store restore", "configuration", ["store", "restore", str(walk), *d, "--force"])
+    into = f"sqlite:///{w.wrong_key_dir / 'loader.db'}"
+    copy = ["store", "copy", "--master-key-file", key]
+    add("store copy", "usage", [*copy, "--from", f"sqlite:///{walk}"])
+    add("store copy", "exists", [*copy, "--from", f"sqlite:///{walk}", "--to", into])
+    add("store copy", "not found", [*copy, "--from", f"sqlite:///{w.tmp / 'no.db'}", "--to", into])
+    add("store copy", "configuration", [*copy, "--from", "mysql://db/x", "--to", into])
     # the agent and render --once
     agent_out = ["--output", str(shm / "agent.env")]
     add("agent", "usage", ["agent", "--bogus"])

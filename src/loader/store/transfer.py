@@ -21,7 +21,13 @@ from urllib.parse import urlsplit
 
 from loader import crypto
 from loader.crypto import Keyring, Sealed, WrappedKey
-from loader.errors import AlreadyExistsError, ConfigError, DecryptionError, UsageError
+from loader.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    DecryptionError,
+    NotFoundError,
+    UsageError,
+)
 from loader.store import migrations, sqlitefile
 from loader.store.models import iso, parse_iso
 
@@ -369,7 +375,7 @@ async def _open_source(url: str) -> SqliteSource | PostgresSide:
     if url.startswith("sqlite:///"):
         path = sqlitefile.sqlite_path(url)
         if sqlitefile.is_empty(path):
-            raise ConfigError(f"there is no store database at {path}")
+            raise NotFoundError(f"there is no store database at {path}")
         sqlitefile.refuse_if_served(path, "copying it (writes after the copy began would be lost)")
         _require_latest(sqlitefile.schema_version(path), "sqlite", describe(url))
         return SqliteSource(path)
