@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
+    shm: Path | None = None
     try:
         client = HttpClient(store.url, token=admin)
         app = int(client.call("POST", "/v1/apps", {"name": "walk"}).json()["id"])
@@ -118,8 +120,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "store", "backup", "--data-dir", str(data), "--output", str(tmp / "walk.db")
         )
         assert backup.returncode == 0, backup.stderr
-        shm = Path("/dev/shm") / f"loader-exit-{tmp.name}"
-        shm.mkdir()
+        # Unique across processes: another test run on the machine has its own "exit0" too.
+        shm = Path(tempfile.mkdtemp(prefix="loader-exit-", dir="/dev/shm"))
         files = {
             "bad_env": tmp / "bad.env",
             "latin1": tmp / "latin1.env",
@@ -139,7 +141,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         limited.stop()
         import shutil
 
-        shutil.rmtree(Path("/dev/shm") / f"loader-exit-{tmp.name}", ignore_errors=True)
+        if shm is not None:
+            shutil.rmtree(shm, ignore_errors=True)
 
 
 # (command, class, argv, env kind, stdin). Every command appears with each class that can
