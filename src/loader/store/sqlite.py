@@ -338,16 +338,11 @@ class SQLiteRepository:
                 finally:
                     conn.execute("COMMIT")
 
+        # Bounded in the thread (the wait for a reader, the statement's deadline), not here: an
+        # event-loop timer per read cost more than the rest of this plumbing together.
         loop = asyncio.get_running_loop()
         with self.health.watch(_fault):
-            try:
-                # A wedged reader thread (a hung disk) must not hold the caller for ever.
-                async with asyncio.timeout(timeouts.acquire + timeouts.statement + 1):
-                    return await loop.run_in_executor(self._readers, unit)
-            except TimeoutError:
-                raise DatabaseUnavailableError(
-                    "the database did not answer in time", "database_timeout"
-                ) from None
+            return await loop.run_in_executor(self._readers, unit)
 
     # -- apps and environments -------------------------------------------------------------
 
