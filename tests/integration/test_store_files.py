@@ -336,3 +336,28 @@ def test_store_process_answers_503_json_when_its_file_is_deleted(tmp_path: Path)
             assert exc.code == 503
     finally:
         store.stop()
+
+
+def test_a_client_gone_mid_body_leaves_no_traceback(tmp_path: Path) -> None:
+    """A client that sends half a body and hangs up: nobody to answer, nothing to log."""
+    import socket
+
+    data = tmp_path / "store"
+    init_store(data)
+    store = start_store(data)
+    try:
+        port = int(store.url.rsplit(":", 1)[1])
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(
+                    b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 500\r\n\r\n{"grant_type": '
+                )
+                s.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+        assert HttpClient(store.url).call("GET", "/v1/health").status == 200
+        time.sleep(0.3)
+        assert "Traceback" not in store.logs()
+    finally:
+        store.stop()

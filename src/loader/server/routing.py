@@ -149,8 +149,12 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
             response = loader_error(exc)
         except web.HTTPException as exc:
             response = http_error(exc)
-        except (asyncio.CancelledError, ConnectionResetError):
+        except asyncio.CancelledError:
             raise
+        except ConnectionResetError:
+            # The client went away mid-request (its body unread). Re-raised, aiohttp would log
+            # a traceback and try a plain-text 500; there is nobody to answer, so a quiet 400.
+            response = loader_error(InvalidRequestError("the client closed the connection"))
         except Exception:
             log.exception("unhandled error in %s %s", request.method, route.path)
             response = loader_error(LoaderError("internal error"))
