@@ -34,8 +34,8 @@ def live(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
             client.call("POST", f"/v1/apps/{app}/secrets", {"name": secret, "value": "v"})
     client.close()
     yield proc, token
+    proc.stop()  # first: a failed check below must not leave the store running
     assert "Traceback" not in proc.logs()
-    proc.stop()
 
 
 def test_fuzz_own_document_with_a_token(live, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
