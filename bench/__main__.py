@@ -19,6 +19,8 @@ BENCHMARKS = [
     "cli",
     "throughput",
     "memory",
+    "refusals",
+    "spicelist",
 ]
 
 

@@ -93,15 +93,21 @@ class Stack:
         replicas: int = 1,
         cpu: int | None = None,
         extra: Sequence[str] = (),
+        src: Path | None = None,
     ) -> None:
+        """``src``: run the loader of that source tree (``python -m loader`` with it on
+        PYTHONPATH) instead of the one installed in ``bin_dir`` -- to measure another commit."""
         self.bin_dir = bin_dir
-        self.loader = str(bin_dir / "loader")
+        self.loader = [str(bin_dir / "loader")]
         self.work = work
         self.data = work / "store"
         env = clean_env(**({"LOADER_DATABASE_URL": database_url} if database_url else {}))
+        if src is not None:
+            self.loader = [str(bin_dir / "python"), "-m", "loader"]
+            env["PYTHONPATH"] = str(src)
         self.env = env
         init = subprocess.run(
-            [self.loader, "store", "init", "--data-dir", str(self.data), "--json"],
+            [*self.loader, "store", "init", "--data-dir", str(self.data), "--json"],
             env=env,
             capture_output=True,
             text=True,
@@ -113,7 +119,7 @@ class Stack:
         for i in range(replicas):
             p = Process(
                 [
-                    self.loader,
+                    *self.loader,
                     "store",
                     "serve",
                     "--data-dir",
@@ -157,8 +163,10 @@ class Stack:
         )
         if template is not None and template_output is not None:
             env.update(LOADER_TEMPLATE=str(template), LOADER_TEMPLATE_OUTPUT=str(template_output))
+        if "PYTHONPATH" in self.env:
+            env["PYTHONPATH"] = self.env["PYTHONPATH"]
         p = Process(
-            [self.loader, "agent", "--output", str(output), "--listen", listen],
+            [*self.loader, "agent", "--output", str(output), "--listen", listen],
             env,
             self.work / f"{name}.log",
             cpu,

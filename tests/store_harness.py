@@ -15,8 +15,9 @@ from loader.crypto import Keyring
 from loader.server.app import create_app, store_state
 from loader.server.settings import StoreSettings
 from loader.server.state import Limiter, ServerState
-from loader.store.auth import issue_token
+from loader.store.auth import CLIENT_PREFIX, digest, issue_token, new_id, new_secret
 from loader.store.keyfile import KeyringFile, StaticKeyring, write_key_file
+from loader.store.models import TokenRecord, utcnow
 from tests.pg import PostgresServer
 
 
@@ -42,6 +43,38 @@ class Store:
             self.state.service.repo, frozenset(scopes), app_id=app, environments=envs, ttl=ttl
         )
         return token
+
+    async def oauth_client(
+        self, *scopes: str, app: int | None = None, envs: tuple[str, ...] | None = None
+    ) -> tuple[str, str]:
+        """An OAuth client, as `loader store client create` makes one: (client_id, secret)."""
+        client_id, secret = new_id(CLIENT_PREFIX), new_secret()
+        await self.state.service.repo.create_token(
+            TokenRecord(
+                id=client_id,
+                kind="client",
+                digest=digest(secret),
+                scopes=frozenset(scopes),
+                app_id=app,
+                environments=envs,
+                created_at=utcnow(),
+            )
+        )
+        return client_id, secret
+
+    async def access_token(self, client_id: str, secret: str) -> tuple[str, int]:
+        """``POST /oauth/token``: (access token, expires_in)."""
+        resp = await self.client.post(
+            "/oauth/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        )
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        return str(body["access_token"]), int(body["expires_in"])
 
     @staticmethod
     def auth(token: str) -> dict[str, str]:

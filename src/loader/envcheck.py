@@ -74,6 +74,11 @@ KNOWN = frozenset(
         "LOADER_AUDIT_QUEUE_MAX",
         "LOADER_ALLOW_UNAUDITED_REVEALS",
         "LOADER_LOG_FILE",
+        "LOADER_MAX_LONG_POLLS_PER_TOKEN",
+        "LOADER_REFUSAL_RATE_LIMIT",
+        "LOADER_REFUSAL_BURST",
+        "LOADER_MAX_CONNECTIONS_PER_CLIENT",
+        "LOADER_HEADER_TIMEOUT",
         # the container image's health check
         "LOADER_HEALTHCHECK_URL",
         # the webhook

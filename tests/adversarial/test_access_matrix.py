@@ -34,7 +34,7 @@ RULES: dict[str, Rule] = {
     "listApps": Rule(frozenset({"apps:read", "apps:write"}), app_bound=False),
     "createApp": Rule(frozenset({"apps:write"}), app_bound=False, body={"name": "n"}, ok=201),
     "getApp": Rule(frozenset({"apps:read", "apps:write"})),
-    "deleteApp": Rule(frozenset({"apps:write"}), ok=204),
+    "deleteApp": Rule(frozenset({"apps:write"}), env_bound=True, ok=204),
     "listEnvironments": Rule(frozenset({"apps:read", "apps:write"})),
     "createEnvironment": Rule(frozenset({"apps:write"}), body={"name": "staging"}, ok=201),
     "getEnvironment": Rule(frozenset({"apps:read", "apps:write"}), env_bound=True),

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from loader.httpclient import HttpClient
-from tests.integration.test_store_schemathesis import count_requests, run_schemathesis
+from tests.integration.test_store_schemathesis import (
+    UNLIMITED_REFUSALS,
+    count_requests,
+    run_schemathesis,
+)
 from tests.procs import init_store, start_store
 
 SEED = (
@@ -25,7 +29,7 @@ SEED = (
 def live(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     data = tmp_path_factory.mktemp("fuzz") / "store"
     token = init_store(data)
-    proc = start_store(data)
+    proc = start_store(data, env=UNLIMITED_REFUSALS)
     client = HttpClient(proc.url, token=token)
     for name in ("fuzzed", "second"):
         app = client.call("POST", "/v1/apps", {"name": name}).json()["id"]

@@ -514,7 +514,7 @@ def scratch(tmp_path: Path, shm: Path) -> Iterator[dict[str, Path]]:
 
 def test_rendered_store_and_example_app_work_together(scratch: dict[str, Path]) -> None:
     """Following docs/kubernetes.md with the spice-app example rendered by helm:
-    1. the master key Secret's file (base64 of 32 random bytes; 0440 as the fsGroup leaves it);
+    1. the master key Secret's file (base64 of 32 random bytes);
     2. the store's init container (`store migrate`) creates the database, twice without harm;
     3. the store container serves, and its readiness probe path (/v1/ready) answers 200;
     4. `kubectl exec ... loader store token create --scopes '*'` (the container's environment,
@@ -527,7 +527,10 @@ def test_rendered_store_and_example_app_work_together(scratch: dict[str, Path]) 
     store_spec = store_deployment["spec"]["template"]["spec"]
     key_file = scratch["/etc/loader/master-key"] / "master.key"
     key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    key_file.chmod(0o440)
+    # In the pod the kubelet leaves it root-owned 0440 for the store's fsGroup; here the store
+    # runs as root, whose own key must be 0600 or tighter (the fsGroup case is run for real in
+    # tests/adversarial/test_store_file_modes.py).
+    key_file.chmod(0o400)
 
     port = free_port()
     replace = {"0.0.0.0:8700": f"127.0.0.1:{port}"}
@@ -644,7 +647,10 @@ def test_store_tls_rendering_serves_https_with_the_mounted_pair(
     paths = {**scratch, "/etc/loader/tls": tls_dir}
     key_file = scratch["/etc/loader/master-key"] / "master.key"
     key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    key_file.chmod(0o440)
+    # In the pod the kubelet leaves it root-owned 0440 for the store's fsGroup; here the store
+    # runs as root, whose own key must be 0600 or tighter (the fsGroup case is run for real in
+    # tests/adversarial/test_store_file_modes.py).
+    key_file.chmod(0o400)
     port = free_port()
     replace = {"0.0.0.0:8700": f"127.0.0.1:{port}"}
     run(named(spec["initContainers"], "migrate"), paths, replace)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loader.httpclient import HttpClient
+from loader.store.migrations import latest
 from tests.pg import PostgresServer
 from tests.procs import Proc, loader_env, run_loader, start_agent, start_store, wait_until
 
@@ -166,7 +167,8 @@ def test_migrate_and_refuse_a_newer_schema(tmp_path: Path, pg_server: PostgresSe
     assert fresh.returncode == 78  # no key file yet
     assert run_loader("store", "init", "--data-dir", str(keys), env=env).returncode == 0
     assert run_loader("store", "migrate", "--data-dir", str(keys), env=env).returncode == 0
-    assert pg_server.psql("SELECT max(version) FROM schema_migrations", db) == "1"
+    newest = str(latest("postgres"))
+    assert pg_server.psql("SELECT max(version) FROM schema_migrations", db) == newest
     pg_server.psql("INSERT INTO schema_migrations VALUES (999, 'future', now())", db)
     newer = run_loader(
         "store", "serve", "--data-dir", str(keys), "--listen", "127.0.0.1:0", env=env

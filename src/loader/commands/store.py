@@ -43,6 +43,26 @@ def build(name: str, store: Any) -> None:
     p.add_argument("--reveal-rate-limit", type=float, help="Reveals per second per token")
     p.add_argument("--write-rate-limit", type=float, help="Writes per second per token")
     p.add_argument(
+        "--max-long-polls-per-token",
+        type=int,
+        help="Long-polls one token may hold at once; 429 past it (1000)",
+    )
+    p.add_argument(
+        "--refusal-rate-limit",
+        help="Refused requests (401) per second per client address, e.g. 5/s; past it and its "
+        "burst, that address gets 429 (5/s)",
+    )
+    p.add_argument("--refusal-burst", type=int, help="Refusals a client address may burst (50)")
+    p.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        help="Open connections per client address; 429 past it, 0 for no cap (256)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        help="Time a connection has to send a request's headers, e.g. 10s; 0 for none (10s)",
+    )
+    p.add_argument(
         "--audit-file",
         help="Also append audit records to this JSON-lines file (SIGHUP reopens it)",
     )
@@ -162,6 +182,16 @@ def settings_from(ns: Any, **extra: Any) -> StoreSettings:
     )
 
 
+def private_location(settings: StoreSettings) -> StoreSettings:
+    """For the commands that open the master key: refuse a data directory others can write
+    (the key file's own mode is checked where it is read)."""
+    if settings.data_dir is not None:
+        from loader.store.permissions import check_data_dir
+
+        check_data_dir(settings.data_dir)
+    return settings
+
+
 def _envs(text: str | None) -> tuple[str, ...] | None:
     if not text:
         return None
@@ -197,7 +227,7 @@ async def _binding(repo: Any, app: str | None, env_text: str | None) -> tuple[in
 
 
 def init(ns: Any) -> int:
-    settings = settings_from(ns, migrate=True)
+    settings = private_location(settings_from(ns, migrate=True))
     result = asyncio.run(_init(settings))
     where = (
         f"in {result['data_dir']}"
@@ -270,6 +300,11 @@ def serve(ns: Any) -> int:
         rate_burst=ns.rate_burst,
         reveal_rate_limit=ns.reveal_rate_limit,
         write_rate_limit=ns.write_rate_limit,
+        max_long_polls_per_token=ns.max_long_polls_per_token,
+        refusal_rate_limit=ns.refusal_rate_limit,
+        refusal_burst=ns.refusal_burst,
+        max_connections_per_client=ns.max_connections_per_client,
+        header_timeout=ns.header_timeout,
         audit_file=ns.audit_file,
         allow_unaudited_reveals=ns.allow_unaudited_reveals,
         max_versions=ns.max_versions,
@@ -280,6 +315,7 @@ def serve(ns: Any) -> int:
         log_level=ns.log_level,
         log_file=ns.log_file,
     )
+    private_location(settings)
     reopen_log = setup_logging(settings.log_level, settings.log_file)
     harden_process()
     run_async(run_store(settings, reopen_log))
@@ -289,9 +325,11 @@ def serve(ns: Any) -> int:
 async def run_store(settings: StoreSettings, reopen_log: Callable[[], None] | None = None) -> None:
     from loader.listener import bind_tcp
     from loader.server.app import create_app, serving, store_state, tls_context
+    from loader.server.connections import ConnectionGuard
     from loader.server.limits import limiter_for
 
     address = settings.listen_address
+    guard = ConnectionGuard(settings.max_connections_per_client, settings.header_timeout)
     sock = bind_tcp(address.host, address.port)  # an address in use fails before anything else
     with sock:
         ctx = (
@@ -301,7 +339,7 @@ async def run_store(settings: StoreSettings, reopen_log: Callable[[], None] | No
         )
         async with (
             store_state(settings, limiter=limiter_for(settings)) as state,
-            serving(create_app(state), sock, ctx) as (_, port),
+            serving(create_app(state), sock, ctx, guard) as (_, port),
         ):
             tune_gc()
             scheme = "https" if ctx else "http"
@@ -392,7 +430,7 @@ def client_create(ns: Any) -> int:
 
 
 def rotate_key(ns: Any) -> int:
-    settings = settings_from(ns)
+    settings = private_location(settings_from(ns))
 
     async def go() -> Any:
         from loader.store.backends import open_repository
@@ -437,7 +475,7 @@ def rotate_key(ns: Any) -> int:
 
 
 def remove_key(ns: Any) -> int:
-    settings = settings_from(ns)
+    settings = private_location(settings_from(ns))
 
     async def go() -> None:
         from loader.store.backends import open_repository

@@ -18,7 +18,9 @@ from loader.backoff import Backoff, keep_running
 from loader.errors import ConfigError, LoaderError
 from loader.server import openapi
 from loader.server.authn import TokenAuthenticator
+from loader.server.connections import ConnectionGuard, GuardedSite
 from loader.server.handlers import ROUTES
+from loader.server.limits import RefusalLimiter
 from loader.server.metrics import StoreMetrics
 from loader.server.routing import endpoint, unmatched
 from loader.server.schemas import MAX_BODY_BYTES
@@ -34,6 +36,7 @@ from loader.store.readiness import MIB, Readiness
 from loader.store.service import KeyringSource, StoreService
 
 log = logging.getLogger("loader.store")
+KEEPALIVE_TIMEOUT = 75.0  # an idle kept-alive connection is closed after this (aiohttp: 3630)
 
 
 def create_app(state: ServerState) -> web.Application:
@@ -114,6 +117,8 @@ async def store_state(
             limiter=limiter or NoLimit(),
             readiness=readiness,
             metrics=StoreMetrics(repo.health, service.notifier, audit),
+            max_long_polls_per_token=settings.max_long_polls_per_token,
+            refusals=RefusalLimiter(settings.refusal_rate_limit, settings.refusal_burst),
         )
 
 
@@ -162,18 +167,27 @@ class RouteAccessLogger(AbstractAccessLogger):
 
 @asynccontextmanager
 async def serving(
-    app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    sock: socket.socket,
+    ssl_context: ssl.SSLContext | None = None,
+    guard: ConnectionGuard | None = None,
 ) -> AsyncIterator[tuple[web.AppRunner, int]]:
     """Run ``app`` on a socket bound beforehand (:mod:`loader.listener`); yields the runner and
-    the bound port."""
+    the bound port. With a ``guard``, connections are capped per client address and must send
+    their headers in time (:mod:`loader.server.connections`)."""
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("loader.access"),
         access_log_class=RouteAccessLogger,
         shutdown_timeout=5,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
     )
     await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024)
+    site = (
+        GuardedSite(runner, sock, guard=guard, ssl_context=ssl_context, backlog=1024)
+        if guard is not None
+        else web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024)
+    )
     try:
         await site.start()
         yield runner, int(sock.getsockname()[1])

@@ -1,14 +1,20 @@
-"""Bearer-token authentication: loader tokens (``lt_...``) and, when enabled, OAuth JWTs."""
+"""Bearer-token authentication: loader tokens (``lt_...``) and, when enabled, OAuth JWTs.
+
+A request held by a long-poll is authenticated again when its wait ends (:meth:`recheck`): a
+token revoked, or a credential expired, while the request waited gets no answer but a 401.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Protocol
 
 from aiohttp import web
 
 from loader.errors import UnauthorizedError
 from loader.store.auth import Principal, split_token, usable, verify_secret
-from loader.store.models import utcnow
+from loader.store.models import TokenRecord, utcnow
 from loader.store.repository import Repository
 
 
@@ -31,6 +37,7 @@ class TokenAuthenticator:
     def __init__(self, repo: Repository, jwt: JwtVerifier | None = None) -> None:
         self.repo = repo
         self.jwt = jwt
+        self._lookups: dict[str, asyncio.Future[TokenRecord | None]] = {}
 
     async def __call__(self, request: web.Request) -> Principal:
         credential = bearer(request)
@@ -49,4 +56,33 @@ class TokenAuthenticator:
             or not usable(record, utcnow())
         ):
             raise UnauthorizedError("invalid, expired or revoked token")
-        return Principal(record.id, record.scopes, record.app_id, record.environments)
+        expires = record.expires_at.timestamp() if record.expires_at is not None else None
+        return Principal(record.id, record.scopes, record.app_id, record.environments, expires)
+
+    async def recheck(self, principal: Principal) -> None:
+        """Is ``principal`` still good (not expired, its token or client not revoked)? For a
+        request that was held: thousands woken at once by one change share one read per token."""
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise UnauthorizedError("the token expired while the request was held")
+        record = await self._lookup(principal.token_id)
+        if record is None or not usable(record, utcnow()):
+            raise UnauthorizedError("the token was revoked while the request was held")
+
+    async def _lookup(self, token_id: str) -> TokenRecord | None:
+        pending = self._lookups.get(token_id)
+        if pending is not None:
+            return await pending  # no shield: handlers are not cancelled on disconnect
+        fut: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
+        self._lookups[token_id] = fut
+        try:
+            record = await self.repo.get_token(token_id)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: the first caller re-raises it
+            raise
+        finally:
+            del self._lookups[token_id]
+        if not fut.done():
+            fut.set_result(record)
+        return record

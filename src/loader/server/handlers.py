@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 import zlib
 from dataclasses import replace
 from typing import Any
@@ -15,7 +17,9 @@ from loader.errors import (
     ConflictError,
     InsufficientScopeError,
     InvalidRequestError,
+    LoaderError,
     NotFoundError,
+    RateLimitedError,
     UnauthorizedError,
 )
 from loader.names import (
@@ -55,9 +59,11 @@ from loader.store.models import (
 from loader.store.rules import parse_etags
 from loader.store.service import MASK
 
+log = logging.getLogger("loader.store")
 NO_STORE = {"Cache-Control": "no-store"}
 NAMES_PATTERN = r"^([a-zA-Z_][a-zA-Z0-9_]{0,255})?(,[a-zA-Z_][a-zA-Z0-9_]{0,255})*$"
 MAX_PAGE_SIZE = 1000
+SPICE_PAGE = 500  # the Spice list is read, encoded and sent this many secrets at a time
 MAX_NAMES = 1000
 
 
@@ -205,17 +211,52 @@ async def delete_environment(call: Call[Any]) -> web.StreamResponse:
 
 
 async def list_secrets_spice(call: Call[Any]) -> web.StreamResponse:
+    """Every secret of the default environment, in the Spice shape. A long list is streamed a
+    page at a time: no request holds more than a page or encodes more than a page between two
+    turns of the event loop, and (:attr:`ServerState.list_pages`) only one page of all the
+    lists being made is read and encoded at a time -- so other clients stay responsive however
+    many long lists are asked for."""
     service = call.state.service
     env = await service.environment(call.app_id, DEFAULT_ENVIRONMENT)
-    metas: list[SecretMeta] = []
-    offset = 0
-    while True:
-        page, total = await service.repo.list_secrets(env.id, offset, MAX_PAGE_SIZE)
-        metas.extend(page)
-        offset += len(page)
-        if not page or offset >= total:
-            break
-    return json_response({"secrets": [secret_json(m, env.name) for m in metas]}, headers=NO_STORE)
+    first, count, total = await _spice_page(call, env, 0)
+    if count >= total:
+        return web.Response(
+            body=b'{"secrets":[' + first + b"]}",
+            content_type="application/json",
+            headers=NO_STORE,
+        )
+    response = web.StreamResponse(headers={**NO_STORE, "Content-Type": "application/json"})
+    await response.prepare(call.request)
+    await response.write(b'{"secrets":[' + first)
+    offset = count
+    try:
+        while offset < total:
+            page, count, total = await _spice_page(call, env, offset)
+            if not count:
+                break
+            await response.write(b"," + page)
+            offset += count
+    except LoaderError as exc:
+        # The status is sent: end the connection without the closing chunk, so no client can
+        # take a cut list for a whole one.
+        log.error("listing secrets failed after %d of them: %s", offset, exc.message)
+        transport = call.request.transport
+        if transport is not None:
+            transport.abort()
+        return response
+    await response.write(b"]}")
+    await response.write_eof()
+    return response
+
+
+async def _spice_page(call: Call[Any], env: Environment, offset: int) -> tuple[bytes, int, int]:
+    """One page of the Spice list, encoded (the JSON array's items, without brackets), how many
+    items it holds, and how many the environment holds now."""
+    async with call.state.list_pages:
+        metas, total = await call.state.service.repo.list_secrets(env.id, offset, SPICE_PAGE)
+        items = [secret_json(m, env.name) for m in metas]
+        body = json.dumps(items, separators=(",", ":"), ensure_ascii=False)[1:-1].encode()
+        return body, len(metas), total
 
 
 async def list_secrets(call: Call[Any]) -> web.StreamResponse:
@@ -412,7 +453,7 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     inm = call.request.headers.get("If-None-Match")
     current = rendered_etag(env.id, env.revision, variant)
     if inm is not None and current in parse_etags(inm):
-        if wait <= 0 or not await service.notifier.wait(env.id, env.revision, wait, env):
+        if wait <= 0 or not await _hold(call, env, wait):
             return web.Response(status=304, headers={**NO_STORE, "ETag": current})
         # Woken by a change: the notifier knows the revision, so thousands of woken watchers
         # need no database read each (a vanished environment still 404s from the reveal).
@@ -436,6 +477,33 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     masked = {v.name: MASK for v in snapshot.values}
     body = _encode(fmt, env.name, revision, masked, snapshot.unset)
     return web.Response(body=body, headers=_rendered_headers(env.id, revision, variant, fmt))
+
+
+async def _hold(call: Call[Any], env: Environment, wait: float) -> bool:
+    """Wait for a change to ``env`` as the request's token: at most the token's cap of held
+    requests (429 past it), never past its expiry, woken at once by its revocation -- and the
+    token is checked again when the wait ends, whatever ended it (401, audited, if it is no
+    longer good). True when ``env`` changed."""
+    principal = call.principal
+    assert principal is not None
+    state = call.state
+    notifier = state.service.notifier
+    held = notifier.holding(principal.token_id)
+    if held >= state.max_long_polls_per_token:
+        raise RateLimitedError(
+            f"this token already holds {held} long-polls, the most it may; retry later", 5.0
+        )
+    changed = False
+    if principal.token_id not in state.service.revoked:  # (revoked after it authenticated)
+        if principal.expires_at is not None:
+            wait = min(wait, max(0.0, principal.expires_at - time.time()))
+        changed = await notifier.wait(env.id, env.revision, wait, env, holder=principal.token_id)
+    try:
+        await state.authenticate.recheck(principal)
+    except UnauthorizedError:
+        state.audit.refused(call.event(call.route.action_for(call.request.query), "unauthorized"))
+        raise
+    return changed
 
 
 def _rendered_headers(env_id: int, revision: int, variant: int, fmt: str) -> dict[str, str]:
@@ -484,9 +552,19 @@ async def list_audit(call: Call[Any]) -> web.StreamResponse:
     action = query.get("action") or None
     if action is not None and action not in ACTIONS:
         raise InvalidRequestError(f"action must be one of {', '.join(sorted(ACTIONS))}")
+    assert call.principal is not None
     await call.state.audit.flush()
     events, total = await call.state.service.repo.list_audit(
-        AuditQuery(call.app_id, action, name, since, (page - 1) * size, size)
+        AuditQuery(
+            call.app_id,
+            action,
+            name,
+            since,
+            (page - 1) * size,
+            size,
+            # An environment-bound token sees its environments' events, not app-wide ones.
+            environments=call.principal.environments,
+        )
     )
     return json_response(
         {
@@ -516,7 +594,7 @@ async def oauth_token(call: Call[TokenRequestBody]) -> web.StreamResponse:
         or record.kind != "client"
         or not usable(record, utcnow())
     ):
-        call.state.audit.record(call.event("issue_access_token", "unauthorized"))
+        call.state.audit.refused(call.event("issue_access_token", "unauthorized"))
         raise UnauthorizedError("invalid client credentials")
     scopes = record.scopes
     if body.scope:
@@ -562,7 +640,17 @@ _PAGE = (
 _ENV_SECRETS = "/v1/apps/{appId}/environments/{env}/secrets"
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v1/health", "health", "Liveness", health, None, tag="System", response="Health"),
+    Route(
+        "GET",
+        "/v1/health",
+        "health",
+        "Liveness",
+        health,
+        None,
+        tag="System",
+        response="Health",
+        public=True,
+    ),
     Route(
         "GET",
         "/v1/ready",
@@ -589,7 +677,16 @@ ROUTES: tuple[Route, ...] = (
         description="Requests by route template and status, latency, database errors, "
         "long-poll watchers, audit queue depth. No secret names or values.",
     ),
-    Route("GET", "/v1/openapi.json", "openapi", "This document", openapi, None, tag="System"),
+    Route(
+        "GET",
+        "/v1/openapi.json",
+        "openapi",
+        "This document",
+        openapi,
+        None,
+        tag="System",
+        public=True,
+    ),
     # apps
     Route(
         "GET",
@@ -615,6 +712,7 @@ ROUTES: tuple[Route, ...] = (
         response="App",
         errors=(409,),
         action="create_app",
+        whole_app=True,
     ),
     Route(
         "GET",
@@ -639,6 +737,7 @@ ROUTES: tuple[Route, ...] = (
         success=204,
         errors=(404,),
         action="delete_app",
+        whole_app=True,
     ),
     Route(
         "GET",

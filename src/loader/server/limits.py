@@ -1,7 +1,12 @@
-"""Per-token rate limits: token buckets, with reads, writes and reveals budgeted separately.
+"""Rate limits: token buckets per token (reads, writes and reveals budgeted separately) and per
+client address for refused requests.
 
 A request costs one token from its kind's bucket when it arrives, however long it is then held,
 so a long-poll watcher costs one request per change (or per ``wait``), not one per second.
+
+Refusals (401) cost their client address one token each; an address with none left is answered
+429 before its credential is even looked at, so a flood of bad tokens costs the store neither a
+database read nor an audit row per request (the audit log counts them: :mod:`loader.store.audit`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ class Bucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def has_one(self, now: float) -> bool:
+        """Whether :meth:`take` would succeed now (takes nothing)."""
+        return min(self.burst, self.tokens + (now - self.updated) * self.rate) >= 1.0
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.updated) * self.rate >= self.burst
 
     def wait_for_one(self) -> float:
         return max(0.0, (1.0 - self.tokens) / self.rate)
@@ -93,7 +105,60 @@ class RateLimiter:
             return
         self._last_sweep = now
         for key, bucket in list(self._buckets.items()):
-            if bucket.tokens + (now - bucket.updated) * bucket.rate >= bucket.burst:
+            if bucket.full(now):
+                del self._buckets[key]
+
+
+class RefusalLimiter:
+    """Refused requests per client address: a bucket each, that refusals (not requests) drain.
+
+    A request to an address with an empty bucket is answered 429 before its credential is
+    looked at. Requests in flight when the bucket empties may still be refused with 401 (at most
+    one per connection, and connections per address are capped); good requests cost nothing
+    however many arrive at once."""
+
+    MAX_ADDRESSES = 65536  # past this many draining at once, new addresses share one bucket
+
+    def __init__(
+        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self._buckets: dict[str, Bucket] = {}
+        self._last_sweep = clock()
+
+    def check(self, client: str | None) -> None:
+        """429 for an address out of refusals."""
+        bucket = self._buckets.get(client or "")
+        if bucket is None and len(self._buckets) >= self.MAX_ADDRESSES:
+            bucket = self._buckets.get("*")
+        if bucket is not None and not bucket.has_one(self.clock()):
+            raise RateLimitedError(
+                "too many refused requests from this address; retry later",
+                bucket.wait_for_one(),
+            )
+
+    def refused(self, client: str | None) -> None:
+        """A 401 for ``client``: one from its budget."""
+        now = self.clock()
+        key = client or ""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._sweep(now)
+            if len(self._buckets) >= self.MAX_ADDRESSES:
+                key = "*"
+                bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = Bucket(self.rate, self.burst, self.burst, now)
+        bucket.take(now)
+
+    def _sweep(self, now: float) -> None:
+        if now - self._last_sweep < 10 and len(self._buckets) < self.MAX_ADDRESSES:
+            return
+        self._last_sweep = now
+        for key, bucket in list(self._buckets.items()):
+            if bucket.full(now):
                 del self._buckets[key]
 
 

@@ -141,6 +141,8 @@ def _operation(route: Route) -> dict[str, Any]:
         statuses |= {401, 403, 429, 503}
     if writes:
         statuses.add(422)
+    if not route.public:
+        statuses.add(429)  # its client address is out of refusals
     if route.body is not None:
         statuses.add(413)
     statuses.add(500)

@@ -1,9 +1,10 @@
 """The route table's types and the one request pipeline every route goes through.
 
 Pipeline, in order (so nothing can be learnt about an app or secret before the token is good):
-authenticate (401) -> scope (403) -> rate limit (429) -> path parameters (400) -> app and
-environment binding (403) -> body (400/413) -> handler (404, 409, 412, ...).
-Refusals (401/403) are audited here.
+refusals of the client address (429) -> authenticate (401) -> scope (403) -> rate limit (429)
+-> path parameters (400) -> app and environment binding (403) -> body (400/413) -> handler
+(404, 409, 412, ...). Refusals (401/403, and the 429s of an address out of refusals) are audited
+here, counted per client and interval (:mod:`loader.store.refusals`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from loader.store.auth import Principal
 from loader.store.models import AuditEvent, utcnow
 
 log = logging.getLogger("loader.store")
+REFUSED_PAUSE = 1.0  # seconds an address out of refusals waits for each 429
 B = TypeVar("B", bound=BaseModel)
 Handler = Callable[["Call[Any]"], Awaitable[web.StreamResponse]]
 ScopeRule = str | Callable[[Mapping[str, str]], str] | None
@@ -83,6 +85,10 @@ class Route:
     spice: bool = False
     description: str = ""
     action: str = ""  # the audit action a refusal of this route is recorded as
+    # Acts on a whole app (all its environments): tokens bound to environments are refused.
+    whole_app: bool = False
+    # Takes no credential at all: not limited by the refusals of its client's address.
+    public: bool = False
 
     def action_for(self, query: Mapping[str, str]) -> str:
         if self.operation_id == "renderSecrets" and query.get("mode") in ("full", "Full"):
@@ -143,9 +149,13 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         try:
+            if not route.public:
+                await _check_address(route, request)
             call = await _admit(route, request)
             response = await (_write(call) if writes else route.handler(call))
         except LoaderError as exc:
+            if exc.status == 401:
+                request.app[STATE].refusals.refused(request.remote)
             response = loader_error(exc)
         except web.HTTPException as exc:
             response = http_error(exc)
@@ -202,6 +212,20 @@ async def _write(call: Call[Any]) -> web.StreamResponse:
     return await state.idempotency.run(call.principal.token_id, key, fingerprint, produce)
 
 
+async def _check_address(route: Route, request: web.Request) -> None:
+    """An address out of refusals gets 429 before its credential costs a database read -- after
+    a pause, so a flood on kept-alive connections slows to one request per connection per
+    :data:`REFUSED_PAUSE` instead of spending the store's CPU on thousands of 429s a second."""
+    state = request.app[STATE]
+    try:
+        state.refusals.check(request.remote)
+    except RateLimitedError:
+        action = route.action_for(request.query)
+        state.audit.refused(Call(request, route, state).event(action, "rate_limited"))
+        await asyncio.sleep(REFUSED_PAUSE)
+        raise
+
+
 async def _admit(route: Route, request: web.Request) -> Call[Any]:
     """Everything before the handler; returns the request as the handler sees it. (Separate from
     ``handle`` so its frame is gone while a long-poll handler waits.)"""
@@ -221,7 +245,7 @@ async def _admit(route: Route, request: web.Request) -> Call[Any]:
         outcome = "unauthorized" if isinstance(exc, UnauthorizedError) else "forbidden"
         with contextlib.suppress(LoaderError):  # record what the request aimed at
             _parse_path(call, request.match_info)
-        state.audit.record(call.event(route.action_for(request.query), outcome))
+        state.audit.refused(call.event(route.action_for(request.query), outcome))
         raise
     if route.body is not None:
         call.body = await parse_body(request, route.body, route.body_types)
@@ -288,6 +312,8 @@ def _parse_path(call: Call[Any], info: Mapping[str, str]) -> None:
 
 
 def _check_bindings(call: Call[Any], principal: Principal) -> None:
+    if call.route.whole_app:
+        principal.require_all_environments()
     if call.app_id:
         principal.require_app(call.app_id)
     if call.route.environment_scoped:

@@ -247,6 +247,12 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                         "names": {"type": "array", "items": {"type": "string"}},
                         "outcome": {"type": "string"},
                         "client": {"type": ["string", "null"]},
+                        "count": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Refusals: how many like this one the client had "
+                            "in the interval starting at `at` (1 for everything else)",
+                        },
                     },
                 },
             },

@@ -53,6 +53,19 @@ class StoreSettings(EnvSettings):
         False, description="Serve reveals even when their audit record cannot be written"
     )
     log_file: Path | None = Field(None, description="Log here instead of stderr (SIGHUP reopens)")
+    max_long_polls_per_token: int = Field(
+        1000, ge=1, description="Long-polls one token (or OAuth client) may hold at once"
+    )
+    refusal_rate_limit: float = Field(
+        5, gt=0, description="Refused requests (401) per second per client address"
+    )
+    refusal_burst: int = Field(50, ge=1, description="Refusals one client address may burst")
+    max_connections_per_client: int = Field(
+        256, ge=0, description="Open connections per client address (0: no cap)"
+    )
+    header_timeout: float = Field(
+        10, ge=0, description="Seconds a connection has to send a request's headers (0: none)"
+    )
 
     @field_validator(
         "access_token_ttl",
@@ -60,13 +73,14 @@ class StoreSettings(EnvSettings):
         "db_timeout",
         "db_acquire_timeout",
         "ready_timeout",
+        "header_timeout",
         mode="before",
     )
     @classmethod
     def _durations(cls, value: Any) -> Any:
         return duration(value)
 
-    @field_validator("rate_limit", mode="before")
+    @field_validator("rate_limit", "refusal_rate_limit", mode="before")
     @classmethod
     def _rate(cls, value: Any) -> Any:
         if isinstance(value, str) and value.endswith("/s"):

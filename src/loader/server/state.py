@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
 
 from loader.server.idempotency import Idempotency
+from loader.server.limits import RefusalLimiter
 from loader.server.metrics import StoreMetrics
 from loader.store.audit import AuditLog
 from loader.store.auth import Principal
@@ -18,6 +20,10 @@ from loader.store.service import StoreService
 
 class Authenticator(Protocol):
     async def __call__(self, request: web.Request) -> Principal: ...
+
+    async def recheck(self, principal: Principal) -> None:
+        """Raise UnauthorizedError when ``principal`` has expired or been revoked since."""
+        ...
 
 
 class Limiter(Protocol):
@@ -36,11 +42,16 @@ class ServerState:
     authenticate: Authenticator
     jwt: JwtAuthority | None = None
     limiter: Limiter = field(default_factory=NoLimit)
+    refusals: RefusalLimiter = field(default_factory=lambda: RefusalLimiter(5, 50))
     max_wait: float = 60.0
+    max_long_polls_per_token: int = 1000
     openapi: dict[str, object] = field(default_factory=dict)
     readiness: Readiness | None = None
     metrics: StoreMetrics | None = None
     idempotency: Idempotency = field(default_factory=Idempotency)
+    # Long lists are read and encoded one page at a time, whoever asks (the rest wait their
+    # turn): between two pages, everything else the store has to do gets the event loop.
+    list_pages: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
 
 STATE = web.AppKey("state", ServerState)

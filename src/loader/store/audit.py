@@ -1,8 +1,10 @@
 """The audit log: who did what to which secret (names only), and every refusal.
 
 Writes that change secrets put their audit record in the same transaction as the change. Reveals
-and refusals are queued here and flushed in batches (one transaction for many records), so a
-burst of long-poll reveals costs one fsync, not thousands. An optional JSON-lines file mirrors
+are queued here and flushed in batches (one transaction for many records), so a burst of
+long-poll reveals costs one fsync, not thousands. Refusals are counted
+(:mod:`loader.store.refusals`) and queued as one record per client and kind every
+``refusal_interval`` seconds (or when the audit is read). An optional JSON-lines file mirrors
 every record for shipping to a SIEM; SIGHUP reopens it (log rotation).
 
 Audit that cannot be lost quietly: the queue is bounded (``max_queue``). While the audit cannot
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from loader.errors import AuditUnavailableError, DatabaseUnavailableError
 from loader.store.models import AuditEvent, iso
+from loader.store.refusals import RefusalTally
 from loader.store.repository import Repository
 
 log = logging.getLogger("loader.audit")
@@ -72,6 +75,7 @@ def event_json(event: AuditEvent) -> dict[str, object]:
         "names": list(event.names),
         "outcome": event.outcome,
         "client": event.client,
+        "count": event.count,
     }
 
 
@@ -85,6 +89,7 @@ class AuditLog:
         max_queue: int = 10_000,
         fail_open: bool = False,
         shutdown_grace: float = 5.0,
+        refusal_interval: float = 10.0,
     ) -> None:
         self.repo = repo
         self.file = file
@@ -92,6 +97,9 @@ class AuditLog:
         self.max_queue = max_queue
         self.fail_open = fail_open
         self.shutdown_grace = shutdown_grace
+        self.refusal_interval = refusal_interval
+        self._refusals = RefusalTally()
+        self._refusals_due: asyncio.TimerHandle | None = None
         self._queue: list[AuditEvent] = []
         self._wakeup = asyncio.Event()
         self._fd: int | None = None
@@ -143,6 +151,20 @@ class AuditLog:
         self._queue.append(event)
         self._wakeup.set()
 
+    def refused(self, event: AuditEvent) -> None:
+        """Count a refusal; its record is queued at the end of the interval."""
+        self._refusals.add(event)
+        if self._refusals_due is None:
+            loop = asyncio.get_running_loop()
+            self._refusals_due = loop.call_later(self.refusal_interval, self._queue_refusals)
+
+    def _queue_refusals(self) -> None:
+        if self._refusals_due is not None:
+            self._refusals_due.cancel()
+            self._refusals_due = None
+        for event in self._refusals.drain():
+            self.record(event)
+
     def mirror(self, event: AuditEvent) -> None:
         """Append to the JSON-lines sink (events already stored by their own transaction)."""
         self._mirror(event, raise_on_failure=False)
@@ -180,8 +202,13 @@ class AuditLog:
     # -- flushing ----------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Store every queued record. Also waits for a batch already being written, so that a
-        reader who flushes first (the audit route) sees every record recorded before it."""
+        """Store every queued record and the refusals counted so far. Also waits for a batch
+        already being written, so that a reader who flushes first (the audit route) sees every
+        record recorded before it."""
+        self._queue_refusals()
+        await self._store_queued()
+
+    async def _store_queued(self) -> None:
         async with self._flushing:
             await self._flush_queued()
 
@@ -220,7 +247,7 @@ class AuditLog:
             if not self._closing:
                 await asyncio.sleep(self.flush_interval)
             try:
-                await self.flush()
+                await self._store_queued()
             except Exception:
                 if not self._closing:
                     await asyncio.sleep(0.5)

@@ -95,6 +95,7 @@ class Principal:
     scopes: frozenset[str]
     app_id: int | None = None
     environments: tuple[str, ...] | None = None
+    expires_at: float | None = None  # POSIX time the credential stops being good (None: never)
 
     def require(self, scope: str) -> None:
         if not grants(self.scopes, scope):
@@ -107,6 +108,12 @@ class Principal:
     def require_environment(self, name: str) -> None:
         if self.environments is not None and name not in self.environments:
             raise InsufficientScopeError("this token is bound to other environments")
+
+    def require_all_environments(self) -> None:
+        if self.environments is not None:
+            raise InsufficientScopeError(
+                "this token is bound to environments; this route acts on the whole app"
+            )
 
     @property
     def unbound(self) -> bool:

@@ -118,9 +118,13 @@ class JwtAuthority:
         if client is None or client.kind != "client" or not usable(client, utcnow()):
             raise UnauthorizedError("access token of a revoked or unknown client")
         envs = claims.get("envs")
+        expires = float(claims["exp"])
+        if client.expires_at is not None:
+            expires = min(expires, client.expires_at.timestamp())
         return Principal(
             token_id=client.id,
             scopes=frozenset(str(claims["scope"]).split()),
             app_id=claims.get("app"),
             environments=tuple(envs) if envs is not None else None,
+            expires_at=expires,
         )

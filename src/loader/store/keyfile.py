@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from loader.crypto import Keyring
 from loader.errors import ConfigError
 from loader.fsio import atomic_write
+from loader.store.permissions import check_key_file
 
 
 def create_key_file(path: Path) -> Keyring:
@@ -30,8 +30,7 @@ def read_key_file(path: Path) -> Keyring:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read master key file {path}: {exc.strerror}") from None
-    if info.st_mode & stat.S_IRWXO:
-        raise ConfigError(f"master key file {path} is readable by others; chmod 600 it")
+    check_key_file(path, info)
     return Keyring.parse(text)
 
 

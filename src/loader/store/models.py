@@ -164,6 +164,7 @@ class AuditEvent:
     names: tuple[str, ...] = ()
     client: str | None = None
     id: int | None = None
+    count: int = 1  # refusals are counted: one record per client and kind per interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +175,4 @@ class AuditQuery:
     since: datetime | None = None
     offset: int = 0
     limit: int = 100
+    environments: tuple[str, ...] | None = None  # only events in these (None: all)

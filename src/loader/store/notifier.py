@@ -8,6 +8,10 @@ idle watchers cost ten thousand futures and a few dozen timers.
 An optional ``prepare`` hook runs before the waiters of a change are woken (the store uses it to
 decrypt the new revision once): woken watchers then answer at once instead of all waking to wait
 again for the one read they share.
+
+A waiter may name its ``holder`` (the token it waits for): :meth:`ChangeNotifier.interrupt` wakes
+every waiter of one holder at once (a revoked token), and :meth:`ChangeNotifier.holding` counts
+them (a cap per token).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class ChangeNotifier:
         self._waiters: dict[int, set[asyncio.Future[bool]]] = {}
         self._contexts: dict[int, Any] = {}
         self._deadlines: dict[int, set[asyncio.Future[bool]]] = {}
+        self._holders: dict[str, set[asyncio.Future[bool]]] = {}
         self._closed = False
         self._prepare = prepare
         self._preparing: set[asyncio.Task[None]] = set()
@@ -73,6 +78,20 @@ class ChangeNotifier:
         finally:
             _wake(waiters)
 
+    def holding(self, holder: str) -> int:
+        """How many waiters ``holder`` has parked."""
+        held = self._holders.get(holder)
+        return len(held) if held else 0
+
+    def interrupt(self, holder: str) -> int:
+        """Wake every waiter of ``holder`` now (they answer as if changed, and re-check who
+        they wait for). Returns how many were woken."""
+        held = self._holders.pop(holder, None)
+        if not held:
+            return 0
+        _wake(held)
+        return len(held)
+
     def watched(self) -> list[int]:
         return list(self._waiters)
 
@@ -80,11 +99,17 @@ class ChangeNotifier:
         return sum(len(w) for w in self._waiters.values())
 
     async def wait(
-        self, env_id: int, known_revision: int, timeout: float, context: Any = None
+        self,
+        env_id: int,
+        known_revision: int,
+        timeout: float,
+        context: Any = None,
+        holder: str | None = None,
     ) -> bool:
         """Until ``env_id`` moves past ``known_revision`` (True) or ``timeout`` passes (False).
 
-        ``context`` is handed to the ``prepare`` hook when the change comes."""
+        ``context`` is handed to the ``prepare`` hook when the change comes; ``holder`` names
+        who waits, for :meth:`interrupt` and :meth:`holding`."""
         if self._latest.get(env_id, -1) > known_revision:
             return True
         if self._closed:
@@ -101,10 +126,18 @@ class ChangeNotifier:
             bucket = self._deadlines[tick] = set()
             loop.call_at(tick / 10, self._expire, tick)
         bucket.add(fut)
+        if holder is not None:
+            self._holders.setdefault(holder, set()).add(fut)
         try:
             return await fut
         finally:
             bucket.discard(fut)
+            if holder is not None:
+                held = self._holders.get(holder)
+                if held is not None:
+                    held.discard(fut)
+                    if not held:
+                        del self._holders[holder]
             current = self._waiters.get(env_id)
             if current is not None:
                 current.discard(fut)

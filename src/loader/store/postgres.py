@@ -5,6 +5,8 @@ Same semantics as :mod:`loader.store.sqlite`, plus fan-out: every change sends
 environment id and revision -- never a value -- and each replica LISTENs on a dedicated
 connection and wakes its own long-poll watchers. If that connection drops, the replica
 reconnects and re-checks the revisions of everything watched, so no change is missed.
+A revocation sends ``NOTIFY loader_revocations`` with the token id the same way (the CLI's
+``token revoke`` too); after a reconnect, the replica re-reads the recent revocations.
 
 Writes to one environment lock its row first (``SELECT ... FOR UPDATE``), so revisions are
 gap-free and strictly increasing however many replicas write at once.
@@ -49,7 +51,14 @@ from loader.store.models import (
     WriteResult,
     utcnow,
 )
-from loader.store.repository import ChangeListener, KeyWrapper, Resealer, SchemaChange
+from loader.store.repository import (
+    REVOCATION_SKEW,
+    ChangeListener,
+    KeyWrapper,
+    Resealer,
+    RevocationFeed,
+    SchemaChange,
+)
 from loader.store.rows import (
     app_record,
     audit_record,
@@ -64,6 +73,7 @@ T = TypeVar("T")
 log = logging.getLogger("loader.store")
 
 CHANNEL = "loader_changes"
+REVOCATIONS = "loader_revocations"
 MIGRATION_LOCK = 0x10ADE5  # pg_advisory_lock key: one replica migrates at a time
 _SECRET_COLUMNS = (
     "id, env_id, name, description, version, modified_revision, created_at, updated_at"
@@ -125,7 +135,7 @@ class _Tx:
 async def _insert_audit(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> None:
     await conn.executemany(
         "INSERT INTO audit_events (at, token_id, app_id, environment, names, action, outcome, "
-        "client) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "client, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
             (
                 e.at,
@@ -136,6 +146,7 @@ async def _insert_audit(conn: asyncpg.Connection, events: Sequence[AuditEvent]) 
                 e.action,
                 e.outcome,
                 e.client,
+                e.count,
             )
             for e in events
         ],
@@ -245,12 +256,13 @@ async def _insert_environment(
     return Environment(id=int(env_id), app_id=app_id, name=name, revision=0, created_at=now)
 
 
-class PostgresRepository:
+class PostgresRepository(RevocationFeed):
     backend = "postgresql"
 
     def __init__(
         self, url: str, pool: asyncpg.Pool, timeouts: DatabaseTimeouts | None = None
     ) -> None:
+        super().__init__()
         self.url = url
         self.pool = pool
         self.timeouts = timeouts or DatabaseTimeouts()
@@ -332,12 +344,28 @@ class PostgresRepository:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed change notification")
 
+    def _on_revoke(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._announce_revoked([payload])
+
+    async def _revoked_since(self, since: datetime) -> None:
+        """Announce the revocations since ``since`` (those a lost LISTEN could have missed).
+        On a pool connection: the LISTEN connection only ever LISTENs. Best effort: a request
+        held meanwhile still re-checks its token when its wait ends."""
+        try:
+            rows = await self._fetch("SELECT id FROM tokens WHERE revoked_at >= $1", since)
+        except Exception as exc:  # the database is down again: the next reconnect re-reads
+            log.warning("could not re-read revocations after reconnecting: %s", exc)
+            return
+        self._announce_revoked([str(r["id"]) for r in rows])
+
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
-        """LISTEN until cancelled; after every (re)connect, re-check what is being watched.
-        Logs once when the connection is lost and once when it is back, not every retry."""
+        """LISTEN until cancelled; after every (re)connect, re-check what is being watched and
+        re-read the revocations that could have been missed while not listening. Logs once when
+        the connection is lost and once when it is back, not every retry."""
         delay = 0.1
         lost_since: float | None = None
         loop = asyncio.get_running_loop()
+        listening_since = utcnow()  # requests may be held before the first LISTEN is up
         while True:
             try:
                 conn = await asyncpg.connect(
@@ -355,13 +383,17 @@ class PostgresRepository:
             lost = asyncio.Event()
             conn.add_termination_listener(functools.partial(_set_event, lost))
             try:
+                started = utcnow()
                 await conn.add_listener(CHANNEL, self._on_notify)
+                await conn.add_listener(REVOCATIONS, self._on_revoke)
                 delay = 0.1
                 if lost_since is not None:
                     log.warning(
                         "change notifications: reconnected after %.1f s", loop.time() - lost_since
                     )
                     lost_since = None
+                await self._revoked_since(listening_since - REVOCATION_SKEW)
+                listening_since = started
                 await reconnected()
                 while not lost.is_set():
                     try:
@@ -737,14 +769,20 @@ class PostgresRepository:
 
     async def revoke_token(self, token_id: str, now: datetime) -> bool:
         async def unit(tx: _Tx) -> bool:
-            status = await tx.conn.execute(
-                "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            # The notification reaches every replica's LISTEN when this commits.
+            row = await tx.conn.fetchrow(
+                "WITH t AS (UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS "
+                "NULL RETURNING id) SELECT pg_notify($3, id) FROM t",
                 now,
                 token_id,
+                REVOCATIONS,
             )
-            return bool(status != "UPDATE 0")
+            return row is not None
 
-        return await self._write(unit)
+        revoked = await self._write(unit)
+        if revoked:
+            self._announce_revoked([token_id])
+        return revoked
 
     async def count_tokens(self) -> int:
         async with self._connection() as conn:
@@ -770,6 +808,9 @@ class PostgresRepository:
         if query.since:
             params.append(query.since)
             where.append(f"at >= ${len(params)}")
+        if query.environments is not None:
+            params.append(list(query.environments))
+            where.append(f"environment = ANY(${len(params)})")
         clause = " AND ".join(where)
         async with self._connection() as conn:
             total = await conn.fetchval(

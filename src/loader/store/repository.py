@@ -10,13 +10,16 @@ Two implementations: :mod:`loader.store.sqlite` (embedded default) and
 * values arrive sealed (the :data:`~loader.store.models.Sealer` runs inside the transaction,
   with the version number the AAD needs) and leave sealed: plaintext never reaches the database;
 * ``on_commit`` listeners (:meth:`Repository.subscribe`) hear ``(env_id, revision)`` after each
-  committed change, including, for PostgreSQL, changes committed by other replicas.
+  committed change, including, for PostgreSQL, changes committed by other replicas;
+* revocation listeners (:meth:`Repository.subscribe_revocations`) hear the id of every token or
+  client revoked, by this process or another (``loader store token revoke`` writes the database
+  directly; other replicas) -- at once, or within :data:`REVOCATION_POLL` seconds for SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from loader.crypto import Sealed, WrappedKey
@@ -43,6 +46,15 @@ KeyWrapper = Callable[[int, int], WrappedKey]
 ChangeListener = Callable[[int, int], None]
 """Hears ``(env_id, revision)`` after a committed change."""
 
+RevocationListener = Callable[[str], None]
+"""Hears the id of a token or OAuth client after its revocation is committed."""
+
+REVOCATION_POLL = 0.5
+"""How often a SQLite store looks for commits by other processes (a revocation by the CLI)."""
+
+REVOCATION_SKEW = timedelta(minutes=5)
+"""How far back a resync looks for revocations (clocks of hosts and processes differ)."""
+
 Resealer = Callable[[DataKeyRecord, DataKeyRecord, str, int, Sealed], Sealed]
 """``(old_key, new_key, name, version, sealed) -> sealed``: re-encrypts one stored value."""
 
@@ -52,6 +64,21 @@ class SchemaChange(NamedTuple):
 
     before: int
     after: int
+
+
+class RevocationFeed:
+    """What both repositories share for their revocation listeners."""
+
+    def __init__(self) -> None:
+        self._revocation_listeners: list[RevocationListener] = []
+
+    def subscribe_revocations(self, listener: RevocationListener) -> None:
+        self._revocation_listeners.append(listener)
+
+    def _announce_revoked(self, token_ids: Sequence[str]) -> None:
+        for token_id in token_ids:
+            for listener in self._revocation_listeners:
+                listener(token_id)
 
 
 class Repository(Protocol):
@@ -76,8 +103,10 @@ class Repository(Protocol):
 
     def subscribe(self, listener: ChangeListener) -> None: ...
 
+    def subscribe_revocations(self, listener: RevocationListener) -> None: ...
+
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
-        """Follow changes made by other processes until cancelled (no-op where there are none)."""
+        """Follow changes and revocations made by other processes until cancelled."""
         ...
 
     # apps and environments

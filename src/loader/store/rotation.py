@@ -24,6 +24,7 @@ from loader.errors import ConfigError, NotFoundError
 from loader.fsio import atomic_write
 from loader.store.keyfile import StaticKeyring, read_key_file, write_key_file
 from loader.store.models import DataKeyRecord
+from loader.store.permissions import check_key_file
 from loader.store.repository import Repository
 from loader.store.service import StoreService
 
@@ -44,6 +45,7 @@ def read_or_create_new_key(path: Path) -> bytes:
         key = crypto.new_key()
         atomic_write(path, base64.b64encode(key) + b"\n", mode=0o600)
         return key
+    check_key_file(path, path.stat())
     text = path.read_text().strip().rpartition(":")[2]
     try:
         key = base64.b64decode(text, validate=True)

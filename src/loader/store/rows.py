@@ -93,4 +93,5 @@ def audit_record(row: Row) -> AuditEvent:
         action=row["action"],
         outcome=row["outcome"],
         client=row["client"],
+        count=row["count"],
     )

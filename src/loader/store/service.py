@@ -88,7 +88,15 @@ class StoreService:
         self.on_audited: Callable[[AuditEvent], None] | None = None
         # Given the audit record of a write that changed nothing, to store on its own.
         self.on_unchanged: Callable[[AuditEvent], None] | None = None
+        # Tokens and clients seen revoked since start: a request still holding one is woken
+        # (and refused), and none is held again.
+        self.revoked: set[str] = set()
         repo.subscribe(self.notifier.publish)
+        repo.subscribe_revocations(self._revoked)
+
+    def _revoked(self, token_id: str) -> None:
+        self.revoked.add(token_id)
+        self.notifier.interrupt(token_id)
 
     # -- keys ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ each in its own savepoint), and a read is one consistent WAL snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -48,7 +49,15 @@ from loader.store.models import (
     parse_iso,
     utcnow,
 )
-from loader.store.repository import ChangeListener, KeyWrapper, Resealer, SchemaChange
+from loader.store.repository import (
+    REVOCATION_POLL,
+    REVOCATION_SKEW,
+    ChangeListener,
+    KeyWrapper,
+    Resealer,
+    RevocationFeed,
+    SchemaChange,
+)
 from loader.store.rows import (
     app_record,
     audit_record,
@@ -108,7 +117,7 @@ class _Tx:
 def _insert_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> None:
     conn.executemany(
         "INSERT INTO audit_events (at, token_id, app_id, environment, names, action, outcome, "
-        "client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "client, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 iso(e.at),
@@ -119,6 +128,7 @@ def _insert_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> Non
                 e.action,
                 e.outcome,
                 e.client,
+                e.count,
             )
             for e in events
         ],
@@ -154,12 +164,13 @@ def _insert_environment(
     return Environment(id=env_id, app_id=app_id, name=name, revision=0, created_at=now)
 
 
-class SQLiteRepository:
+class SQLiteRepository(RevocationFeed):
     backend = "sqlite"
 
     def __init__(
         self, path: Path, readers: int = 2, timeouts: DatabaseTimeouts | None = None
     ) -> None:
+        super().__init__()
         self.path = path
         self.timeouts = timeouts or DatabaseTimeouts()
         self.health = DatabaseHealth()
@@ -246,8 +257,27 @@ class SQLiteRepository:
         self._listeners.append(listener)
 
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
-        """One process owns a SQLite store: every change is announced in-process."""
-        await asyncio.Event().wait()
+        """One process serves a SQLite store, and announces its own changes. But the CLI writes
+        the file directly (``loader store token revoke``): follow other connections' commits by
+        polling ``PRAGMA data_version`` on a connection of our own, and announce the tokens
+        revoked since the last look."""
+        conn = await asyncio.to_thread(connect, self.path)
+        try:
+            since = utcnow() - REVOCATION_SKEW
+            version = await asyncio.to_thread(_data_version, conn)
+            while True:
+                await asyncio.sleep(REVOCATION_POLL)
+                current = await asyncio.to_thread(_data_version, conn)
+                if current == version:
+                    continue
+                version = current
+                revoked = await asyncio.to_thread(_revoked_since, conn, since)
+                if revoked:
+                    since = max(at for _, at in revoked) - REVOCATION_SKEW
+                    self._announce_revoked([token_id for token_id, _ in revoked])
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     # -- health --------------------------------------------------------------------------------
 
@@ -722,7 +752,10 @@ class SQLiteRepository:
             )
             return cur.rowcount > 0
 
-        return await self._write(unit)
+        revoked = await self._write(unit)
+        if revoked:
+            self._announce_revoked([token_id])
+        return revoked
 
     async def count_tokens(self) -> int:
         def unit(conn: sqlite3.Connection) -> int:
@@ -749,6 +782,9 @@ class SQLiteRepository:
         if query.since:
             where.append("at >= ?")
             params.append(iso(query.since))
+        if query.environments is not None:
+            where.append(f"environment IN ({', '.join('?' * len(query.environments))})")
+            params.extend(query.environments)
         clause = " AND ".join(where)
 
         def unit(conn: sqlite3.Connection) -> tuple[list[AuditEvent], int]:
@@ -835,6 +871,17 @@ class SQLiteRepository:
             return len(rows)
 
         return await self._write(unit)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _revoked_since(conn: sqlite3.Connection, since: datetime) -> list[tuple[str, datetime]]:
+    rows = conn.execute(
+        "SELECT id, revoked_at FROM tokens WHERE revoked_at >= ?", (iso(since),)
+    ).fetchall()
+    return [(str(r[0]), parse_iso(r[1])) for r in rows]
 
 
 def connect(path: Path, busy_timeout: float = 30.0) -> sqlite3.Connection:
