@@ -13,6 +13,9 @@ import asyncio
 import json
 from typing import Any
 
+import aiohttp
+import pytest
+
 from loader.store.models import SecretMeta
 from tests.store_harness import Store
 
@@ -122,3 +125,31 @@ async def test_a_short_list_is_one_ordinary_response(store: Store) -> None:
     resp = await store.client.get(f"/v1/apps/{app}/secrets", headers=store.auth(store.admin))
     assert resp.status == 200 and resp.headers.get("Content-Length") is not None
     assert [s["name"] for s in (await resp.json())["secrets"]] == ["A"]
+
+
+async def test_a_list_that_fails_mid_way_is_cut_off_not_passed_as_whole(store: Store) -> None:
+    """The status went out with the first page: when a later page cannot be read, the
+    connection ends without the closing chunk, so the client sees an error, never a short
+    list that parses."""
+    from loader.errors import DatabaseUnavailableError
+
+    app = await _fill(store)
+    repo = store.state.service.repo
+    inner = repo.list_secrets
+    calls = 0
+
+    async def failing(env_id: int, offset: int, limit: int) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise DatabaseUnavailableError("the database went away", "database_unavailable")
+        return await inner(env_id, offset, limit)
+
+    repo.list_secrets = failing  # type: ignore[method-assign]
+    try:
+        resp = await store.client.get(f"/v1/apps/{app}/secrets", headers=store.auth(store.admin))
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(resp.read(), HANG_GUARD)
+    finally:
+        repo.list_secrets = inner  # type: ignore[method-assign]

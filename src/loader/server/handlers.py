@@ -661,6 +661,7 @@ ROUTES: tuple[Route, ...] = (
         tag="System",
         response="Readiness",
         errors=(503,),
+        public=True,
         description="200 when a database round trip succeeds within a short timeout, the master "
         "key opens a data key, and (SQLite) the data file is the one opened with disk to spare; "
         "else 503 with Retry-After and the failing check's reason code.",
@@ -674,6 +675,7 @@ ROUTES: tuple[Route, ...] = (
         None,
         tag="System",
         content_types=("text/plain",),
+        public=True,
         description="Requests by route template and status, latency, database errors, "
         "long-poll watchers, audit queue depth. No secret names or values.",
     ),
