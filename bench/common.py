@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -117,6 +118,25 @@ def bench_venv(quick: bool) -> Path:
     )
     marker.write_text(stamp)
     return venv / "bin"
+
+
+def before_after_parser(prog: str, seconds: float) -> argparse.ArgumentParser:
+    """The options of a benchmark that can also measure another source tree (``--src``: e.g.
+    main's, from ``git archive main src | tar -x -C /tmp/main``) for a before/after table."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--src", type=Path, help="run the store from this source tree")
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser
+
+
+def before_after_bin(args: argparse.Namespace) -> tuple[Path, str]:
+    """The interpreter's directory for ``args`` (this one when ``--src`` is given) and a label
+    for the section title."""
+    if args.src:
+        return Path(sys.executable).parent, f" (store from {args.src})"
+    return bench_venv(args.quick), ""
 
 
 def time_commands(

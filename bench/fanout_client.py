@@ -13,7 +13,7 @@ import sys
 import time
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = 0
@@ -37,7 +37,7 @@ async def request(
         *(f"{k}: {v}" for k, v in headers.items()),
     ]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    status = await _read_response(reader)
+    status = await read_response(reader)
     writer.close()
     return status
 
@@ -89,7 +89,7 @@ async def main() -> None:
             *(f"{k}: {v}" for k, v in watch_headers.items()),
         ]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
-        status = await _read_response(reader)
+        status = await read_response(reader)
         arrivals.append(time.perf_counter())
         assert status == 200, status
         writer.close()

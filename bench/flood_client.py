@@ -16,19 +16,9 @@ import sys
 import time
 from collections import Counter
 
+from bench.fanout_client import read_response
+
 BAD_TOKEN = "lt_0123456789ab_" + "x" * 43
-
-
-async def _response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    if length:
-        await reader.readexactly(length)
-    return status
 
 
 async def main() -> None:
@@ -65,7 +55,7 @@ async def main() -> None:
                 while time.monotonic() < deadline:
                     await while_off()
                     writer.write(request)
-                    statuses[await _response(reader)] += 1
+                    statuses[await read_response(reader)] += 1
             except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
                 closed += 1
             finally:

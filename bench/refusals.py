@@ -10,18 +10,23 @@ before/after comparison uses the same harness and machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Figure, Section, bench_venv, percentile
+from bench.common import (
+    Figure,
+    Section,
+    before_after_bin,
+    before_after_parser,
+    bench_venv,
+    percentile,
+)
 from bench.procs import Stack
 
 FLOOD_CONNECTIONS = 128
@@ -177,16 +182,11 @@ def run(quick: bool) -> Section:
 def main() -> None:
     from bench.__main__ import table
 
-    parser = argparse.ArgumentParser(prog="bench.refusals")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--src", type=Path, help="run the store from this source tree")
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = before_after_parser("bench.refusals", 15.0)
     parser.add_argument("--no-pin", action="store_true", help="let the OS place every process")
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent if args.src else bench_venv(args.quick)
+    bin_dir, label = before_after_bin(args)
     out = measure(bin_dir, args.seconds, args.repeats, args.src, not args.no_pin)
-    label = f" (store from {args.src})" if args.src else ""
     print(table(section(out, args.seconds, label, not args.no_pin)))
 
 

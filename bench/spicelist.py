@@ -9,13 +9,11 @@ run; and the time of one list.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +21,14 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import Figure, Section, bench_venv, percentile
+from bench.common import (
+    Figure,
+    Section,
+    before_after_bin,
+    before_after_parser,
+    bench_venv,
+    percentile,
+)
 from bench.procs import Stack
 
 LISTERS = 8
@@ -157,16 +162,11 @@ def run(quick: bool) -> Section:
 def main() -> None:
     from bench.__main__ import table
 
-    parser = argparse.ArgumentParser(prog="bench.spicelist")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--src", type=Path, help="run the store from this source tree")
+    parser = before_after_parser("bench.spicelist", 10.0)
     parser.add_argument("--secrets", type=int, default=20000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent if args.src else bench_venv(args.quick)
+    bin_dir, label = before_after_bin(args)
     out = measure(bin_dir, args.secrets, args.seconds, args.repeats, args.src)
-    label = f" (store from {args.src})" if args.src else ""
     print(table(section(out, args.secrets, args.seconds, label)))
 
 

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from loader.httpclient import HttpClient
+from loader.store.migrations import latest
 from tests.procs import (
     LiveStore,
     free_port,
@@ -24,6 +25,8 @@ from tests.procs import (
     start_store,
     wait_until,
 )
+
+SCHEMA = latest("sqlite")
 
 
 def put(url: str, token: str, app: int, name: str, value: str) -> None:
@@ -99,7 +102,7 @@ def test_a_deleted_database_is_never_replaced_by_an_empty_one(tmp_path: Path) ->
     fresh = run_loader("store", "migrate", "--init-empty", "--data-dir", str(data))
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.decode().strip() == (
-        "created the database schema (version 1) in an empty database"
+        f"created the database schema (version {SCHEMA}) in an empty database"
     )
     orphans = list(data.glob("loader.db-wal.orphan-*"))
     assert len(orphans) == 1 and orphans[0].read_bytes() == before
@@ -137,11 +140,11 @@ def test_migrate_says_what_it_did(tmp_path: Path) -> None:
     assert not (data / "loader.db").exists()  # a refused serve creates nothing
     first = run_loader("store", "migrate", "--data-dir", str(data))
     assert first.stdout.decode().strip() == (
-        "created the database schema (version 1) in an empty database"
+        f"created the database schema (version {SCHEMA}) in an empty database"
     )
     again = run_loader("store", "migrate", "--data-dir", str(data))
     assert again.stdout.decode().strip() == (
-        "the database schema is at version 1, up to date: nothing to do"
+        f"the database schema is at version {SCHEMA}, up to date: nothing to do"
     )
 
 

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from loader.server.limits import RateLimiter
-from loader.store.auth import CLIENT_PREFIX, digest, new_id, new_secret
-from loader.store.models import TokenRecord, utcnow
+from loader.store.models import utcnow
 from tests.store_harness import Store
 
 CANARY = "hardening-canary-0c7e-value"
@@ -209,19 +208,7 @@ async def test_rate_limit_budgets_are_separate_and_long_polls_count_once(
 
 
 async def client(store: Store, scopes: frozenset[str], app: int | None = None) -> tuple[str, str]:
-    client_id, secret = new_id(CLIENT_PREFIX), new_secret()
-    await store.state.service.repo.create_token(
-        TokenRecord(
-            id=client_id,
-            kind="client",
-            digest=digest(secret),
-            scopes=scopes,
-            app_id=app,
-            environments=None,
-            created_at=utcnow(),
-        )
-    )
-    return client_id, secret
+    return await store.oauth_client(*scopes, app=app)
 
 
 async def test_oauth_client_credentials_flow(store: Store) -> None:

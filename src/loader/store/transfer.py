@@ -94,7 +94,18 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "audit_events",
-        ("id", "at", "token_id", "app_id", "environment", "names", "action", "outcome", "client"),
+        (
+            "id",
+            "at",
+            "token_id",
+            "app_id",
+            "environment",
+            "names",
+            "action",
+            "outcome",
+            "client",
+            "count",
+        ),
         ("at",),
     ),
 )
