@@ -28,7 +28,9 @@ def is_credential(name: str) -> bool:
     upper = name.upper()  # settings are read in any case
     if not upper.startswith(PREFIX):
         return False
-    return upper in NAMED or any(marker in upper for marker in MARKERS)
+    # LOADER_DATABASE_URL_FILE names where the URL is: as good as the URL to a child.
+    stem = upper.removesuffix("_FILE")
+    return stem in NAMED or upper in NAMED or any(marker in upper for marker in MARKERS)
 
 
 def without_credentials(environ: Mapping[str, str]) -> dict[str, str]:

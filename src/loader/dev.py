@@ -78,7 +78,10 @@ async def dev_store(port: int = 8700, data_dir: Path | None = None) -> AsyncIter
     keyring = Keyring.generate()
     write_key_file(directory / "master.key", keyring)
     sock, moved_from = bind_or_free(port)
-    settings = StoreSettings(data_dir=directory, listen="127.0.0.1:0", migrate=True)
+    # The dev store reads no LOADER_* variable: a LOADER_DATABASE_URL in the shell is not its.
+    settings = StoreSettings.from_environ(
+        {}, data_dir=directory, listen="127.0.0.1:0", migrate=True
+    )
     try:
         async with AsyncExitStack() as stack:
             stack.callback(sock.close)

@@ -10,12 +10,13 @@ Round trips (render -> parse) are proven against the real readers in the tests.
 
 from __future__ import annotations
 
+from loader.settingtypes import FORMATS
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 HEADER_PREFIX = "# loader format="
-FORMATS = ("dotenv", "dotenv-expand", "shell", "docker", "json")
 # What loader writes bare (unquoted) in a dotenv file.
 _BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:@%+,=-")
 

@@ -27,9 +27,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from loader import settingtypes
 from loader.errors import UnrenderableError
 
-FORMATS = ("dotenv", "dotenv-expand", "shell", "docker", "json")
+FORMATS = settingtypes.FORMATS  # the ones rendered here (listed with the other choices)
+
 HEADER_PREFIX = "# loader format="
 _PY_DOTENV_VARIABLE = re.compile(r"\$\{[^}:]*(?::-[^}]*)?\}")
 _DOCKER_MAX_LINE = 64 * 1024 - 1

@@ -1,72 +1,46 @@
-"""Settings for the long-running commands, from ``LOADER_*`` variables and flags (flags win).
+"""The agent's settings (``loader agent`` and ``loader render --once``): one dataclass whose
+fields are the table. Each field's line declares its type, its default (as typed), its parser,
+its help text and which command takes it as a flag; from them come the ``LOADER_*`` variables,
+the flags and their help, the parsing and the one-line errors. The flag wins over the variable.
 
-Built once at the entry point (``cli``) and passed down; nothing reads the environment later.
-A bad setting becomes one :class:`~loader.errors.ConfigError` line (exit 78) before any network
-call, naming the variable and the flag.
+Built once at the entry point and passed down; nothing reads the environment later. A bad
+setting is one :class:`~loader.errors.ConfigError` line (exit 78) before any network call.
 
-This module is the agent's, and imports no validation framework: the sidecar's memory is mostly
-its imports, and pydantic would add about 8 MiB to it. The store and the webhook build their
-settings on pydantic (:mod:`loader.envsettings`); all of them go through :func:`load`.
+Stdlib only: the sidecar's memory is mostly its imports, and pydantic (the store's settings
+library) would add about 8 MiB to it. The choices and parsers it shares with the store's and the
+runner's settings come from :mod:`loader.settingtypes`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
-from loader.errors import ConfigError
-from loader.formats import FORMATS
 from loader.names import DEFAULT_ENVIRONMENT, ENV_NAME_MAX, ENV_NAME_PATTERN
-from loader.units import parse_duration
+from loader.settingtypes import (
+    FORMATS,
+    LOG_LEVELS,
+    OFF,
+    TEMPLATE_FORMATS,
+    Choice,
+    Listen,
+    SettingError,
+    bad_setting,
+    boolean,
+    env_name,
+    flag_name,
+    help_line,
+    http_url,
+    parse_listen,
+    seconds,
+)
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-TEMPLATE_FORMATS = ("auto", "yaml", "json", "text")
-
-
-class SettingError(ValueError):
-    """One bad setting: ``field`` names it (empty for a rule about several settings)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-class Settings(Protocol):
-    env_prefix: ClassVar[str]
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str], **given: Any) -> Any: ...
-
-
-S = TypeVar("S", bound=Settings)
-
-
-def load(cls: type[S], environ: Mapping[str, str] | None = None, **flags: Any) -> S:
-    """Build settings from the environment plus the flags given (``None`` flags are absent)."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        settings: S = cls.from_environ(os.environ if environ is None else environ, **given)
-    except SettingError as exc:
-        where = (
-            f"{cls.env_prefix}{exc.field.upper()} / --{exc.field.replace('_', '-')}: "
-            if exc.field
-            else ""
-        )
-        raise ConfigError(f"bad setting: {where}{exc.message}") from None
-    return settings
-
-
-def from_prefix(environ: Mapping[str, str], prefix: str, names: list[str]) -> dict[str, str]:
-    """``{name: value}`` for each ``<prefix><NAME>`` variable set (in any case)."""
-    upper = {key.upper(): value for key, value in environ.items()}
-    return {name: upper[key] for name in names if (key := prefix + name.upper()) in upper}
+Parser = Callable[[Any], Any]
+AGENT, RENDER = "agent", "render"
+BOTH = (AGENT, RENDER)
 
 
 class Secret:
@@ -92,59 +66,19 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """A parsed listen address: TCP ``host:port`` or ``unix:/path.sock``."""
-
-    host: str = ""
-    port: int = 0
-    path: Path | None = None
-
-    @property
-    def is_unix(self) -> bool:
-        return self.path is not None
-
-    def __str__(self) -> str:
-        if self.path is not None:
-            return f"unix:{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_listen(text: str, *, allow_unix: bool = True) -> Listen:
-    text = text.strip()
-    if text.startswith("unix:"):
-        if not allow_unix:
-            raise ValueError("unix sockets are not supported here")
-        path = text[len("unix:") :]
-        if not path.startswith("/"):
-            raise ValueError("unix socket paths must be absolute (unix:/path/agent.sock)")
-        return Listen(path=Path(path))
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen address {text!r} must be HOST:PORT (or unix:/path.sock)")
-    host = host.strip("[]") or "127.0.0.1"
-    return Listen(host=host, port=int(port))
-
-
-def is_loopback(listen: Listen) -> bool:
-    if listen.is_unix:
-        return True
-    if listen.host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(listen.host).is_loopback
-    except ValueError:
-        return False
-
-
-# -- field parsers: each takes a flag's value (typed) or a variable's (text) -------------------
-
-Parser = Callable[[Any], Any]
+# -- field parsers: a flag's value (maybe typed) or a variable's text -> the value ------------
 
 
 def text(value: Any) -> str:
     return str(value)
+
+
+def path(value: Any) -> Path:
+    return value if isinstance(value, Path) else Path(str(value))
+
+
+def secret(value: Any) -> Secret:
+    return value if isinstance(value, Secret) else Secret(str(value))
 
 
 def optional(parse: Parser) -> Parser:
@@ -154,55 +88,9 @@ def optional(parse: Parser) -> Parser:
     return one
 
 
-def path(value: Any) -> Path:
-    return value if isinstance(value, Path) else Path(str(value))
-
-
-def choice(*options: str, lower: bool = False) -> Parser:
-    def one(value: Any) -> str:
-        word = str(value).strip()
-        word = word.lower() if lower else word
-        if word not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return word
-
-    return one
-
-
-def boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("1", "true", "yes", "on"):
-        return True
-    if word in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be true or false")
-
-
-def integer(minimum: int) -> Parser:
-    def one(value: Any) -> int:
-        try:
-            number = value if isinstance(value, int) else int(str(value).strip())
-        except ValueError:
-            raise ValueError("must be a whole number") from None
-        if number < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        return number
-
-    return one
-
-
-def seconds(maximum: float | None = None) -> Parser:
-    """A positive duration: seconds as a number or text like ``30s``, ``5m``, ``1h``."""
-
+def at_most(maximum: float) -> Parser:
     def one(value: Any) -> float:
-        number = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-        if not number > 0:
-            raise ValueError("must be more than 0 seconds")
-        if maximum is not None and number > maximum:
-            raise ValueError(f"must be at most {maximum:g} seconds")
-        return number
+        return seconds(value, maximum=maximum)
 
     return one
 
@@ -233,72 +121,119 @@ def app_id_or_name(value: Any) -> int | str:
         raise ValueError(str(exc)) from None
 
 
-def http_url(value: Any) -> str:
-    url = str(value).strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("store url must be http(s)://host[:port]")
-    return url.rstrip("/")
+# -- one field's declaration -------------------------------------------------------------------
 
 
-def secret(value: Any) -> Secret:
-    return value if isinstance(value, Secret) else Secret(str(value))
+class Row:
+    """What a field's line says besides its name and type."""
+
+    __slots__ = ("aliases", "commands", "default", "parse", "text")
+
+    def __init__(
+        self,
+        parse: Parser,
+        text: str,
+        default: str | None,
+        commands: tuple[str, ...],
+        aliases: tuple[str, ...],
+    ) -> None:
+        self.parse, self.text, self.default = parse, text, default
+        self.commands, self.aliases = commands, aliases
 
 
-def parse_fields(
-    parsers: Mapping[str, Parser], raw: Mapping[str, Any], required: frozenset[str]
-) -> dict[str, Any]:
-    """Each raw value through its field's parser; a missing required field or a bad value is a
-    SettingError naming the field (never echoing the value)."""
-    out: dict[str, Any] = {}
-    for name, parse in parsers.items():
-        if name not in raw:
-            if name in required:
-                raise SettingError(name, "required")
-            continue
-        try:
-            out[name] = parse(raw[name])
-        except ValueError as exc:
-            raise SettingError(name, str(exc)) from None
-    return out
-
-
-# -- the agent ---------------------------------------------------------------------------------
+def setting(
+    parse: Parser,
+    text: str = "",
+    *,
+    default: str | None = None,
+    required: bool = False,
+    commands: tuple[str, ...] = BOTH,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """A field: ``default`` is written as a user would type it (``"30s"``) and parsed like a
+    variable; ``commands`` take it as a flag (none: a variable only)."""
+    row = Row(parse, text, default, commands, aliases)
+    if required:
+        return field(metadata={"row": row})
+    return field(default=None if default is None else parse(default), metadata={"row": row})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSettings:
     """``loader agent`` and ``loader render --once``."""
 
-    env_prefix: ClassVar[str] = "LOADER_"
-
-    store_url: str
-    app: int | str  # an id, or a name looked up at start
-    token: Secret | None = None
-    token_file: Path | None = None
-    environment: str = DEFAULT_ENVIRONMENT
-    output: Path | None = None
-    format: str = "dotenv"
-    template: Path | None = None
-    template_output: Path | None = None
-    template_format: str = "auto"
-    names: str | None = None
-    listen: str = "127.0.0.1:8701"
-    allow_disk: bool = False
-    on_change: str | None = None
-    max_stale: float | None = None
-    ca_file: Path | None = None
-    wait: float = 30.0
-    backoff_initial: float = 0.2
-    backoff_max: float = 30.0
-    timeout: float = 30.0
-    log_level: str = "info"
-    log_file: Path | None = None
+    store_url: str = setting(http_url, "The store, e.g. http://loader-store:8700", required=True)
+    token: Secret | None = setting(optional(secret), commands=())  # argv shows in `ps`
+    token_file: Path | None = setting(
+        optional(path), "File holding the token, re-read when it changes (or set LOADER_TOKEN)"
+    )
+    app: int | str = setting(app_id_or_name, "App name or id", required=True)
+    environment: str = setting(
+        matching(ENV_NAME_PATTERN, ENV_NAME_MAX),
+        "Environment",
+        default=DEFAULT_ENVIRONMENT,
+        aliases=("--env",),
+    )
+    output: Path | None = setting(optional(path), "Env file to write")
+    format: str = setting(Choice(FORMATS), "Env file format", default="dotenv")
+    template: Path | None = setting(
+        optional(path), "Spicepod or any text file with ${secrets:NAME}"
+    )
+    template_output: Path | None = setting(optional(path), "Where the rendered template goes")
+    template_format: str = setting(
+        Choice(TEMPLATE_FORMATS), "Template syntax (auto: by extension)", default="auto"
+    )
+    names: str | None = setting(optional(text), "Only these secrets, comma-separated")
+    allow_disk: bool = setting(
+        boolean, "Allow writing secrets outside tmpfs/ramfs", default="false"
+    )
+    ca_file: Path | None = setting(optional(path), "CA bundle for an https store")
+    listen: str = setting(
+        text,
+        "Local endpoint: 127.0.0.1:PORT, [::1]:PORT, unix:/path.sock or off",
+        default="127.0.0.1:8701",
+        commands=(AGENT,),
+    )
+    on_change: str | None = setting(
+        optional(text), "Command run after each re-render, e.g. 'kill -HUP 1'", commands=(AGENT,)
+    )
+    max_stale: float | None = setting(
+        optional(seconds), "/readyz fails when the data is older, e.g. 5m", commands=(AGENT,)
+    )
+    wait: float = setting(
+        at_most(60), "Long-poll hold, at most 60s", default="30s", commands=(AGENT,)
+    )
+    timeout: float = setting(seconds, "Give up after this long", default="30s", commands=(RENDER,))
+    backoff_initial: float = setting(seconds, default="0.2s", commands=())
+    backoff_max: float = setting(seconds, default="30s", commands=())
+    log_level: str = setting(
+        Choice(LOG_LEVELS, lower=True), "debug|info|warning|error", default="info"
+    )
+    log_file: Path | None = setting(
+        optional(path),
+        "Log to this file instead of stderr; SIGHUP reopens it",
+        commands=(AGENT,),
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **given: Any) -> AgentSettings:
-        raw = {**from_prefix(environ, cls.env_prefix, list(_AGENT_FIELDS)), **given}
-        return cls(**parse_fields(_AGENT_FIELDS, raw, frozenset({"store_url", "app"})))
+        """Each field from its flag (given) or its variable (any case), through its parser."""
+        upper = {key.upper(): value for key, value in environ.items()}
+        values: dict[str, Any] = {}
+        try:
+            for name, row, required in rows():
+                raw = given[name] if name in given else upper.get(env_name(name))
+                if raw is None:
+                    if required:
+                        raise SettingError(name, "required")
+                    continue
+                try:
+                    values[name] = row.parse(raw)
+                except ValueError as exc:
+                    raise SettingError(name, str(exc)) from None
+            return cls(**values)
+        except SettingError as exc:
+            raise bad_setting(exc) from None
 
     def __post_init__(self) -> None:
         if self.token is None and self.token_file is None:
@@ -307,12 +242,12 @@ class AgentSettings:
             raise SettingError("", "nothing to render: set --output and/or --template")
         if (self.template is None) != (self.template_output is None):
             raise SettingError("", "--template and --template-output go together")
-        if self.listen not in ("off", "none", ""):
+        if self.listen not in OFF:
             try:
                 address = parse_listen(self.listen)
             except ValueError as exc:
                 raise SettingError("listen", str(exc)) from None
-            if not is_loopback(address):
+            if not address.is_loopback:
                 raise SettingError(
                     "listen",
                     f"refusing to listen on {self.listen}: the local endpoint binds only to "
@@ -321,7 +256,7 @@ class AgentSettings:
 
     @property
     def listen_address(self) -> Listen | None:
-        if self.listen in ("off", "none", ""):
+        if self.listen in OFF:
             return None
         return parse_listen(self.listen)
 
@@ -340,28 +275,33 @@ class AgentSettings:
         return kind_for(str(self.template or ""))
 
 
-_AGENT_FIELDS: dict[str, Parser] = {
-    "store_url": http_url,
-    "app": app_id_or_name,
-    "token": optional(secret),
-    "token_file": optional(path),
-    "environment": matching(ENV_NAME_PATTERN, ENV_NAME_MAX),
-    "output": optional(path),
-    "format": choice(*FORMATS),
-    "template": optional(path),
-    "template_output": optional(path),
-    "template_format": choice(*TEMPLATE_FORMATS),
-    "names": optional(text),
-    "listen": text,
-    "allow_disk": boolean,
-    "on_change": optional(text),
-    "max_stale": optional(seconds()),
-    "ca_file": optional(path),
-    "wait": seconds(maximum=60),
-    "backoff_initial": seconds(),
-    "backoff_max": seconds(),
-    "timeout": seconds(),
-    "log_level": choice(*LOG_LEVELS, lower=True),
-    "log_file": optional(path),
-}
-assert set(_AGENT_FIELDS) == {f.name for f in fields(AgentSettings)}
+def rows() -> Iterator[tuple[str, Row, bool]]:
+    """``(name, row, required)`` for each field, in declaration order."""
+    for f in fields(AgentSettings):
+        yield f.name, f.metadata["row"], f.default is MISSING
+
+
+def env_names() -> set[str]:
+    return {env_name(name) for name, _, _ in rows()}
+
+
+def add_flags(parser: Any, command: str) -> None:
+    """The flags ``command`` (agent or render) takes, each defaulting to None (absent)."""
+    for name, row, _ in rows():
+        if command not in row.commands:
+            continue
+        kwargs: dict[str, Any] = {
+            "dest": name,
+            "default": None,
+            "help": help_line(row.text, env_name(name), row.default),
+        }
+        if isinstance(row.parse, Choice):
+            kwargs["choices"] = list(row.parse.options)
+        elif row.parse is boolean:
+            kwargs["action"] = "store_true"
+            kwargs["help"] = help_line(row.text, env_name(name))
+        parser.add_argument(flag_name(name), *row.aliases, **kwargs)
+
+
+def flags_given(ns: Any) -> dict[str, Any]:
+    return {name: value for name, _, _ in rows() if (value := getattr(ns, name, None)) is not None}

@@ -11,7 +11,8 @@ from loader.agent.local_api import host_is_loopback
 from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
 from loader.errors import ConfigError
-from loader.settings import AgentSettings, is_loopback, load, parse_listen
+from loader.settings import AgentSettings
+from loader.settingtypes import load, parse_listen
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_host_is_loopback(host: str | None, ok: bool) -> None:
     ],
 )
 def test_listen_loopback(text: str, loopback: bool) -> None:
-    assert is_loopback(parse_listen(text)) is loopback
+    assert parse_listen(text).is_loopback is loopback
 
 
 @pytest.mark.parametrize("text", ["nohost", "1.2.3.4:99999", "unix:relative.sock", "h:-1"])

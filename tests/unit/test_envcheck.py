@@ -2,25 +2,61 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from loader.envcheck import KNOWN, is_service_link, unknown
+from loader.commands.common import CLIENT
+from loader.envcheck import is_service_link, unknown
 from loader.runner.options import OPTIONS
 from loader.server.settings import StoreSettings
+from loader.settingnames import known, unexplained
 from loader.settings import AgentSettings
 from loader.webhook.settings import WebhookSettings
 
+ROOT = Path(__file__).resolve().parents[2]
 EXTRAS = {"LOADER_TOKEN", "LOADER_HEALTHCHECK_URL"}  # read outside the settings classes
 
 
 def test_known_is_exactly_what_the_settings_read() -> None:
     read = {f"LOADER_{f.name.upper()}" for f in fields(AgentSettings)}
     read |= {f"LOADER_{name.upper()}" for name in StoreSettings.model_fields}
+    read |= {"LOADER_DATABASE_URL_FILE"}  # the secret field, from a file
     read |= {f"LOADER_WEBHOOK_{name.upper()}" for name in WebhookSettings.model_fields}
-    read |= {o.env for o in OPTIONS}
-    assert read | EXTRAS == KNOWN
+    read |= {o.env for o in OPTIONS} | {o.env for o in CLIENT}
+    assert read | EXTRAS == known()
+
+
+def test_every_variable_the_code_and_the_chart_name_is_known() -> None:
+    """A variable read (or set for the agent, by the webhook and the chart) outside the
+    declarations would be called a typo: each one named in src/ and helm/ is known."""
+    named: set[str] = set()
+    for path in [*(ROOT / "src").rglob("*.py"), *(ROOT / "helm").rglob("*.yaml")]:
+        named |= set(re.findall(r"\bLOADER_[A-Z][A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+    named = {n for n in named if not is_service_link(n)}
+    named -= {"LOADER_WEBHOOK", "LOADER_ENV"}  # a prefix; envcheck's example of a typo
+    assert named - known() == set()
+
+
+def test_names_are_asked_cheapest_first() -> None:
+    """A runner's variable loads no other declaration; an agent's loads no pydantic."""
+    code = (
+        "import sys\n"
+        "from loader.settingnames import unexplained\n"
+        "assert unexplained(['LOADER_AGENT_URL', 'LOADER_GRACE']) == []\n"
+        "print('loader.settings' in sys.modules, 'pydantic' in sys.modules)\n"
+        "assert unexplained(['LOADER_OUTPUT', 'LOADER_MAX_STALE']) == []\n"
+        "print('loader.settings' in sys.modules, 'pydantic' in sys.modules)\n"
+        "assert unexplained(['LOADER_DB_TIMEOUT']) == []\n"
+        "print('loader.settings' in sys.modules, 'pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:3] == ["False False", "True False", "True True"]
+    assert unexplained(["LOADER_ENV", "LOADER_APP"]) == ["LOADER_ENV"]
 
 
 @pytest.mark.parametrize(

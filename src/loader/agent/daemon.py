@@ -43,7 +43,8 @@ from loader.errors import (
 from loader.fsguard import check_socket_path
 from loader.fswatch import watch_file
 from loader.listener import bind_tcp, bind_unix, bound_port
-from loader.settings import AgentSettings, Listen
+from loader.settings import AgentSettings
+from loader.settingtypes import Listen
 
 log = logging.getLogger("loader.agent")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loader.commands.common import Target, add_client_options
+from loader.commands.common import Target, add_client_options, add_settings
 from loader.console import print_json, say
 
 TYPE_CHECKING = False
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def build(name: str, p: Any) -> None:
-    p.add_argument("--app", help="App name or id (LOADER_APP)")
+    add_settings(p, "app")
     p.add_argument("--action", help="Only this action, e.g. reveal, upsert_secret, delete_app")
     p.add_argument("--name", help="Only events on this secret")
     p.add_argument("--since", help="Only events at or after this time (ISO 8601 with a zone)")

@@ -18,6 +18,7 @@ from loader.errors import (
 )
 from loader.httpclient import HttpClient, path_quote
 from loader.names import DEFAULT_ENVIRONMENT, check_environment_name
+from loader.settingtypes import LOG_LEVELS, TOKEN, Choice, Option, add_options, boolean
 from loader.units import parse_duration
 
 TYPE_CHECKING = False
@@ -27,19 +28,37 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-LEVELS = ("debug", "info", "warning", "error")
+# The management commands' settings (apps, envs, secrets, audit): each is also LOADER_<NAME>,
+# the flag wins. The token comes from LOADER_TOKEN or --token-file, never a flag.
+CLIENT: tuple[Option, ...] = (
+    Option("--store-url", "Store URL", "URL", default="http://127.0.0.1:8700"),
+    Option("--token-file", "File holding the token (or set LOADER_TOKEN)", "FILE"),
+    Option("--ca-file", "CA bundle for an https store", "FILE"),
+    Option("--app", "App name or id", "APP"),
+    Option("--env", "Environment", "ENV", default=DEFAULT_ENVIRONMENT, dest="environment"),
+    Option("--allow-disk", "Allow writing outside tmpfs/ramfs"),
+    Option("--log-level", "debug|info|warning|error", "LEVEL", default="info", choices=LOG_LEVELS),
+)
+_CLIENT = {o.dest: o for o in CLIENT}
+_LEVEL = Choice(LOG_LEVELS, lower=True)
 
 
-def env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+def setting(ns: Any, dest: str) -> str | None:
+    """A management command's setting: its flag, else its variable, else its default."""
+    option = _CLIENT[dest]
+    return getattr(ns, dest, None) or os.environ.get(option.env) or option.default
+
+
+def add_settings(parser: Any, *dests: str) -> None:
+    add_options(parser, (_CLIENT[d] for d in dests))
 
 
 def log_level(level: str | None = None) -> str:
-    name = (level or env("LOADER_LOG_LEVEL", "info") or "info").lower()
-    if name not in LEVELS:
-        raise ConfigError(f"bad setting: LOADER_LOG_LEVEL must be one of {', '.join(LEVELS)}")
-    return name
+    """``level`` (a flag's, or a settings class's), else LOADER_LOG_LEVEL, else info."""
+    try:
+        return _LEVEL(level or setting(None, "log_level"))
+    except ValueError as exc:
+        raise ConfigError(f"bad setting: {_CLIENT['log_level'].env} {exc}") from None
 
 
 def setup_logging(level: str | None, log_file: Path | None = None) -> Callable[[], None]:
@@ -106,21 +125,6 @@ def _quiet_malformed_requests(record: logging.LogRecord) -> bool:
     return True
 
 
-def add_log_level(parser: Any, log_file: bool = False) -> None:
-    parser.add_argument(
-        "--log-level",
-        choices=LEVELS,
-        default=None,
-        help="debug|info|warning|error (LOADER_LOG_LEVEL; default info)",
-    )
-    if log_file:
-        parser.add_argument(
-            "--log-file",
-            default=None,
-            help="Log to this file instead of stderr; SIGHUP reopens it (LOADER_LOG_FILE)",
-        )
-
-
 def duration(text: str, what: str) -> float:
     try:
         return parse_duration(text)
@@ -157,28 +161,16 @@ def read_token_file(path: str) -> str:
 
 
 def add_client_options(parser: Any) -> None:
-    parser.add_argument(
-        "--store-url",
-        default=None,
-        help="Store URL (LOADER_STORE_URL; default http://127.0.0.1:8700)",
-    )
-    parser.add_argument(
-        "--token-file",
-        default=None,
-        help="File holding the token (LOADER_TOKEN_FILE; or set LOADER_TOKEN)",
-    )
-    parser.add_argument(
-        "--ca-file", default=None, help="CA bundle for an https store (LOADER_CA_FILE)"
-    )
+    add_settings(parser, "store_url", "token_file", "ca_file")
 
 
 def client_config(ns: Any) -> ClientConfig:
-    token_file = ns.token_file or env("LOADER_TOKEN_FILE")
-    token = read_token_file(token_file) if token_file else env("LOADER_TOKEN")
+    token_file = setting(ns, "token_file")
+    token = read_token_file(token_file) if token_file else os.environ.get(TOKEN) or None
     config = ClientConfig(
-        store_url=ns.store_url or env("LOADER_STORE_URL", "http://127.0.0.1:8700") or "",
+        store_url=setting(ns, "store_url") or "",
         token=token,
-        ca_file=ns.ca_file or env("LOADER_CA_FILE"),
+        ca_file=setting(ns, "ca_file"),
     )
     setup_client_logging()
     debug(
@@ -193,7 +185,7 @@ def client_config(ns: Any) -> ClientConfig:
 
 
 def raw_app(ns: Any) -> str:
-    raw = getattr(ns, "app", None) or env("LOADER_APP")
+    raw = setting(ns, "app")
     if raw is None:
         raise ConfigError("which app? pass --app NAME|ID or set LOADER_APP")
     return str(raw).strip()
@@ -218,8 +210,14 @@ def resolve_app(client: HttpClient, raw: str) -> int:
 
 
 def environment_name(ns: Any) -> str:
-    name = getattr(ns, "env", None) or env("LOADER_ENVIRONMENT", DEFAULT_ENVIRONMENT)
-    return check_environment_name(name or DEFAULT_ENVIRONMENT)
+    return check_environment_name(setting(ns, "environment") or "")
+
+
+def allow_disk(ns: Any) -> bool:
+    try:
+        return boolean(setting(ns, "allow_disk") or "")
+    except ValueError as exc:
+        raise ConfigError(f"bad setting: {_CLIENT['allow_disk'].env} {exc}") from None
 
 
 class Target:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loader.commands.common import add_log_level, setup_logging
+from loader.commands.common import add_settings, setup_logging
 from loader.hardening import harden_process
 
 
@@ -22,7 +22,7 @@ def build(name: str, p: Any) -> None:
         default=8701,
         help="Agent endpoint port (default 8701; a free port if taken)",
     )
-    add_log_level(p)
+    add_settings(p, "log_level")
     p.set_defaults(handler=run)
 
 

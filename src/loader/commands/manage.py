@@ -11,12 +11,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from loader.commands.common import Target, add_client_options, confirm, debug
+from loader.commands.common import (
+    Target,
+    add_client_options,
+    add_settings,
+    allow_disk,
+    confirm,
+    debug,
+)
 from loader.console import print_json, say
-from loader.envparse import FORMATS, INTERPOLATION_RULE
+from loader.envparse import INTERPOLATION_RULE
 from loader.errors import DataError, NotFoundError, UsageError
 from loader.httpclient import HttpClient
 from loader.names import check_environment_name, check_secret_name
+from loader.settingtypes import FORMATS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -140,20 +148,16 @@ def _secrets(secrets: Any) -> None:
     p.add_argument(
         "--reveal", action="store_true", help="Allow --output - (values on your terminal)"
     )
-    p.add_argument(
-        "--allow-disk",
-        action="store_true",
-        help="Allow writing outside tmpfs/ramfs (LOADER_ALLOW_DISK)",
-    )
+    add_settings(p, "allow_disk")
     _common(p)
     p.set_defaults(handler=secrets_download)
 
 
 def _common(p: Any, *, app: bool = True, env_flag: bool = True) -> None:
     if app:
-        p.add_argument("--app", help="App name or id (LOADER_APP)")
+        add_settings(p, "app")
     if env_flag and app:
-        p.add_argument("--env", help="Environment (LOADER_ENVIRONMENT; default: default)")
+        add_settings(p, "environment")
     p.add_argument("--json", action="store_true", help="Print JSON")
     add_client_options(p)
 
@@ -221,15 +225,15 @@ def envs_list(ns: Any) -> int:
 
 
 def envs_delete(ns: Any) -> int:
-    ns.env = check_environment_name(ns.name)
+    ns.environment = check_environment_name(ns.name)
     target = Target(ns)
     target.client.call("GET", target.env_path())  # 404 before asking
-    confirm(ns, f"Delete environment {ns.env} of app {target.app} with all its secrets?")
+    confirm(ns, f"Delete environment {ns.environment} of app {target.app} with all its secrets?")
     target.client.call("DELETE", target.env_path())
     if ns.json:
-        print_json({"deleted": True, "app": target.app, "environment": ns.env})
+        print_json({"deleted": True, "app": target.app, "environment": ns.environment})
     else:
-        say(f"deleted environment {ns.env} of app {target.app}")
+        say(f"deleted environment {ns.environment} of app {target.app}")
     return 0
 
 
@@ -404,16 +408,9 @@ def secrets_download(ns: Any) -> int:
 
     path = None if to_stdout else Path(ns.output)
     if path is not None:
-        from loader.commands.common import env
         from loader.fsio import check_secret_target
 
-        allow_disk = ns.allow_disk or (env("LOADER_ALLOW_DISK", "") or "").lower() in (
-            "1",
-            "true",
-            "yes",
-            "on",
-        )
-        check_secret_target(path, allow_disk)  # before any value is fetched
+        check_secret_target(path, allow_disk(ns))  # before any value is fetched
     names = [check_secret_name(n.strip()) for n in (ns.names or "").split(",") if n.strip()]
     target = Target(ns)
     data = reveal(target, names or None)

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loader.commands.common import add_log_level, duration, setup_logging
+from loader.commands.common import duration, setup_logging
 from loader.console import print_json, run_async, say, tune_gc, until_signalled
+from loader.envsettings import add_flags, flags_given
 from loader.errors import ConfigError, NotFoundError, shown
 from loader.hardening import harden_process
-from loader.server.settings import StoreSettings
-from loader.settings import load
+from loader.server.settings import LOCATION, StoreSettings
+from loader.settingtypes import load
 
 log = logging.getLogger("loader.store")
 
@@ -31,58 +32,7 @@ def build(name: str, store: Any) -> None:
     p.set_defaults(handler=init)
 
     p = ssub.add_parser("serve", help="Serve the HTTP API")
-    _location(p)
-    p.add_argument(
-        "--listen",
-        help="HOST:PORT (LOADER_LISTEN; default 127.0.0.1:8700; port 0 picks a free one)",
-    )
-    p.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (TLS 1.2+)")
-    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
-    p.add_argument("--rate-limit", help="Requests per second per token, e.g. 20/s")
-    p.add_argument("--rate-burst", type=int, help="Burst size per token")
-    p.add_argument("--reveal-rate-limit", type=float, help="Reveals per second per token")
-    p.add_argument("--write-rate-limit", type=float, help="Writes per second per token")
-    p.add_argument(
-        "--max-long-polls-per-token",
-        type=int,
-        help="Long-polls one token may hold at once; 429 past it (1000)",
-    )
-    p.add_argument(
-        "--refusal-rate-limit",
-        help="Refused requests (401) per second per client address, e.g. 5/s; past it and its "
-        "burst, that address gets 429 (5/s)",
-    )
-    p.add_argument("--refusal-burst", type=int, help="Refusals a client address may burst (50)")
-    p.add_argument(
-        "--max-connections-per-client",
-        type=int,
-        help="Open connections per client address; 429 past it, 0 for no cap (256)",
-    )
-    p.add_argument(
-        "--header-timeout",
-        help="Time a connection has to send a request's headers, e.g. 10s; 0 for none (10s)",
-    )
-    p.add_argument(
-        "--audit-file",
-        help="Also append audit records to this JSON-lines file (SIGHUP reopens it)",
-    )
-    p.add_argument(
-        "--allow-unaudited-reveals",
-        action="store_true",
-        default=None,
-        help="Serve reveals even when their audit record cannot be written "
-        "(default: refuse them with 503)",
-    )
-    p.add_argument("--max-versions", type=int, help="Versions that keep their value (10)")
-    p.add_argument(
-        "--migrate", action="store_true", default=None, help="Apply pending schema migrations first"
-    )
-    p.add_argument("--db-timeout", help="Longest a database statement may run (default 5s)")
-    p.add_argument(
-        "--db-acquire-timeout", help="Longest to wait for a database connection (default 5s)"
-    )
-    p.add_argument("--jwt-leeway", help="Clock skew allowed on access tokens (default 10s)")
-    add_log_level(p, log_file=True)
+    add_flags(p, StoreSettings)
     p.set_defaults(handler=serve)
 
     p = ssub.add_parser(
@@ -154,11 +104,7 @@ def build(name: str, store: Any) -> None:
 
 
 def _location(p: Any) -> None:
-    p.add_argument("--data-dir", help="Store directory (LOADER_DATA_DIR)")
-    p.add_argument(
-        "--database-url", help="Overrides the database in --data-dir (LOADER_DATABASE_URL)"
-    )
-    p.add_argument("--master-key-file", help="Overrides DIR/master.key (LOADER_MASTER_KEY_FILE)")
+    add_flags(p, StoreSettings, LOCATION)
 
 
 def _grant(p: Any) -> None:
@@ -173,13 +119,8 @@ def _grant(p: Any) -> None:
 
 
 def settings_from(ns: Any, **extra: Any) -> StoreSettings:
-    return load(
-        StoreSettings,
-        data_dir=ns.data_dir,
-        database_url=getattr(ns, "database_url", None),
-        master_key_file=getattr(ns, "master_key_file", None),
-        **extra,
-    )
+    """The store's settings from the environment and the flags of ``ns`` (``extra`` wins)."""
+    return load(StoreSettings, **{**flags_given(ns, StoreSettings), **extra})
 
 
 def private_location(settings: StoreSettings) -> StoreSettings:
@@ -291,30 +232,7 @@ async def _init(settings: StoreSettings) -> dict[str, Any]:
 
 
 def serve(ns: Any) -> int:
-    settings = settings_from(
-        ns,
-        listen=ns.listen,
-        tls_cert=ns.tls_cert,
-        tls_key=ns.tls_key,
-        rate_limit=ns.rate_limit,
-        rate_burst=ns.rate_burst,
-        reveal_rate_limit=ns.reveal_rate_limit,
-        write_rate_limit=ns.write_rate_limit,
-        max_long_polls_per_token=ns.max_long_polls_per_token,
-        refusal_rate_limit=ns.refusal_rate_limit,
-        refusal_burst=ns.refusal_burst,
-        max_connections_per_client=ns.max_connections_per_client,
-        header_timeout=ns.header_timeout,
-        audit_file=ns.audit_file,
-        allow_unaudited_reveals=ns.allow_unaudited_reveals,
-        max_versions=ns.max_versions,
-        migrate=ns.migrate,
-        db_timeout=ns.db_timeout,
-        db_acquire_timeout=ns.db_acquire_timeout,
-        jwt_leeway=ns.jwt_leeway,
-        log_level=ns.log_level,
-        log_file=ns.log_file,
-    )
+    settings = settings_from(ns)
     private_location(settings)
     reopen_log = setup_logging(settings.log_level, settings.log_file)
     harden_process()

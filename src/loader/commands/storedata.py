@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loader.commands.common import env
 from loader.console import print_json, say
 from loader.errors import ConfigError
 
@@ -52,11 +51,10 @@ def register(ssub: Any, location: Callable[[Any], None]) -> None:
     )
     p.add_argument("--from", dest="source", required=True, help="sqlite:///PATH or postgresql://")
     p.add_argument("--to", dest="target", required=True, help="sqlite:///PATH or postgresql://")
-    p.add_argument(
-        "--master-key-file",
-        help="The source store's master key (LOADER_MASTER_KEY_FILE; or --data-dir DIR)",
-    )
-    p.add_argument("--data-dir", help="Take the master key from DIR/master.key")
+    from loader.envsettings import add_flags
+    from loader.server.settings import StoreSettings
+
+    add_flags(p, StoreSettings, ("master_key_file", "data_dir"))  # the source store's key
     p.add_argument("--json", action="store_true", help="Print one JSON object")
     p.set_defaults(handler=copy)
 
@@ -117,19 +115,13 @@ def restore(ns: Any) -> int:
 
 
 def copy(ns: Any) -> int:
+    from loader.commands.store import settings_from
     from loader.store.keyfile import read_key_file
     from loader.store.transfer import copy as run
     from loader.store.transfer import describe
 
-    key_file = ns.master_key_file or env("LOADER_MASTER_KEY_FILE")
-    if key_file is None and ns.data_dir:
-        key_file = str(Path(ns.data_dir) / "master.key")
-    if key_file is None:
-        raise ConfigError(
-            "say which master key the source store uses: --master-key-file FILE "
-            "(or --data-dir DIR for DIR/master.key)"
-        )
-    keyring = read_key_file(Path(key_file))
+    # The source store: its database is --from, its master key --master-key-file or DIR's.
+    keyring = read_key_file(settings_from(ns, database_url=ns.source).key_file)
     report = asyncio.run(run(ns.source, ns.target, keyring))
     if ns.json:
         print_json(

@@ -49,7 +49,7 @@ def child_env(
         secrets,
         override=opts.on("override"),
         only=parse_names(opts.get("only")),
-        prefix=opts.get("prefix", "") or "",
+        prefix=opts.get("prefix") or "",
     )
 
 

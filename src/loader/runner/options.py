@@ -1,150 +1,85 @@
 """``loader run`` options: one table, read by a small argv parser on the exec path (argparse
 costs more to import than the rest of ``loader run`` together) and by argparse for ``--help``.
 
-Every option is also ``LOADER_<NAME>``; the flag wins.
+Every option is also ``LOADER_<NAME>``; the flag wins, then the variable, then the table's
+default. Values stay text here: each is parsed where it is used, with the parsers of
+:mod:`loader.settingtypes` (those the agent's and the store's settings use too).
 """
 
 from __future__ import annotations
 
 from loader.errors import UsageError
+from loader.settingtypes import FORMATS, TRUE, Choice, Option, add_options, duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from typing import Any
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, TypeVar
 
-
-class Option:
-    """One option; ``metavar`` None makes it a switch. (A plain class: ``dataclasses`` imports
-    ``inspect``, too slow for the exec path.)"""
-
-    __slots__ = ("dest", "env", "flag", "metavar", "text")
-
-    def __init__(
-        self, flag: str, dest: str, env: str, text: str, metavar: str | None = None
-    ) -> None:
-        self.flag, self.dest, self.env, self.text, self.metavar = flag, dest, env, text, metavar
-
-    @property
-    def takes_value(self) -> bool:
-        return self.metavar is not None
+    T = TypeVar("T")
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option(
-        "--from-file",
-        "from_file",
-        "LOADER_FROM_FILE",
-        "read secrets from this env file (any format the agent writes)",
-        "FILE",
-    ),
+    Option("--from-file", "read secrets from this env file (any format the agent writes)", "FILE"),
     Option(
         "--format",
-        "format",
-        "LOADER_FORMAT",
-        "the file's format: dotenv|dotenv-expand|shell|docker|json (default: guessed from the "
-        "content)",
+        f"the file's format: {'|'.join(FORMATS)} (default: guessed from the content)",
         "FMT",
     ),
     Option(
         "--literal",
-        "literal",
-        "LOADER_LITERAL",
         "take ${...} in a hand-written .env file as written (default: ${NAME} is NAME's value "
         "above in the same file, as secrets import reads it)",
     ),
-    Option(
-        "--agent-url",
-        "agent_url",
-        "LOADER_AGENT_URL",
-        "a local agent: http://127.0.0.1:PORT or unix:/path.sock",
-        "URL",
-    ),
-    Option(
-        "--store-url",
-        "store_url",
-        "LOADER_STORE_URL",
-        "the store itself (with LOADER_TOKEN or --token-file, and --app)",
-        "URL",
-    ),
-    Option(
-        "--token-file", "token_file", "LOADER_TOKEN_FILE", "file holding the store token", "FILE"
-    ),
-    Option("--ca-file", "ca_file", "LOADER_CA_FILE", "CA bundle for an https store", "FILE"),
-    Option("--app", "app", "LOADER_APP", "app id (store source)", "ID"),
-    Option(
-        "--env",
-        "environment",
-        "LOADER_ENVIRONMENT",
-        "environment (store source; default: default)",
-        "NAME",
-    ),
-    Option("--only", "only", "LOADER_ONLY", "only these secrets (comma-separated)", "NAMES"),
-    Option("--prefix", "prefix", "LOADER_PREFIX", "prefix each variable name", "PREFIX"),
-    Option(
-        "--override",
-        "override",
-        "LOADER_OVERRIDE",
-        "secrets replace existing variables (default: existing variables win)",
-    ),
-    Option(
-        "--watch",
-        "watch",
-        "LOADER_WATCH",
-        "supervise CMD: forward signals, restart it when the secrets change",
-    ),
-    Option(
-        "--mask", "mask", "LOADER_MASK", "replace secret values in CMD's stdout/stderr with ******"
-    ),
-    Option(
-        "--restart-signal",
-        "restart_signal",
-        "LOADER_RESTART_SIGNAL",
-        "signal that stops CMD for a restart (default SIGTERM)",
-        "SIG",
-    ),
+    Option("--agent-url", "a local agent: http://127.0.0.1:PORT or unix:/path.sock", "URL"),
+    Option("--store-url", "the store itself (with LOADER_TOKEN or --token-file, and --app)", "URL"),
+    Option("--token-file", "file holding the store token", "FILE"),
+    Option("--ca-file", "CA bundle for an https store", "FILE"),
+    Option("--app", "app id (store source)", "ID"),
+    Option("--env", "environment (store source)", "NAME", default="default", dest="environment"),
+    Option("--only", "only these secrets (comma-separated)", "NAMES"),
+    Option("--prefix", "prefix each variable name", "PREFIX"),
+    Option("--override", "secrets replace existing variables (default: existing variables win)"),
+    Option("--watch", "supervise CMD: forward signals, restart it when the secrets change"),
+    Option("--mask", "replace secret values in CMD's stdout/stderr with ******"),
+    Option("--restart-signal", "signal that stops CMD for a restart", "SIG", default="SIGTERM"),
     Option(
         "--reload-signal",
-        "reload_signal",
-        "LOADER_RELOAD_SIGNAL",
         "on a change, send this signal instead of restarting (e.g. SIGHUP)",
         "SIG",
     ),
-    Option(
-        "--grace",
-        "grace",
-        "LOADER_GRACE",
-        "how long CMD has to exit before SIGKILL (default 10s)",
-        "DURATION",
-    ),
+    Option("--grace", "how long CMD has to exit before SIGKILL", "DURATION", default="10s"),
     Option(
         "--debounce",
-        "debounce",
-        "LOADER_DEBOUNCE",
-        "wait this long for further changes before restarting (default 0.25s)",
+        "wait this long for further changes before restarting",
         "DURATION",
+        default="0.25s",
     ),
     Option(
         "--splay",
-        "splay",
-        "LOADER_SPLAY",
-        "then wait a random time up to this long, so a fleet does not restart at once (default 0)",
+        "then wait a random time up to this long, so a fleet does not restart at once",
         "DURATION",
+        default="0s",
     ),
     Option(
         "--timeout",
-        "timeout",
-        "LOADER_TIMEOUT",
-        "give up reaching the agent or store after this long (default 10s)",
+        "give up reaching the agent or store after this long",
         "DURATION",
+        default="10s",
+    ),
+    Option(
+        "--log-level",
+        "what --watch reports: debug|info|warning|error",
+        "LEVEL",
+        default="warning",
     ),
 )
-_BY_FLAG = {o.flag: o for o in OPTIONS}
+_BY_FLAG = {flag: o for o in OPTIONS for flag in o.flags}
+_BY_DEST = {o.dest: o for o in OPTIONS}
 NO_TOKEN_FLAG = (
     "there is no --token flag (argv shows in `ps` and shell history): "
     "use LOADER_TOKEN or --token-file"
 )
-TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 class RunOptions:
@@ -155,8 +90,22 @@ class RunOptions:
         self.switches: set[str] = set()
         self.command: list[str] = []
 
-    def get(self, dest: str, default: str | None = None) -> str | None:
-        return self.values.get(dest, default)
+    def get(self, dest: str) -> str | None:
+        """The option's value (flag, then variable), else the table's default."""
+        return self.values.get(dest) or _BY_DEST[dest].default
+
+    def duration(self, dest: str) -> float:
+        """A duration option in seconds; a bad one is a usage error naming its flag."""
+        return self._parsed(dest, duration)
+
+    def choice(self, dest: str, options: tuple[str, ...]) -> str:
+        return self._parsed(dest, Choice(options, lower=True))
+
+    def _parsed(self, dest: str, parse: Callable[[str], T]) -> T:
+        try:
+            return parse(self.get(dest) or "")
+        except ValueError as exc:
+            raise UsageError(f"run: {_BY_DEST[dest].flag}: {exc}") from None
 
     def on(self, dest: str) -> bool:
         return dest in self.switches
@@ -232,13 +181,7 @@ def add_run_arguments(p: Any) -> None:
         "that cannot be read as secrets; 66 a --from-file or --only name that does not exist; "
         "69 agent/store unreachable; 77 token refused; 78 bad configuration."
     )
-    for option in OPTIONS:
-        if option.takes_value:
-            p.add_argument(
-                option.flag, metavar=option.metavar, help=f"{option.text} ({option.env})"
-            )
-        else:
-            p.add_argument(option.flag, action="store_true", help=f"{option.text} ({option.env})")
+    add_options(p, OPTIONS)
     p.add_argument("command", nargs="+", metavar="-- CMD [ARGS...]")
 
 

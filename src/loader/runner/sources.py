@@ -26,7 +26,7 @@ from loader.errors import (
 )
 from loader.fsguard import MAX_TOKEN_FILE, read_trusted
 from loader.runner import http
-from loader.units import parse_duration
+from loader.settingtypes import FORMATS
 
 # Stdlib basics only at import time: typing, dataclasses and pathlib cost more than the rest.
 TYPE_CHECKING = False
@@ -245,10 +245,10 @@ async def _long_poll(
 
 
 def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
-    timeout = _duration(opts.get("timeout", "10s") or "10s", "--timeout")
+    timeout = opts.duration("timeout")
     fmt = opts.get("format")
-    if fmt is not None and fmt not in envparse.FORMATS:
-        raise UsageError(f"run: --format must be one of {', '.join(envparse.FORMATS)}")
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"run: --format must be one of {', '.join(FORMATS)}")
     from_file = opts.get("from_file")
     if from_file:
         return FileSource(from_file, fmt, literal=opts.on("literal"))
@@ -271,7 +271,7 @@ def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
             store,
             _token(opts, environ),
             _app(opts.get("app")),
-            opts.get("environment", "default") or "default",
+            opts.get("environment") or "",
             opts.get("ca_file"),
             timeout,
         )
@@ -279,13 +279,6 @@ def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
         "no source of secrets: pass --from-file FILE, or set LOADER_AGENT_URL (a local agent) "
         "or LOADER_STORE_URL with LOADER_TOKEN and LOADER_APP"
     )
-
-
-def _duration(text: str, what: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise UsageError(f"run: {what}: {exc}") from None
 
 
 def _token(opts: RunOptions, environ: Mapping[str, str]) -> str:

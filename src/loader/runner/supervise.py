@@ -34,7 +34,7 @@ from loader.runner.execmode import child_env, resolve
 from loader.runner.mask import Masker
 from loader.runner.options import RunOptions
 from loader.runner.sources import AgentSource, FileSource, StoreSource
-from loader.units import parse_duration
+from loader.settingtypes import LOG_LEVELS
 
 log = logging.getLogger("loader.run")
 Source = FileSource | AgentSource | StoreSource
@@ -72,24 +72,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before 
     restore_core_limit()
 
 
-def _duration(text: str, what: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise UsageError(f"run: {what}: {exc}") from None
-
-
 class Supervisor:
     def __init__(self, opts: RunOptions, source: Source) -> None:
         self.opts = opts
         self.source = source
         self.command = opts.command
-        self.restart_signal = parse_signal(opts.get("restart_signal", "SIGTERM") or "SIGTERM")
+        self.restart_signal = parse_signal(opts.get("restart_signal") or "")
         reload = opts.get("reload_signal")
         self.reload_signal = parse_signal(reload) if reload else None
-        self.grace = _duration(opts.get("grace", "10s") or "10s", "--grace")
-        self.debounce = _duration(opts.get("debounce", "0.25s") or "0.25s", "--debounce")
-        self.splay = _duration(opts.get("splay", "0s") or "0s", "--splay")
+        self.grace = opts.duration("grace")
+        self.debounce = opts.duration("debounce")
+        self.splay = opts.duration("splay")
         self.child: asyncio.subprocess.Process | None = None
         self.env: dict[str, str] = {}
         self.values: dict[str, str] = {}
@@ -317,9 +310,9 @@ async def _reader(fd: int | None) -> asyncio.StreamReader:
 
 def supervise(opts: RunOptions, source: Source) -> int:
     harden_process(keep_hard_core_limit=True)
-    level = os.environ.get("LOADER_LOG_LEVEL", "warning").upper()
+    level = opts.choice("log_level", LOG_LEVELS).upper()
     logging.basicConfig(
-        level=getattr(logging, level, logging.WARNING),
+        level=getattr(logging, level),
         format="loader run: %(message)s",
         stream=sys.stderr,
     )

@@ -1,91 +1,113 @@
-"""The store's settings (``loader store serve``), from ``LOADER_*`` variables and flags."""
+"""The store's settings (``loader store ...``): one pydantic-settings model, from which come the
+``LOADER_*`` variables, the flags, their help and the validation."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from loader.envsettings import EnvSettings, duration
-from loader.settings import Listen, parse_listen
+from loader.envsettings import LoaderSettings, Lower, Rate, Seconds, as_typed, one_of
+from loader.settingtypes import LOG_LEVELS, Listen, parse_listen, tls_pair
 
-LogLevel = Literal["debug", "info", "warning", "error"]
+if TYPE_CHECKING:
+    LogLevel = str
+else:
+    LogLevel = Annotated[one_of(LOG_LEVELS), Lower]
+
+# What says where a store lives: every ``loader store`` command takes these.
+LOCATION = ("data_dir", "database_url", "master_key_file")
 
 
-class StoreSettings(EnvSettings):
-    log_level: LogLevel = Field("info", description="debug, info, warning or error")
-    data_dir: Path | None = Field(None, description="Directory holding loader.db and master.key")
-    database_url: str | None = Field(
-        None, description="sqlite:///path/loader.db (default) or postgresql://..."
+class StoreSettings(LoaderSettings):
+    data_dir: Path | None = Field(None, description="Store directory: loader.db and master.key")
+    database_url: SecretStr | None = Field(
+        None,
+        description="The database, sqlite:///PATH or postgresql://... (overrides the one in "
+        "--data-dir; LOADER_DATABASE_URL_FILE may name a file holding it)",
     )
-    master_key_file: Path | None = Field(None, description="Base64 master key(s), mode 0600")
-    listen: str = Field("127.0.0.1:8700", description="HOST:PORT (port 0 picks a free one)")
-    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS")
+    master_key_file: Path | None = Field(
+        None, description="Base64 master key(s), mode 0600 (overrides DIR/master.key)"
+    )
+    listen: str = Field("127.0.0.1:8700", description="HOST:PORT; port 0 picks a free one")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (TLS 1.2+)")
     tls_key: Path | None = Field(None, description="PEM private key for --tls-cert")
-    rate_limit: float | None = Field(None, gt=0, description="Requests per second per token")
-    rate_burst: int | None = Field(None, ge=1, description="Bucket size per token")
-    reveal_rate_limit: float | None = Field(None, gt=0, description="Reveals/s per token")
-    write_rate_limit: float | None = Field(None, gt=0, description="Writes/s per token")
-    audit_file: Path | None = Field(None, description="Also append audit records here (JSONL)")
-    max_versions: int = Field(10, ge=1, le=1000, description="Versions that keep their value")
-    migrate: bool = Field(False, description="Apply pending schema migrations at start")
-    access_token_ttl: float = Field(900, gt=0, description="Lifetime of OAuth access tokens")
-    jwt_leeway: float = Field(
-        10, ge=0, le=300, description="Clock skew allowed when checking an access token's times"
+    rate_limit: Rate | None = Field(
+        None, gt=0, description="Requests per second per token, e.g. 20/s"
     )
-    db_timeout: float = Field(
-        5, gt=0, le=600, description="Longest a database statement may run, then 503"
+    rate_burst: int | None = Field(None, ge=1, description="Burst size per token")
+    reveal_rate_limit: float | None = Field(None, gt=0, description="Reveals per second per token")
+    write_rate_limit: float | None = Field(None, gt=0, description="Writes per second per token")
+    max_long_polls_per_token: int = Field(
+        1000,
+        ge=1,
+        description="Long-polls one token (or OAuth client) may hold at once; 429 past it",
     )
-    db_acquire_timeout: float = Field(
-        5, gt=0, le=600, description="Longest to wait for a database connection, then 503"
+    refusal_rate_limit: Rate = Field(
+        as_typed("5/s"),
+        gt=0,
+        description="Refused requests (401) per second per client address; past it and its "
+        "burst, that address gets 429",
     )
-    ready_timeout: float = Field(
-        2, gt=0, le=60, description="/v1/ready: longest its database round trip may take"
+    refusal_burst: int = Field(50, ge=1, description="Refusals a client address may burst")
+    max_connections_per_client: int = Field(
+        256, ge=0, description="Open connections per client address; 429 past it, 0 for no cap"
     )
-    min_free_space_mb: int = Field(
-        8, ge=0, description="/v1/ready fails below this much free disk (SQLite; 0: no check)"
+    header_timeout: Seconds = Field(
+        as_typed("10s"),
+        ge=0,
+        description="Time a connection has to send a request's headers; 0 for none",
+    )
+    audit_file: Path | None = Field(
+        None, description="Also append audit records to this JSON-lines file (SIGHUP reopens it)"
     )
     audit_queue_max: int = Field(
         10_000, ge=10, description="Audit records that may wait to be stored"
     )
     allow_unaudited_reveals: bool = Field(
-        False, description="Serve reveals even when their audit record cannot be written"
+        False,
+        description="Serve reveals even when their audit record cannot be written "
+        "(default: refuse them with 503)",
     )
-    log_file: Path | None = Field(None, description="Log here instead of stderr (SIGHUP reopens)")
-    max_long_polls_per_token: int = Field(
-        1000, ge=1, description="Long-polls one token (or OAuth client) may hold at once"
+    max_versions: int = Field(10, ge=1, le=1000, description="Versions that keep their value")
+    migrate: bool = Field(False, description="Apply pending schema migrations first")
+    access_token_ttl: Seconds = Field(
+        as_typed("15m"),
+        gt=0,
+        description="Lifetime of OAuth access tokens",
     )
-    refusal_rate_limit: float = Field(
-        5, gt=0, description="Refused requests (401) per second per client address"
+    jwt_leeway: Seconds = Field(
+        as_typed("10s"),
+        ge=0,
+        le=300,
+        description="Clock skew allowed when checking an access token's times",
     )
-    refusal_burst: int = Field(50, ge=1, description="Refusals one client address may burst")
-    max_connections_per_client: int = Field(
-        256, ge=0, description="Open connections per client address (0: no cap)"
+    db_timeout: Seconds = Field(
+        as_typed("5s"),
+        gt=0,
+        le=600,
+        description="Longest a database statement may run, then 503",
     )
-    header_timeout: float = Field(
-        10, ge=0, description="Seconds a connection has to send a request's headers (0: none)"
+    db_acquire_timeout: Seconds = Field(
+        as_typed("5s"),
+        gt=0,
+        le=600,
+        description="Longest to wait for a database connection, then 503",
     )
-
-    @field_validator(
-        "access_token_ttl",
-        "jwt_leeway",
-        "db_timeout",
-        "db_acquire_timeout",
-        "ready_timeout",
-        "header_timeout",
-        mode="before",
+    ready_timeout: Seconds = Field(
+        as_typed("2s"),
+        gt=0,
+        le=60,
+        description="/v1/ready: longest its database round trip may take",
     )
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return duration(value)
-
-    @field_validator("rate_limit", "refusal_rate_limit", mode="before")
-    @classmethod
-    def _rate(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.endswith("/s"):
-            return value[:-2]
-        return value
+    min_free_space_mb: int = Field(
+        8, ge=0, description="/v1/ready fails below this much free disk, in MiB (SQLite; 0: none)"
+    )
+    log_level: LogLevel = Field("info", description="debug|info|warning|error")
+    log_file: Path | None = Field(
+        None, description="Log to this file instead of stderr; SIGHUP reopens it"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -94,23 +116,29 @@ class StoreSettings(EnvSettings):
         return value
 
     @model_validator(mode="after")
-    def _where(self) -> StoreSettings:
-        if self.data_dir is None and (self.database_url is None or self.master_key_file is None):
+    def _safe(self) -> StoreSettings:
+        if self.data_dir is None and self.database_url is None:
             raise ValueError(
                 "say where the store lives: --data-dir DIR, or both LOADER_DATABASE_URL and "
                 "LOADER_MASTER_KEY_FILE"
             )
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("--tls-cert and --tls-key go together")
+        if self.data_dir is None and self.master_key_file is None:
+            raise ValueError(
+                "say which master key opens the store: --master-key-file FILE "
+                "(LOADER_MASTER_KEY_FILE), or --data-dir DIR for DIR/master.key"
+            )
+        tls_pair(self.tls_cert, self.tls_key)
         url = self.database_url
-        if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        if url is not None and not url.get_secret_value().startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
             raise ValueError("database url must start with sqlite:/// or postgresql://")
         return self
 
     @property
     def db_url(self) -> str:
-        if self.database_url:
-            return self.database_url
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
         assert self.data_dir is not None
         return f"sqlite:///{self.data_dir.resolve() / 'loader.db'}"
 
@@ -124,8 +152,3 @@ class StoreSettings(EnvSettings):
     @property
     def listen_address(self) -> Listen:
         return parse_listen(self.listen, allow_unix=False)
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value

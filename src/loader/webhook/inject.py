@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loader.errors import InvalidRequestError
-from loader.formats import FORMATS
 from loader.names import APP_ID_PATTERN, ENV_NAME_MAX, ENV_NAME_PATTERN, MAX_ID
+from loader.settingtypes import FORMATS
 from loader.webhook.settings import WebhookSettings, is_k8s_name
 
 log = logging.getLogger("loader.webhook")

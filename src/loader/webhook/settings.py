@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from loader.envsettings import EnvSettings
-from loader.settings import Listen, load, parse_listen
+from loader.envsettings import LoaderSettings, Lower, Seconds, as_typed, one_of
+from loader.settingtypes import (
+    LOG_LEVELS,
+    PULL_POLICIES,
+    Listen,
+    http_url,
+    load,
+    parse_listen,
+    seconds,
+    tls_pair,
+)
+
+if TYPE_CHECKING:
+    LogLevel = str
+    PullPolicy = str
+else:
+    LogLevel = Annotated[one_of(LOG_LEVELS), Lower]
+    PullPolicy = one_of(PULL_POLICIES)
 
 # Kubernetes names: a DNS-1123 subdomain (Secrets, ConfigMaps) and a label value.
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -26,51 +42,55 @@ def is_k8s_name(name: str) -> bool:
     return len(name) <= DNS_SUBDOMAIN_MAX and DNS_SUBDOMAIN.fullmatch(name) is not None
 
 
-class WebhookSettings(EnvSettings):
+class WebhookSettings(LoaderSettings):
     """What the webhook listens on and what it injects. Field names avoid ``port`` and
     ``service_*``: Kubernetes service links export ``LOADER_WEBHOOK_PORT`` and friends for a
     Service named ``loader-webhook``."""
 
-    env_prefix: ClassVar[str] = "LOADER_WEBHOOK_"
+    model_config = SettingsConfigDict(env_prefix="LOADER_WEBHOOK_")
 
-    listen: str = Field("0.0.0.0:8443", description="HOST:PORT (port 0 picks a free one)")
-    tls_cert: Path | None = Field(None, description="PEM certificate chain (reloaded on change)")
-    tls_key: Path | None = Field(None, description="PEM private key for --tls-cert")
-    tls_reload_interval: float = Field(
-        10, gt=0, description="Seconds between looks at the certificate files for a renewal"
+    listen: str = Field("0.0.0.0:8443", description="HOST:PORT; port 0 picks a free one")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate chain, re-read when it changes (required)"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key for --tls-cert (required)")
+    tls_reload_interval: Seconds = Field(
+        as_typed("10s"),
+        gt=0,
+        description="Time between looks at the certificate files for a renewal",
     )
     insecure: bool = Field(False, description="Serve plain HTTP (tests only)")
-    image: str = Field(min_length=1, description="The loader image to inject")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent")
-    store_url: str = Field(description="The store as pods reach it, e.g. http://loader-store:8700")
+    image: str = Field(min_length=1, description="The loader image to inject (required)")
+    image_pull_policy: PullPolicy = Field(
+        "IfNotPresent", description="The injected containers' imagePullPolicy"
+    )
+    store_url: str = Field(
+        description="The store as pods reach it, e.g. http://loader-store.loader:8700"
+    )
     token_secret: str = Field(
-        "loader-agent-token", description="Secret (in the pod's namespace) holding the agent token"
+        "loader-agent-token",
+        description="Secret holding the agent token, in the pod's namespace",
     )
     token_secret_key: str = Field("token", description="Key of the token in that Secret")
     ca_configmap: str | None = Field(
-        None, description="ConfigMap with ca.crt to verify an https store (pod's namespace)"
+        None, description="ConfigMap with ca.crt, to verify an https store (pod's namespace)"
     )
-    mount_path: str = Field("/secrets", description="Where app containers see the secrets volume")
+    mount_path: str = Field("/secrets", description="Where app containers see the secrets")
     agent_port: int = Field(8701, ge=1, le=65535, description="The agent's loopback port")
     run_as_user: int = Field(65532, ge=1, description="uid of the injected containers by default")
-    render_timeout: str = Field("60s", description="render --once gives up after this long")
+    render_timeout: str = Field("60s", description="The init container gives up after this long")
     client_label: str = Field(
         "loader.dev/client=true",
         description="KEY=VALUE label added to injected pods (the store's NetworkPolicy admits "
-        "it); empty for none",
+        "it); '' for none",
     )
     cpu_request: str = Field("10m", description="CPU request of each injected container")
     cpu_limit: str = Field("200m", description="CPU limit of each injected container")
     memory_request: str = Field("64Mi", description="Memory request of each injected container")
     memory_limit: str = Field("256Mi", description="Memory limit of each injected container")
-    log_level: Literal["debug", "info", "warning", "error"] | None = Field(
+    log_level: LogLevel | None = Field(
         None, description="debug|info|warning|error (else LOADER_LOG_LEVEL, else info)"
     )
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
 
     @field_validator("listen")
     @classmethod
@@ -81,10 +101,7 @@ class WebhookSettings(EnvSettings):
     @field_validator("store_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("store url must be http(s)://host[:port]")
-        return value.rstrip("/")
+        return http_url(value)
 
     @field_validator("token_secret", "ca_configmap")
     @classmethod
@@ -117,9 +134,7 @@ class WebhookSettings(EnvSettings):
     @field_validator("render_timeout")
     @classmethod
     def _timeout(cls, value: str) -> str:
-        from loader.units import parse_duration
-
-        parse_duration(value)
+        seconds(value)
         return value
 
     @field_validator("client_label")
@@ -133,8 +148,7 @@ class WebhookSettings(EnvSettings):
 
     @model_validator(mode="after")
     def _tls(self) -> WebhookSettings:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("--tls-cert and --tls-key go together")
+        tls_pair(self.tls_cert, self.tls_key)
         if self.tls_cert is None and not self.insecure:
             raise ValueError(
                 "the API server only calls webhooks over HTTPS: pass --tls-cert and --tls-key "
