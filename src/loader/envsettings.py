@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -100,7 +101,8 @@ class LoaderSettings(BaseSettings):
         environ = _environ()
         if isinstance(env_settings, EnvSettingsSource):
             env_settings.env_vars = environ
-        return init_settings, env_settings, SecretFiles(settings_cls, environ)
+        given = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        return init_settings, env_settings, SecretFiles(settings_cls, environ, set(given))
 
     @classmethod
     def prefix(cls) -> str:
@@ -142,11 +144,13 @@ def secret_fields(model: type[BaseSettings]) -> list[str]:
 class SecretFiles(PydanticBaseSettingsSource):
     """``LOADER_DATABASE_URL_FILE=/run/secrets/db/url``: a secret setting read from a file (a
     mounted Kubernetes Secret, a Docker secret), for each ``SecretStr`` field. Setting both the
-    variable and its ``_FILE`` is refused; a flag wins over both."""
+    variable and its ``_FILE`` is refused; a flag wins over both (its file is not read)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, settings_cls: type[BaseSettings], environ: Mapping[str, str], given: set[str]
+    ) -> None:
         super().__init__(settings_cls)
-        self.environ = environ
+        self.environ, self.given = environ, given
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused: __call__ reads every field at once
@@ -155,6 +159,8 @@ class SecretFiles(PydanticBaseSettingsSource):
         prefix = str(self.config.get("env_prefix", PREFIX))
         found: dict[str, Any] = {}
         for name in secret_fields(self.settings_cls):
+            if name in self.given:
+                continue
             variable = env_name(name, prefix)
             path = self.environ.get((variable + FILE_SUFFIX).lower())
             if not path:

@@ -26,6 +26,7 @@ import yaml
 from dotenv import dotenv_values
 
 from loader.httpclient import HttpClient
+from loader.server.settings import StoreSettings
 from loader.webhook.settings import WebhookSettings
 from tests.procs import Proc, free_port, loader_env, spawn, wait_for_line
 
@@ -172,9 +173,7 @@ def test_no_secret_material_in_any_manifest(rendered: tuple[str, str, list[Any]]
             env = env_of(c)
             assert "LOADER_TOKEN" not in env, name
             assert "LOADER_MASTER_KEY" not in env, name
-            url = env.get("LOADER_DATABASE_URL")
-            if url is not None:
-                assert set(url) == {"secretKeyRef"}, name
+            assert "LOADER_DATABASE_URL" not in env, name  # a mounted file, if any
 
 
 def test_store_deployment_service_and_network_policy(rendered: tuple[str, str, list[Any]]) -> None:
@@ -296,14 +295,56 @@ def test_postgres_example_runs_two_replicas_from_a_secret_url() -> None:
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     spec = deployment["spec"]["template"]["spec"]
+    volume = named(spec["volumes"], "database")["secret"]
+    assert volume == {
+        "secretName": "loader-database",
+        "defaultMode": 0o400,
+        "items": [{"key": "url", "path": "url"}],
+    }
     for c in containers(spec):
         env = env_of(c)
-        assert env["LOADER_DATABASE_URL"] == {
-            "secretKeyRef": {"name": "loader-database", "key": "url"}
-        }
+        assert "LOADER_DATABASE_URL" not in env  # never the URL itself in the environment
+        mount = {m["name"]: m for m in c["volumeMounts"]}["database"]
+        assert mount["readOnly"] is True
+        assert env["LOADER_DATABASE_URL_FILE"] == f"{mount['mountPath']}/url"
         assert "LOADER_DATA_DIR" not in env
     assert not of_kind(docs, "PersistentVolumeClaim")
     assert "data" not in {v["name"] for v in spec["volumes"]}
+
+
+def test_the_store_settings_the_postgres_chart_gives(tmp_path: Path) -> None:
+    """The store container's flags, variables and mounted files load as real StoreSettings: the
+    URL from its mounted file, the master key's path, the listen address."""
+    _, docs = render("-f", str(CHART / "examples" / "postgres.yaml"))
+    (deployment,) = component(docs, "Deployment", "store")
+    spec = deployment["spec"]["template"]["spec"]
+    store = named(spec["containers"], "store")
+    url = "postgresql://loader:pw@postgres.db.svc:5432/loader"
+    # Each mount becomes a directory under tmp_path holding what its Secret's items put there.
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    moved: dict[str, str] = {}
+    for mount in store["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        here = tmp_path / mount["name"]
+        here.mkdir()
+        for item in secret["items"]:
+            (here / item["path"]).write_text(url + "\n" if item["key"] == "url" else "key\n")
+        moved[mount["mountPath"]] = str(here)
+    env = {}
+    for name, value in env_of(store).items():
+        for mount_path, here in moved.items():
+            value = value.replace(mount_path, here) if isinstance(value, str) else value
+        env[name] = value
+    flags = dict(zip(store["args"][2::2], store["args"][3::2], strict=True))
+    settings = StoreSettings.from_environ(
+        env, **{k[2:].replace("-", "_"): v for k, v in flags.items()}
+    )
+    assert settings.db_url == url
+    assert url not in repr(settings)
+    assert settings.key_file == Path(moved["/etc/loader/master-key"]) / "master.key"
+    assert settings.listen == "0.0.0.0:8700" and settings.data_dir is None
 
 
 def test_webhook_manifests_and_the_settings_they_give_it() -> None:

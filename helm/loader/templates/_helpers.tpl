@@ -112,14 +112,12 @@ Refusals: settings that cannot work, with the reason and the fix.
 {{ toYaml .Values.containerSecurityContext }}
 {{- end }}
 
-{{/* The store's environment: where the database and the master key are. */}}
+{{/* The store's environment: where the database and the master key are. The PostgreSQL URL
+(it holds the password) is a mounted file, never an environment variable. */}}
 {{- define "loader.storeEnv" -}}
 {{- if .Values.database.existingSecret }}
-- name: LOADER_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.database.existingSecret }}
-      key: {{ .Values.database.key }}
+- name: LOADER_DATABASE_URL_FILE
+  value: /etc/loader/database/url
 {{- else }}
 - name: LOADER_DATA_DIR
   value: /var/lib/loader
@@ -137,6 +135,11 @@ Refusals: settings that cannot work, with the reason and the fix.
 {{- if not .Values.database.existingSecret }}
 - name: data
   mountPath: /var/lib/loader
+{{- end }}
+{{- if .Values.database.existingSecret }}
+- name: database
+  mountPath: /etc/loader/database
+  readOnly: true
 {{- end }}
 - name: master-key
   mountPath: /etc/loader/master-key

@@ -115,6 +115,15 @@ class StoreSettings(LoaderSettings):
         parse_listen(value, allow_unix=False)
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise ValueError("database url must start with sqlite:/// or postgresql://")
+        return value
+
     @model_validator(mode="after")
     def _safe(self) -> StoreSettings:
         if self.data_dir is None and self.database_url is None:
@@ -128,11 +137,6 @@ class StoreSettings(LoaderSettings):
                 "(LOADER_MASTER_KEY_FILE), or --data-dir DIR for DIR/master.key"
             )
         tls_pair(self.tls_cert, self.tls_key)
-        url = self.database_url
-        if url is not None and not url.get_secret_value().startswith(
-            ("sqlite:///", "postgresql://", "postgres://")
-        ):
-            raise ValueError("database url must start with sqlite:/// or postgresql://")
         return self
 
     @property
