@@ -14,7 +14,7 @@ from loader.commands.common import CLIENT
 from loader.envcheck import is_service_link, unknown
 from loader.runner.options import OPTIONS
 from loader.server.settings import StoreSettings
-from loader.settingnames import known, unexplained
+from loader.settingnames import AGENT, MODELS, _imported, known, names_of, unexplained
 from loader.settings import AgentSettings
 from loader.webhook.settings import WebhookSettings
 
@@ -42,20 +42,31 @@ def test_every_variable_the_code_and_the_chart_name_is_known() -> None:
     assert named - known() == set()
 
 
-def test_names_are_asked_cheapest_first() -> None:
-    """A runner's variable loads no other declaration; an agent's loads no pydantic."""
+def test_the_declarations_read_from_source_are_the_classes() -> None:
+    """The agent's table and the models are read from their source text (no import on the
+    exec path): exactly what the imported classes declare."""
+    assert names_of(*AGENT) == {f"LOADER_{f.name.upper()}" for f in fields(AgentSettings)}
+    assert names_of("loader.server.settings", "StoreSettings") == StoreSettings.env_names()
+    assert names_of("loader.webhook.settings", "WebhookSettings") == WebhookSettings.env_names()
+    for module, cls in MODELS:
+        assert _imported(module, cls) == names_of(module, cls)
+    assert _imported(*AGENT) == names_of(*AGENT)
+
+
+def test_names_cost_the_runner_no_import() -> None:
+    """Another process's variable in `loader run`'s environment loads neither the agent's
+    table nor pydantic (nor does a typo, for its hint)."""
     code = (
         "import sys\n"
-        "from loader.settingnames import unexplained\n"
-        "assert unexplained(['LOADER_AGENT_URL', 'LOADER_GRACE']) == []\n"
-        "print('loader.settings' in sys.modules, 'pydantic' in sys.modules)\n"
-        "assert unexplained(['LOADER_OUTPUT', 'LOADER_MAX_STALE']) == []\n"
-        "print('loader.settings' in sys.modules, 'pydantic' in sys.modules)\n"
-        "assert unexplained(['LOADER_DB_TIMEOUT']) == []\n"
-        "print('loader.settings' in sys.modules, 'pydantic' in sys.modules)\n"
+        "from loader.envcheck import unknown\n"
+        "environ = {'LOADER_AGENT_URL': 'x', 'LOADER_OUTPUT': 'x', 'LOADER_DB_TIMEOUT': '1',\n"
+        "           'LOADER_WEBHOOK_IMAGE': 'x'}\n"
+        "assert unknown(environ) == [], unknown(environ)\n"
+        "heavy = ('pydantic', 'loader.settings', 'loader.server', 'loader.commands')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:3] == ["False False", "True False", "True True"]
+    assert out.stdout.strip() == "[]"
     assert unexplained(["LOADER_ENV", "LOADER_APP"]) == ["LOADER_ENV"]
 
 
