@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 
+from loader.settingtypes import PREFIX
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-PREFIX = "LOADER_"
 # Credentials without a telling word in their name (a database URL holds its password).
 NAMED = frozenset({"LOADER_DATABASE_URL", "LOADER_MASTER_KEY_FILE"})
 # Any LOADER_* setting whose name holds one of these is treated as a credential.

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
+from loader.settingtypes import PREFIX
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,7 +32,7 @@ def is_service_link(name: str) -> bool:
 
 def unknown(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """``(variable, closest known name or None)`` for each ``LOADER_*`` variable not read."""
-    found = [k for k in environ if k.startswith("LOADER_") and not is_service_link(k)]
+    found = [k for k in environ if k.startswith(PREFIX) and not is_service_link(k)]
     if not found:
         return []
     from loader.settingnames import known, unexplained
@@ -47,8 +49,8 @@ def unknown(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
         # closest spelling of the part after LOADER_ (the shared prefix says nothing).
         close = sorted((k for k in names if k.startswith(name)), key=lambda k: (len(k), k))[:1]
         if not close:
-            tails = {k.removeprefix("LOADER_"): k for k in sorted(names)}
-            match = difflib.get_close_matches(name.removeprefix("LOADER_"), tails, 1, 0.6)
+            tails = {k.removeprefix(PREFIX): k for k in sorted(names)}
+            match = difflib.get_close_matches(name.removeprefix(PREFIX), tails, 1, 0.6)
             close = [tails[m] for m in match]
         out.append((name, close[0] if close else None))
     return out

@@ -26,7 +26,7 @@ from loader.errors import (
 )
 from loader.fsguard import MAX_TOKEN_FILE, read_trusted
 from loader.runner import http
-from loader.settingtypes import FORMATS
+from loader.settingtypes import FORMATS, TOKEN
 
 # Stdlib basics only at import time: typing, dataclasses and pathlib cost more than the rest.
 TYPE_CHECKING = False
@@ -293,7 +293,7 @@ def _token(opts: RunOptions, environ: Mapping[str, str]) -> str:
         if token:
             return token
         raise ConfigError(f"token file {shown(token_file)} is empty")
-    token = environ.get("LOADER_TOKEN", "")
+    token = environ.get(TOKEN, "")
     if not token:
         raise ConfigError("reading the store needs a token: LOADER_TOKEN or LOADER_TOKEN_FILE")
     return token
