@@ -261,23 +261,22 @@ class SQLiteRepository(RevocationFeed):
         the file directly (``loader store token revoke``): follow other connections' commits by
         polling ``PRAGMA data_version`` on a connection of our own, and announce the tokens
         revoked since the last look."""
-        conn = await asyncio.to_thread(connect, self.path)
+        conn = _PollConnection(await asyncio.to_thread(connect, self.path))
         try:
             since = utcnow() - REVOCATION_SKEW
-            version = await asyncio.to_thread(_data_version, conn)
+            version = await asyncio.to_thread(conn.run, _data_version)
             while True:
                 await asyncio.sleep(REVOCATION_POLL)
-                current = await asyncio.to_thread(_data_version, conn)
+                current = await asyncio.to_thread(conn.run, _data_version)
                 if current == version:
                     continue
                 version = current
-                revoked = await asyncio.to_thread(_revoked_since, conn, since)
+                revoked = await asyncio.to_thread(conn.run, _revoked_since, since)
                 if revoked:
                     since = max(at for _, at in revoked) - REVOCATION_SKEW
                     self._announce_revoked([token_id for token_id, _ in revoked])
         finally:
-            with contextlib.suppress(Exception):
-                conn.close()
+            conn.close()
 
     # -- health --------------------------------------------------------------------------------
 
@@ -871,6 +870,30 @@ class SQLiteRepository(RevocationFeed):
             return len(rows)
 
         return await self._write(unit)
+
+
+class _PollConnection:
+    """The change watcher's own connection. Cancelling an ``asyncio.to_thread`` call does not stop
+    its thread: closing the connection while that thread still runs a statement on it crashes
+    the interpreter (a segfault in ``PRAGMA data_version``, seen in CI when a store stopped). So
+    each use and the close take one lock, and a use after the close is refused."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._conn is None:
+                raise sqlite3.ProgrammingError("the watcher's connection is closed")
+            return work(self._conn, *args)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
