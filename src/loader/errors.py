@@ -2,8 +2,9 @@
 
 Every error loader raises on purpose is a :class:`LoaderError`. Each class knows the HTTP status
 and error code the store answers with, and the process exit code the CLI leaves with, so the
-mapping lives here and nowhere else: the server's error middleware, the HTTP clients
-(:func:`error_for_status`) and ``cli.main`` all read these attributes.
+mapping lives here and nowhere else: the server's route wrapper, the HTTP clients
+(:func:`error_from_response`, their one decoder of error answers) and ``cli.main`` all read
+these attributes.
 
 Messages never contain a secret value or a token: they name secrets, never show them.
 
@@ -331,15 +332,67 @@ _BY_STATUS: dict[int, type[LoaderError]] = {
 }
 
 
-def error_for_status(
-    status: int, message: str, code: str | None = None, retry_after: float | None = None
+# A Retry-After longer than this is taken as this: a follower never sleeps for a day because a
+# proxy said so.
+MAX_RETRY_AFTER = 3600.0
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` header as seconds: delay-seconds (a decimal fraction too) or an
+    HTTP-date; None when absent or unreadable (negative, not finite, garbled). Capped at
+    :data:`MAX_RETRY_AFTER`."""
+    if header is None:
+        return None
+    text = header.strip()
+    seconds: float | None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = _seconds_until(text)
+    if seconds is None or not 0 <= seconds < float("inf"):  # (also false for NaN)
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
+
+def _seconds_until(http_date: str) -> float | None:
+    import time  # only for the rare HTTP-date form (the exec path never needs it)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(http_date).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def error_from_response(
+    status: int, body: bytes, retry_after: str | None = None, where: str | None = None
 ) -> LoaderError:
-    """Build the client-side exception for an HTTP error answer (the hvac ``raise_for_error``)."""
+    """Decode an HTTP error answer of the store or an agent -- status, JSON body
+    (``{"error": ..., "code": ...}``) and ``Retry-After`` header -- into the exception it stands
+    for (hvac's ``raise_for_error``): the one decoder of every client. ``where`` ("store",
+    "agent") starts the message; a body that is not the JSON error shape leaves the status."""
+    import json  # not at import time: the exec path decodes only when an answer is an error
+
+    message: str | None = None
+    code: str | None = None
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict):
+        if isinstance(data.get("error"), str) and data["error"]:
+            message = data["error"]
+        if isinstance(data.get("code"), str):
+            code = data["code"]
+    if message is None:
+        message = f"{where} answered HTTP {status}" if where else f"HTTP {status}"
+    elif where:
+        message = f"{where}: {message}"
+    seconds = retry_after_seconds(retry_after)
     if status == 429:
-        return RateLimitedError(message, retry_after if retry_after is not None else 1.0)
+        return RateLimitedError(message, seconds if seconds is not None else 1.0)
     if status >= 500:
-        return ServiceUnavailableError(message, retry_after)
+        return ServiceUnavailableError(message, seconds)
     if code == "invalid_secret_name":
         return InvalidSecretNameError(message)
-    cls = _BY_STATUS.get(status, InvalidRequestError)
-    return cls(message)
+    return _BY_STATUS.get(status, InvalidRequestError)(message)

@@ -3,7 +3,7 @@
 Plain sockets over TCP (TLS verified against ``LOADER_CA_FILE`` when given) or a unix socket,
 keep-alive, Content-Length and chunked bodies. Not ``http.client``: it imports ``email`` and
 ``ssl`` and would double the start-up time of every management command. Error answers become
-the :mod:`loader.errors` exceptions via ``error_for_status``; a connection failure is
+the :mod:`loader.errors` exceptions via ``error_from_response``; a connection failure is
 :class:`~loader.errors.ServiceUnavailableError` (exit 69). Tokens go in headers only and never
 into messages.
 """
@@ -15,7 +15,7 @@ import socket
 import time
 from urllib.parse import quote, urlsplit
 
-from loader.errors import ConfigError, ServiceUnavailableError, error_for_status, tls_failure
+from loader.errors import ConfigError, ServiceUnavailableError, error_from_response, tls_failure
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -290,27 +290,10 @@ class HttpClient:
     ) -> Response:
         response = self.request(method, path, body, headers)
         if response.status not in ok:
-            raise_for(response)
+            raise error_from_response(
+                response.status, response.body, response.headers.get("retry-after")
+            )
         return response
 
     def where(self) -> str:
         return self.base_url
-
-
-def raise_for(response: Response) -> None:
-    message, code = f"HTTP {response.status}", None
-    try:
-        data = response.json()
-        if isinstance(data, dict):
-            message = str(data.get("error") or message)
-            code = data.get("code")
-    except ValueError:
-        pass
-    retry_after = None
-    header = response.headers.get("retry-after")
-    if header is not None:
-        try:
-            retry_after = float(header)
-        except ValueError:
-            retry_after = None
-    raise error_for_status(response.status, message, code, retry_after)

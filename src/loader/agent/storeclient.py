@@ -16,10 +16,9 @@ from loader import __version__
 from loader.agent.snapshot import Snapshot
 from loader.errors import (
     InsufficientScopeError,
-    LoaderError,
     ServiceUnavailableError,
     UnreachableError,
-    error_for_status,
+    error_from_response,
     nobody_listening,
     tls_failure,
 )
@@ -104,7 +103,7 @@ class StoreClient:
         if status == 403:
             raise InsufficientScopeError(f"LOADER_APP={self.app}: {APP_LOOKUP_SCOPE}")
         if status != 200:
-            raise _error(status, body, headers.get("Retry-After"))
+            raise error_from_response(status, body, headers.get("Retry-After"), "store")
         app_id = find_app(json.loads(body)["apps"], self.app)
         log.info("app %s is app id %d", self.app, app_id)
         self.app = app_id
@@ -126,7 +125,7 @@ class StoreClient:
         if status == 304:
             return None
         if status != 200:
-            raise _error(status, body, resp_headers.get("Retry-After"))
+            raise error_from_response(status, body, resp_headers.get("Retry-After"), "store")
         try:
             data: dict[str, Any] = json.loads(body)
         except ValueError:
@@ -147,19 +146,3 @@ def _no_connection(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     return f": {text}" if text and len(text) < 200 else ""
-
-
-def _error(status: int, body: bytes, retry_after: str | None) -> LoaderError:
-    message, code = f"store answered HTTP {status}", None
-    try:
-        data = json.loads(body)
-        message, code = f"store: {data['error']}", data.get("code")
-    except (ValueError, KeyError, TypeError):
-        pass
-    seconds = None
-    if retry_after is not None:
-        try:
-            seconds = float(retry_after)
-        except ValueError:
-            seconds = None
-    return error_for_status(status, message, code, seconds)

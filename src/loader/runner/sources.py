@@ -21,7 +21,7 @@ from loader.errors import (
     ServiceUnavailableError,
     UnreachableError,
     UsageError,
-    error_for_status,
+    error_from_response,
     shown,
 )
 from loader.fsguard import MAX_TOKEN_FILE, read_trusted
@@ -56,18 +56,8 @@ def _retrying(fetch: Callable[[], dict[str, str]], timeout: float) -> dict[str, 
 
 
 def _check(resp: http.Response, what: str) -> None:
-    if resp.status == 200:
-        return
-    message, code = f"{what} answered HTTP {resp.status}", None
-    try:
-        import json
-
-        data = json.loads(resp.body)
-        message, code = f"{what}: {data['error']}", data.get("code")
-    except (ValueError, KeyError, TypeError):
-        pass
-    retry = resp.headers.get("retry-after")
-    raise error_for_status(resp.status, message, code, float(retry) if retry else None)
+    if resp.status != 200:
+        raise error_from_response(resp.status, resp.body, resp.headers.get("retry-after"), what)
 
 
 class FileSource:
