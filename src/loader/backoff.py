@@ -11,19 +11,31 @@ had run longer than the cap before it stopped starts again from the first step.
 
 :class:`Outage` logs a follower's trouble once per distinct error (not once per retry) and its
 end.
+
+:class:`Deadline` retries a call for at most so long (``loader run`` reading its secrets,
+``loader render --once``), waiting the backoff between tries, then gives up with one line.
+
+Light at import time (``random`` and ``time``): ``loader run`` retries through this on its exec
+path; ``asyncio`` and ``traceback`` are imported by the functions that need them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
 import time
-import traceback
-from collections.abc import Awaitable, Callable
-from typing import NoReturn
 
-from loader.errors import LoaderError
+from loader.errors import (
+    LoaderError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    UnreachableError,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Awaitable, Callable
+    from typing import NoReturn
 
 RECONNECT_CAP = 1.0
 
@@ -60,9 +72,30 @@ class Backoff:
         return delay
 
 
+class Deadline:
+    """Retry a call until ``timeout`` seconds from now: :meth:`delay` is how long to wait after
+    a failure that is worth retrying (the store or agent unreachable, not ready, rate limited),
+    or raises "gave up after ..." when that wait would end past the deadline."""
+
+    RETRIED = (ServiceUnavailableError, RateLimitedError)
+
+    def __init__(self, timeout: float, backoff: Backoff) -> None:
+        self.timeout = timeout
+        self.backoff = backoff
+        self.at = time.monotonic() + timeout
+
+    def delay(self, exc: ServiceUnavailableError | RateLimitedError) -> float:
+        wait = self.backoff.next(exc.retry_after, unreachable=isinstance(exc, UnreachableError))
+        if time.monotonic() + wait > self.at:
+            raise ServiceUnavailableError(f"gave up after {self.timeout:g}s: {exc}") from None
+        return wait
+
+
 def describe_failure(exc: BaseException) -> str:
     """A one-line account of an unexpected exception that cannot carry a value: a loader error's
     own message (they never hold one), otherwise only the type and where it was raised."""
+    import traceback
+
     if isinstance(exc, LoaderError):
         return str(exc)
     frames = traceback.extract_tb(exc.__traceback__)
@@ -77,6 +110,8 @@ async def keep_running(
     log: logging.Logger,
 ) -> NoReturn:
     """Run ``part`` until cancelled, starting it again (after ``backoff``) whenever it ends."""
+    import asyncio
+
     while True:
         started = time.monotonic()
         try:

@@ -88,7 +88,7 @@ async def dev_store(port: int = 8700, data_dir: Path | None = None) -> AsyncIter
             state = await stack.enter_async_context(
                 store_state(settings, keys=StaticKeyring(keyring))
             )
-            _, bound = await stack.enter_async_context(serving(create_app(state), sock))
+            url = await stack.enter_async_context(serving(create_app(state), sock, "127.0.0.1"))
             record, admin = await issue_token(
                 state.service.repo, frozenset({"*"}), description="loader dev admin token"
             )
@@ -99,9 +99,7 @@ async def dev_store(port: int = 8700, data_dir: Path | None = None) -> AsyncIter
                 app_id=app_id,
                 description="loader dev agent (reveal, demo app only)",
             )
-            yield DevStore(
-                f"http://127.0.0.1:{bound}", admin, agent_token, app_id, directory, moved_from
-            )
+            yield DevStore(url, admin, agent_token, app_id, directory, moved_from)
     finally:
         if owned:
             shutil.rmtree(directory, ignore_errors=True)

@@ -1,9 +1,10 @@
 """Files and directories another user could have planted or can change: refused, not trusted.
 
 One rule for every path through which secrets, tokens or templates travel: the agent's outputs
-and its unix socket, the template and the token file, ``loader run --from-file`` and its token
-file. Each refusal is a :class:`~loader.errors.ConfigError` (exit 78): one line naming the path
-and the reason.
+and its unix socket, the template, ``loader run --from-file``, and every token file (the
+agent's, ``loader run``'s and the management commands', all read by :func:`read_token_file`).
+Each refusal is a :class:`~loader.errors.ConfigError` (exit 78): one line naming the path and
+the reason.
 
 * A **directory** must be owned by this user or root, and writable by no one else, unless it is
   sticky (``/dev/shm``, ``/tmp``, a Kubernetes memory ``emptyDir``: there no one may remove or
@@ -25,7 +26,7 @@ import os
 import stat
 import sys
 
-from loader.errors import AddressInUseError, ConfigError
+from loader.errors import AddressInUseError, ConfigError, shown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -166,6 +167,20 @@ def read_trusted(path: StrPath, limit: int = MAX_DATA_FILE) -> bytes:
     if len(data) > limit:
         raise refuse(path, f"it is larger than {limit // 1024} KiB")
     return data
+
+
+def read_token_file(path: StrPath) -> str:
+    """The bearer token in a file (``LOADER_TOKEN_FILE``, ``--token-file``; a Kubernetes
+    projected token), read as :func:`read_trusted` reads: every command reads a token file
+    here. Missing, unreadable, refused or empty is one line (exit 78) that shows the path only
+    when it does not look like a token itself."""
+    try:
+        token = read_trusted(path, MAX_TOKEN_FILE).decode("utf-8", "replace").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {shown(path)}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"token file {shown(path)} is empty")
+    return token
 
 
 def _read(path: StrPath, flags: int, limit: int, *, root_ok: bool) -> bytes:

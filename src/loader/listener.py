@@ -83,6 +83,14 @@ def bound_port(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
 
+def listen_url(sock: socket.socket, host: str, scheme: str = "http") -> str:
+    """Where a listening socket answers: ``unix:/path``, or ``scheme://host:port`` with the host
+    as configured and the port as bound."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    return f"{scheme}://{_where(host, bound_port(sock))}"
+
+
 def _bind_error(where: str, exc: OSError) -> Exception:
     if exc.errno == errno.EADDRINUSE:
         return AddressInUseError(

@@ -152,7 +152,9 @@ def test_watchers_survive_a_killed_notification_connection(
         assert not watcher.is_alive()
         assert result["status"] == 200
         assert result["body"]["secrets"] == {"A": f"after-{round_}"}  # type: ignore[index]
-    assert "reconnecting" in b.logs()
+    logs = b.logs()
+    assert "change notifications: the connection was lost; retrying" in logs
+    assert "change notifications: following again after" in logs
     ca.close()
     cb.close()
 

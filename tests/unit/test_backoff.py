@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 
 import pytest
 
-from loader.backoff import Backoff, Outage, describe_failure, keep_running
-from loader.errors import ServiceUnavailableError
+from loader.backoff import Backoff, Deadline, Outage, describe_failure, keep_running
+from loader.errors import RateLimitedError, ServiceUnavailableError
 
 
 def test_backoff_grows_with_jitter_to_the_cap_and_resets() -> None:
@@ -102,3 +103,22 @@ def test_outage_logs_each_distinct_error_once_then_its_end(
     assert len(warnings) == 3
     assert warnings[0].startswith("refused; retrying") and warnings[1].startswith("HTTP 503")
     assert warnings[2].startswith("the store: following again after")
+
+
+def test_deadline_waits_the_backoff_then_gives_up_in_one_line() -> None:
+    """``loader run`` and ``render --once`` retry a store that is away for at most --timeout."""
+    deadline = Deadline(0.5, Backoff(0.1, 0.2, random.Random(5)))
+    waits = []
+    with pytest.raises(ServiceUnavailableError) as info:
+        for _ in range(100):
+            waits.append(deadline.delay(ServiceUnavailableError("store x is unreachable")))
+            time.sleep(waits[-1])
+    assert waits and all(0.05 <= w <= 0.2 for w in waits)
+    assert info.value.message == "gave up after 0.5s: store x is unreachable"
+
+
+def test_deadline_honours_retry_after_and_gives_up_when_it_ends_too_late() -> None:
+    deadline = Deadline(10, Backoff(0.1, 0.2, random.Random(5)))
+    assert 3.0 <= deadline.delay(RateLimitedError("slow down", 3.0)) <= 3.3
+    with pytest.raises(ServiceUnavailableError, match="gave up after 10s: busy"):
+        deadline.delay(ServiceUnavailableError("busy", retry_after=30))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from loader.credentials import is_credential, without_credentials
-from loader.fsguard import directory_problem
+from loader.errors import ConfigError
+from loader.fsguard import directory_problem, read_token_file
 
 ME = os.geteuid()
 OTHER_UID = 65534 if ME != 65534 else 65533
@@ -77,3 +79,35 @@ def test_is_credential(name: str, credential: bool) -> None:
 def test_without_credentials_keeps_the_rest() -> None:
     env = {"PATH": "/bin", "LOADER_TOKEN": "t", "LOADER_APP": "1", "HOME": "/root"}
     assert without_credentials(env) == {"PATH": "/bin", "LOADER_APP": "1", "HOME": "/root"}
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "outcome"),
+    [
+        (b"lt_abc_def\n", 0o600, "lt_abc_def"),
+        (b"  eyJhbGciOi.x.y  \r\n", 0o644, "eyJhbGciOi.x.y"),  # a projected token, 0644
+        (b"\n \n", 0o600, "is empty"),
+        (b"lt_abc", 0o666, "writable by other users"),
+        (b"x" * (64 * 1024 + 1), 0o600, "larger than 64 KiB"),
+        (None, 0o600, "No such file or directory"),
+    ],
+)
+def test_read_token_file(tmp_path: Path, content: bytes | None, mode: int, outcome: str) -> None:
+    """The one token-file reader of the agent, ``loader run`` and the management commands."""
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_bytes(content)
+        path.chmod(mode)
+    if outcome.startswith(("lt_", "eyJ")):
+        assert read_token_file(path) == outcome
+        return
+    with pytest.raises(ConfigError) as info:
+        read_token_file(path)
+    assert outcome in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_read_token_file_never_shows_a_token_typed_as_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        read_token_file(tmp_path / "lt_0123456789ab_secretpart")
+    assert "secretpart" not in info.value.message

@@ -12,13 +12,10 @@ import logging
 import os
 import socket
 import stat
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-from aiohttp import web
 
 from loader.agent.follower import Follower
 from loader.agent.local_api import create_local_app
@@ -28,21 +25,19 @@ from loader.agent.snapshot import Snapshot
 from loader.agent.state import AgentState
 from loader.agent.storeclient import StoreClient
 from loader.agent.tokens import TokenSource
-from loader.backoff import Backoff, keep_running
+from loader.backoff import Backoff, Deadline, keep_running
 from loader.credentials import without_credentials
 from loader.errors import (
     ConfigError,
     InsufficientScopeError,
     NotFoundError,
-    RateLimitedError,
-    ServiceUnavailableError,
     UnauthorizedError,
-    UnreachableError,
     UnrenderableError,
 )
 from loader.fsguard import check_socket_path
 from loader.fswatch import watch_file
-from loader.listener import bind_tcp, bind_unix, bound_port
+from loader.listener import bind_tcp, bind_unix
+from loader.serving import serve
 from loader.settings import AgentSettings
 from loader.settingtypes import Listen
 
@@ -238,15 +233,13 @@ class Agent:
             yield
             return
         app = create_local_app(self.state, self.metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
+        host = self.listen.host
         try:
-            await web.SockSite(runner, sock, backlog=1024).start()
-            self.bound = _url(self.listen, sock)
-            print(f"loader agent listening on {self.bound}", flush=True)
-            yield
+            async with serve(app, sock, host, access_log=None, shutdown_timeout=1.0) as url:
+                self.bound = url
+                print(f"loader agent listening on {self.bound}", flush=True)
+                yield
         finally:
-            await runner.cleanup()
             sock.close()
             if self.listen.path is not None:
                 _remove_own_socket(self.listen.path)
@@ -259,8 +252,9 @@ class Agent:
         Raises the error that decides the exit code: 77 token refused, 69 store unreachable,
         65 a value or template that cannot be rendered.
         """
-        deadline = time.monotonic() + timeout
-        backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        deadline = Deadline(
+            timeout, Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        )
         async with self.client() as client:
             while True:
                 try:
@@ -269,14 +263,8 @@ class Agent:
                     break
                 except (UnauthorizedError, InsufficientScopeError):
                     raise
-                except (RateLimitedError, ServiceUnavailableError) as exc:
-                    unreachable = isinstance(exc, UnreachableError)
-                    delay = backoff.next(exc.retry_after, unreachable=unreachable)
-                    left = deadline - time.monotonic()
-                    if left <= 0 or delay > left:
-                        raise ServiceUnavailableError(
-                            f"gave up after {timeout:g}s: {exc}"
-                        ) from None
+                except Deadline.RETRIED as exc:
+                    delay = deadline.delay(exc)
                     log.warning("%s; retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
         missing = self.missing_names(snapshot)
@@ -310,10 +298,3 @@ def listen_socket(listen: Listen) -> socket.socket:
         check_socket_path(listen.path)  # another user's socket or file there is refused
         return bind_unix(listen.path)
     return bind_tcp(listen.host, listen.port)
-
-
-def _url(listen: Listen, sock: socket.socket) -> str:
-    if listen.path is not None:
-        return f"unix:{listen.path}"
-    host = f"[{listen.host}]" if ":" in listen.host else listen.host
-    return f"http://{host}:{bound_port(sock)}"

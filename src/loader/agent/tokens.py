@@ -10,22 +10,11 @@ import asyncio
 import logging
 from pathlib import Path
 
-from loader.errors import ConfigError, shown
-from loader.fsguard import MAX_TOKEN_FILE, read_trusted
+from loader.errors import ConfigError
+from loader.fsguard import read_token_file
 from loader.fswatch import watch_file
 
 log = logging.getLogger("loader.agent")
-
-
-def read_token(path: Path) -> str:
-    """The token in ``path``: a regular file of this user's or root's (:mod:`loader.fsguard`)."""
-    try:
-        token = read_trusted(path, MAX_TOKEN_FILE).decode("utf-8", "replace").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read token file {shown(path)}: {exc.strerror}") from None
-    if not token:
-        raise ConfigError(f"token file {shown(path)} is empty")
-    return token
 
 
 class TokenSource:
@@ -33,7 +22,7 @@ class TokenSource:
         if token is None and path is None:
             raise ConfigError("a token is required: LOADER_TOKEN_FILE (or LOADER_TOKEN)")
         self.path = path
-        self._token: str = read_token(path) if path is not None else str(token)
+        self._token: str = read_token_file(path) if path is not None else str(token)
         self.changed = asyncio.Event()
 
     @property
@@ -45,7 +34,7 @@ class TokenSource:
         if self.path is None:
             return False
         try:
-            token = read_token(self.path)
+            token = read_token_file(self.path)
         except ConfigError as exc:
             log.warning("keeping the previous token: %s", exc)
             return False

@@ -14,8 +14,8 @@ from loader.errors import (
     ConfigError,
     InsufficientScopeError,
     UsageError,
-    shown,
 )
+from loader.fsguard import read_token_file
 from loader.httpclient import HttpClient, path_quote
 from loader.names import DEFAULT_ENVIRONMENT, check_environment_name
 from loader.settingtypes import LOG_LEVELS, TOKEN, Choice, Option, add_options, boolean
@@ -147,17 +147,6 @@ class ClientConfig:
                 "no token: set LOADER_TOKEN or LOADER_TOKEN_FILE (or pass --token-file)"
             )
         return HttpClient(self.store_url, token=self.token, ca_file=self.ca_file, timeout=timeout)
-
-
-def read_token_file(path: str) -> str:
-    try:
-        with open(path) as f:
-            token = f.read().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read token file {shown(path)}: {exc.strerror}") from None
-    if not token:
-        raise ConfigError(f"token file {shown(path)} is empty")
-    return token
 
 
 def add_client_options(parser: Any) -> None:

@@ -257,15 +257,11 @@ async def run_store(settings: StoreSettings, reopen_log: Callable[[], None] | No
         )
         async with (
             store_state(settings, limiter=limiter_for(settings)) as state,
-            serving(create_app(state), sock, ctx, guard) as (_, port),
+            serving(create_app(state), sock, address.host, ctx, guard) as url,
         ):
             tune_gc()
-            scheme = "https" if ctx else "http"
-            host = f"[{address.host}]" if ":" in address.host else address.host
-            say(f"loader store listening on {scheme}://{host}:{port}")
-            log.info(
-                "store ready on %s://%s:%d (%s)", scheme, host, port, state.service.repo.backend
-            )
+            say(f"loader store listening on {url}")
+            log.info("store ready on %s (%s)", url, state.service.repo.backend)
 
             def reopen() -> None:
                 if reopen_log is not None:

@@ -22,9 +22,8 @@ from loader.errors import (
     UnreachableError,
     UsageError,
     error_from_response,
-    shown,
 )
-from loader.fsguard import MAX_TOKEN_FILE, read_trusted
+from loader.fsguard import read_token_file, read_trusted
 from loader.runner import http
 from loader.settingtypes import FORMATS, TOKEN
 
@@ -42,17 +41,16 @@ FOLLOW_WAIT = 30
 
 def _retrying(fetch: Callable[[], dict[str, str]], timeout: float) -> dict[str, str]:
     """Retry while unreachable or not ready (an agent starting up), up to ``timeout``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
+    deadline = None
     while True:
         try:
             return fetch()
         except (ServiceUnavailableError, RateLimitedError) as exc:
-            wait = exc.retry_after or delay
-            if time.monotonic() + wait > deadline:
-                raise ServiceUnavailableError(f"gave up after {timeout:g}s: {exc}") from None
-            time.sleep(wait)
-            delay = min(delay * 2, 1.0)
+            if deadline is None:  # (imported only when the first try fails)
+                from loader.backoff import Backoff, Deadline
+
+                deadline = Deadline(timeout, Backoff(0.05, 1.0))
+            time.sleep(deadline.delay(exc))
 
 
 def _check(resp: http.Response, what: str) -> None:
@@ -274,15 +272,7 @@ def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
 def _token(opts: RunOptions, environ: Mapping[str, str]) -> str:
     token_file = opts.get("token_file")
     if token_file:
-        try:
-            token = read_trusted(token_file, MAX_TOKEN_FILE).decode("utf-8", "replace").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read token file {shown(token_file)}: {exc.strerror}"
-            ) from None
-        if token:
-            return token
-        raise ConfigError(f"token file {shown(token_file)} is empty")
+        return read_token_file(token_file)
     token = environ.get(TOKEN, "")
     if not token:
         raise ConfigError("reading the store needs a token: LOADER_TOKEN or LOADER_TOKEN_FILE")

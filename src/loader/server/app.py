@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from loader.server.routing import endpoint, unmatched
 from loader.server.schemas import MAX_BODY_BYTES
 from loader.server.settings import StoreSettings
 from loader.server.state import STATE, Limiter, NoLimit, ServerState
+from loader.serving import serve
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
 from loader.store.health import DatabaseTimeouts
@@ -165,31 +167,24 @@ class RouteAccessLogger(AbstractAccessLogger):
         )
 
 
-@asynccontextmanager
-async def serving(
+def serving(
     app: web.Application,
     sock: socket.socket,
+    host: str = "",
     ssl_context: ssl.SSLContext | None = None,
     guard: ConnectionGuard | None = None,
-) -> AsyncIterator[tuple[web.AppRunner, int]]:
-    """Run ``app`` on a socket bound beforehand (:mod:`loader.listener`); yields the runner and
-    the bound port. With a ``guard``, connections are capped per client address and must send
-    their headers in time (:mod:`loader.server.connections`)."""
-    runner = web.AppRunner(
+) -> AbstractAsyncContextManager[str]:
+    """Serve the store's ``app`` on a socket bound beforehand (:mod:`loader.listener`) with its
+    access log and keep-alive; yields the URL. With a ``guard``, connections are capped per
+    client address and must send their headers in time (:mod:`loader.server.connections`)."""
+    return serve(
         app,
+        sock,
+        host,
+        ssl_context=ssl_context,
+        site=web.SockSite if guard is None else functools.partial(GuardedSite, guard=guard),
         access_log=logging.getLogger("loader.access"),
         access_log_class=RouteAccessLogger,
         shutdown_timeout=5,
         keepalive_timeout=KEEPALIVE_TIMEOUT,
     )
-    await runner.setup()
-    site = (
-        GuardedSite(runner, sock, guard=guard, ssl_context=ssl_context, backlog=1024)
-        if guard is not None
-        else web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024)
-    )
-    try:
-        await site.start()
-        yield runner, int(sock.getsockname()[1])
-    finally:
-        await runner.cleanup()

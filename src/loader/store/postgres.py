@@ -26,12 +26,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from loader.backoff import Backoff, Outage
 from loader.crypto import Sealed, WrappedKey
 from loader.errors import (
     AlreadyExistsError,
     ConfigError,
     DatabaseUnavailableError,
     NotFoundError,
+    nobody_listening,
 )
 from loader.store import migrations
 from loader.store.health import DatabaseHealth, DatabaseTimeouts
@@ -360,11 +362,11 @@ class PostgresRepository(RevocationFeed):
 
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
         """LISTEN until cancelled; after every (re)connect, re-check what is being watched and
-        re-read the revocations that could have been missed while not listening. Logs once when
-        the connection is lost and once when it is back, not every retry."""
-        delay = 0.1
-        lost_since: float | None = None
-        loop = asyncio.get_running_loop()
+        re-read the revocations that could have been missed while not listening. Reconnects
+        with the followers' backoff (:mod:`loader.backoff`); logs once per distinct trouble
+        and once when it is over, not every retry."""
+        backoff = Backoff(0.1, 5.0)
+        outage = Outage(log, "change notifications")
         listening_since = utcnow()  # requests may be held before the first LISTEN is up
         while True:
             try:
@@ -374,11 +376,9 @@ class PostgresRepository(RevocationFeed):
                     server_settings={"application_name": "loader-listener"},
                 )
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-                if lost_since is None:
-                    lost_since = loop.time()
-                    log.warning("change notifications: cannot connect (%s); retrying", exc)
+                delay = backoff.next(unreachable=nobody_listening(exc))
+                outage.failed(f"change notifications: cannot connect ({exc})", delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
             lost = asyncio.Event()
             conn.add_termination_listener(functools.partial(_set_event, lost))
@@ -386,12 +386,8 @@ class PostgresRepository(RevocationFeed):
                 started = utcnow()
                 await conn.add_listener(CHANNEL, self._on_notify)
                 await conn.add_listener(REVOCATIONS, self._on_revoke)
-                delay = 0.1
-                if lost_since is not None:
-                    log.warning(
-                        "change notifications: reconnected after %.1f s", loop.time() - lost_since
-                    )
-                    lost_since = None
+                backoff.reset()
+                outage.recovered()
                 await self._revoked_since(listening_since - REVOCATION_SKEW)
                 listening_since = started
                 await reconnected()
@@ -413,9 +409,8 @@ class PostgresRepository(RevocationFeed):
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
-            if lost_since is None:
-                lost_since = loop.time()
-                log.warning("change notification connection lost; reconnecting")
+            delay = backoff.next()
+            outage.failed("change notifications: the connection was lost", delay)
             await asyncio.sleep(delay)
 
     # -- unit-of-work plumbing -------------------------------------------------------------

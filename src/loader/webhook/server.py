@@ -17,7 +17,8 @@ from pathlib import Path
 from aiohttp import web
 
 from loader.console import say, until_signalled
-from loader.listener import bind_tcp, bound_port
+from loader.listener import bind_tcp
+from loader.serving import serve
 from loader.webhook.inject import MalformedReviewError, review
 from loader.webhook.settings import WebhookSettings
 
@@ -109,27 +110,26 @@ async def serving(settings: WebhookSettings) -> AsyncIterator[str]:
     if not settings.insecure:
         assert settings.tls_cert is not None and settings.tls_key is not None
         tls = ReloadingTLS(settings.tls_cert, settings.tls_key)
-    runner = web.AppRunner(
-        create_app(settings),
-        access_log=logging.getLogger("loader.access"),
-        access_log_format='%a "%r" %s %b %Tfs',
-        shutdown_timeout=5,
-    )
-    await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=tls.context if tls else None)
-    follower: asyncio.Task[None] | None = None
     try:
-        await site.start()
-        port = bound_port(sock)
-        if tls is not None:
+        async with serve(
+            create_app(settings),
+            sock,
+            address.host,
+            ssl_context=tls.context if tls else None,
+            access_log=logging.getLogger("loader.access"),
+            access_log_format='%a "%r" %s %b %Tfs',
+            shutdown_timeout=5,
+        ) as url:
+            if tls is None:
+                yield url
+                return
             follower = asyncio.create_task(_follow(tls, settings.tls_reload_interval))
-        host = f"[{address.host}]" if ":" in address.host else address.host
-        yield f"{'https' if tls else 'http'}://{host}:{port}"
+            try:
+                yield url
+            finally:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
     finally:
-        if follower is not None:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
-        await runner.cleanup()
         sock.close()
 
 
