@@ -56,7 +56,7 @@ def create_app(state: ServerState) -> web.Application:
 
 async def _release_watchers(app: web.Application) -> None:
     """On shutdown, answer held long-polls now instead of waiting out their ``wait``."""
-    app[STATE].service.notifier.close()
+    app[STATE].service.release_watchers()
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ import logging
 import math
 import time
 import zlib
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -57,7 +56,7 @@ from loader.store.models import (
     utcnow,
 )
 from loader.store.rules import parse_etags
-from loader.store.service import MASK
+from loader.store.service import MASK, Revealed
 
 log = logging.getLogger("loader.store")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -145,7 +144,7 @@ async def openapi(call: Call[Any]) -> web.StreamResponse:
 
 async def list_apps(call: Call[Any]) -> web.StreamResponse:
     assert call.principal is not None
-    apps = await call.state.service.repo.list_apps(only=call.principal.app_id)
+    apps = await call.state.service.apps(only=call.principal.app_id)
     return json_response({"apps": [app_json(a) for a in apps]})
 
 
@@ -164,8 +163,7 @@ async def get_app(call: Call[Any]) -> web.StreamResponse:
 
 
 async def delete_app(call: Call[Any]) -> web.StreamResponse:
-    if not await call.state.service.repo.delete_app(call.app_id):
-        raise NotFoundError("app not found")
+    await call.state.service.delete_app(call.app_id)
     call.state.audit.record(call.event("delete_app"))
     return web.Response(status=204)
 
@@ -174,8 +172,7 @@ async def delete_app(call: Call[Any]) -> web.StreamResponse:
 
 
 async def list_environments(call: Call[Any]) -> web.StreamResponse:
-    await call.state.service.app(call.app_id)
-    envs = await call.state.service.repo.list_environments(call.app_id)
+    envs = await call.state.service.environments(call.app_id)
     assert call.principal is not None
     allowed = call.principal.environments
     shown = [e for e in envs if allowed is None or e.name in allowed]
@@ -200,9 +197,7 @@ async def get_environment(call: Call[Any]) -> web.StreamResponse:
 async def delete_environment(call: Call[Any]) -> web.StreamResponse:
     if call.env_name == DEFAULT_ENVIRONMENT:
         raise ConflictError("the default environment cannot be deleted")
-    await call.state.service.app(call.app_id)
-    if not await call.state.service.repo.delete_environment(call.app_id, call.env_name):
-        raise NotFoundError(f"environment {call.env_name!r} not found")
+    await call.state.service.delete_environment(call.app_id, call.env_name)
     call.state.audit.record(call.event("delete_environment"))
     return web.Response(status=204)
 
@@ -253,7 +248,7 @@ async def _spice_page(call: Call[Any], env: Environment, offset: int) -> tuple[b
     """One page of the Spice list, encoded (the JSON array's items, without brackets), how many
     items it holds, and how many the environment holds now."""
     async with call.state.list_pages:
-        metas, total = await call.state.service.repo.list_secrets(env.id, offset, SPICE_PAGE)
+        metas, total = await call.state.service.secrets(env, offset, SPICE_PAGE)
         items = [secret_json(m, env.name) for m in metas]
         body = json.dumps(items, separators=(",", ":"), ensure_ascii=False)[1:-1].encode()
         return body, len(metas), total
@@ -264,7 +259,7 @@ async def list_secrets(call: Call[Any]) -> web.StreamResponse:
     size = int_param(call, "page_size", 100, 1, MAX_PAGE_SIZE)
     service = call.state.service
     env = await service.environment(call.app_id, call.env_name)
-    metas, total = await service.repo.list_secrets(env.id, (page - 1) * size, size)
+    metas, total = await service.secrets(env, (page - 1) * size, size)
     return json_response(
         {
             "secrets": [secret_json(m, env.name) for m in metas],
@@ -360,9 +355,7 @@ async def delete_secret(call: Call[Any]) -> web.StreamResponse:
 async def list_versions(call: Call[Any]) -> web.StreamResponse:
     service = call.state.service
     env = await service.environment(call.app_id, call.env_name)
-    versions = await service.repo.list_versions(env.id, call.secret_name)
-    if versions is None:
-        raise NotFoundError(f"secret {call.secret_name!r} not found")
+    versions = await service.versions(env, call.secret_name)
     return json_response(
         {
             "versions": [
@@ -457,26 +450,19 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
             return web.Response(status=304, headers={**NO_STORE, "ETag": current})
         # Woken by a change: the notifier knows the revision, so thousands of woken watchers
         # need no database read each (a vanished environment still 404s from the reveal).
-        env = replace(env, revision=max(env.revision, service.notifier.latest(env.id) or 0))
+        env = service.latest(env)
 
     if mode == "full":
         revealed = await service.reveal(env, names)
         # Refused (503) when the record cannot be written, unless --allow-unaudited-reveals.
         call.state.audit.record(call.event("reveal", names=revealed.names), required=True)
         # Every watcher woken by one change gets the same bytes and headers: built once.
-        cached = revealed.encoded.get(variant)
-        if cached is None:
-            body = _encode(fmt, env.name, revealed.revision, revealed.values, revealed.unset)
-            cached = revealed.encoded[variant] = (
-                body,
-                _rendered_headers(env.id, revealed.revision, variant, fmt),
-            )
-        return web.Response(body=cached[0], headers=cached[1])
-    snapshot = await service.repo.read_values(env, names)
-    revision = snapshot.env.revision
-    masked = {v.name: MASK for v in snapshot.values}
-    body = _encode(fmt, env.name, revision, masked, snapshot.unset)
-    return web.Response(body=body, headers=_rendered_headers(env.id, revision, variant, fmt))
+        body, headers = call.state.bodies.get(
+            env.id, revealed.revision, variant, lambda: _encoded(revealed, variant, fmt)
+        )
+        return web.Response(body=body, headers=headers)
+    body, headers = _encoded(await service.preview(env, names), variant, fmt)
+    return web.Response(body=body, headers=headers)
 
 
 async def _hold(call: Call[Any], env: Environment, wait: float) -> bool:
@@ -487,8 +473,7 @@ async def _hold(call: Call[Any], env: Environment, wait: float) -> bool:
     principal = call.principal
     assert principal is not None
     state = call.state
-    notifier = state.service.notifier
-    held = notifier.holding(principal.token_id)
+    held = state.service.held_by(principal.token_id)
     if held >= state.max_long_polls_per_token:
         raise RateLimitedError(
             f"this token already holds {held} long-polls, the most it may; retry later", 5.0
@@ -497,7 +482,7 @@ async def _hold(call: Call[Any], env: Environment, wait: float) -> bool:
     if principal.token_id not in state.service.revoked:  # (revoked after it authenticated)
         if principal.expires_at is not None:
             wait = min(wait, max(0.0, principal.expires_at - time.time()))
-        changed = await notifier.wait(env.id, env.revision, wait, env, holder=principal.token_id)
+        changed = await state.service.wait_for_change(env, wait, principal.token_id)
     try:
         await state.authenticate.recheck(principal)
     except UnauthorizedError:
@@ -506,28 +491,25 @@ async def _hold(call: Call[Any], env: Environment, wait: float) -> bool:
     return changed
 
 
-def _rendered_headers(env_id: int, revision: int, variant: int, fmt: str) -> dict[str, str]:
-    return {
+def _encoded(revealed: Revealed, variant: int, fmt: str) -> tuple[bytes, dict[str, str]]:
+    """The runtime read's answer: body and headers."""
+    env = revealed.env
+    headers = {
         **NO_STORE,
-        "ETag": rendered_etag(env_id, revision, variant),
-        "X-Loader-Revision": str(revision),
+        "ETag": rendered_etag(env.id, env.revision, variant),
+        "X-Loader-Revision": str(env.revision),
         "Content-Type": "application/json" if fmt == "json" else formats.CONTENT_TYPES[fmt],
         "X-Content-Type-Options": "nosniff",
     }
-
-
-def _encode(
-    fmt: str, environment: str, revision: int, values: dict[str, str], unset: tuple[str, ...]
-) -> bytes:
-    if fmt == "json":
-        body = {
-            "environment": environment,
-            "revision": revision,
-            "secrets": values,
-            "unset": list(unset),
-        }
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return formats.render(fmt, values).encode()
+    if fmt != "json":
+        return formats.render(fmt, revealed.values).encode(), headers
+    body = {
+        "environment": env.name,
+        "revision": env.revision,
+        "secrets": revealed.values,
+        "unset": list(revealed.unset),
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), headers
 
 
 # -- audit ---------------------------------------------------------------------------------
@@ -554,7 +536,7 @@ async def list_audit(call: Call[Any]) -> web.StreamResponse:
         raise InvalidRequestError(f"action must be one of {', '.join(sorted(ACTIONS))}")
     assert call.principal is not None
     await call.state.audit.flush()
-    events, total = await call.state.service.repo.list_audit(
+    events, total = await call.state.service.audit_events(
         AuditQuery(
             call.app_id,
             action,
@@ -587,7 +569,7 @@ async def oauth_token(call: Call[TokenRequestBody]) -> web.StreamResponse:
     authority = call.state.jwt
     if authority is None:
         raise NotFoundError("OAuth is not enabled on this store")
-    record = await call.state.service.repo.get_token(body.client_id)
+    record = await call.state.service.credential(body.client_id)
     if (
         not verify_secret(body.client_secret, record)
         or record is None

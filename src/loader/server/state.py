@@ -8,6 +8,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from loader.server.bodycache import BodyCache
 from loader.server.idempotency import Idempotency
 from loader.server.limits import RefusalLimiter
 from loader.server.metrics import StoreMetrics
@@ -49,6 +50,7 @@ class ServerState:
     readiness: Readiness | None = None
     metrics: StoreMetrics | None = None
     idempotency: Idempotency = field(default_factory=Idempotency)
+    bodies: BodyCache = field(default_factory=BodyCache)
     # Long lists are read and encoded one page at a time, whoever asks (the rest wait their
     # turn): between two pages, everything else the store has to do gets the event loop.
     list_pages: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from loader import crypto
@@ -20,10 +20,13 @@ from loader.store.models import (
     UNSET,
     App,
     AuditEvent,
+    AuditQuery,
     DataKeyRecord,
     Environment,
     SecretChange,
     SecretMeta,
+    TokenRecord,
+    VersionMeta,
     WriteResult,
     _Unset,
     utcnow,
@@ -43,16 +46,13 @@ class KeyringSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Revealed:
-    """Plaintext values of one environment at one revision (held in memory only).
-
-    Shared by every request at that revision (thousands of woken watchers): what they all
-    derive from it -- the sorted names, an encoded body per format -- is kept here once.
-    """
+    """Plaintext values of one environment at one revision (held in memory only), shared by
+    every request at that revision (thousands of woken watchers). A preview holds
+    :data:`MASK` for each value instead."""
 
     env: Environment
     values: dict[str, str]
     unset: tuple[str, ...]
-    encoded: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def revision(self) -> int:
@@ -152,6 +152,27 @@ class StoreService:
         """Decrypt a changed environment once, before its watchers wake to ask for it."""
         await self.reveal(replace(env, revision=revision))
 
+    # -- change notification (long-polls) -------------------------------------------------
+
+    def held_by(self, holder: str) -> int:
+        """How many long-polls ``holder`` (a token id) holds now."""
+        return self.notifier.holding(holder)
+
+    def wait_for_change(
+        self, env: Environment, timeout: float, holder: str
+    ) -> Coroutine[Any, Any, bool]:
+        """Until ``env`` moves past its revision (True) or ``timeout`` passes (False). (The
+        notifier's own coroutine: no frame more for each of thousands of held requests.)"""
+        return self.notifier.wait(env.id, env.revision, timeout, env, holder=holder)
+
+    def latest(self, env: Environment) -> Environment:
+        """``env`` at the newest revision announced (no database read: after a wake-up)."""
+        return replace(env, revision=max(env.revision, self.notifier.latest(env.id) or 0))
+
+    def release_watchers(self) -> None:
+        """At shutdown: answer every held long-poll now."""
+        self.notifier.close()
+
     async def notifier_resync(self) -> None:
         """After missing notifications (a dropped LISTEN connection): re-check what is watched."""
         watched = self.notifier.watched()
@@ -168,6 +189,14 @@ class StoreService:
     async def create_app(self, name: str) -> App:
         return await self.repo.create_app(name, utcnow(), self.new_data_key)
 
+    async def apps(self, only: int | None = None) -> list[App]:
+        """Every app, or only app ``only`` (a token bound to it)."""
+        return await self.repo.list_apps(only=only)
+
+    async def delete_app(self, app_id: int) -> None:
+        if not await self.repo.delete_app(app_id):
+            raise NotFoundError("app not found")
+
     async def app(self, app_id: int) -> App:
         app = await self.repo.get_app(app_id)
         if app is None:
@@ -176,6 +205,15 @@ class StoreService:
 
     async def create_environment(self, app_id: int, name: str) -> Environment:
         return await self.repo.create_environment(app_id, name, utcnow(), self.new_data_key)
+
+    async def environments(self, app_id: int) -> list[Environment]:
+        await self.app(app_id)
+        return await self.repo.list_environments(app_id)
+
+    async def delete_environment(self, app_id: int, name: str) -> None:
+        await self.app(app_id)
+        if not await self.repo.delete_environment(app_id, name):
+            raise NotFoundError(f"environment {name!r} not found")
 
     async def environment(self, app_id: int, name: str = DEFAULT_ENVIRONMENT) -> Environment:
         env = await self.repo.get_environment(app_id, name)
@@ -186,6 +224,18 @@ class StoreService:
         return env
 
     # -- secrets ---------------------------------------------------------------------------
+
+    async def secrets(
+        self, env: Environment, offset: int, limit: int
+    ) -> tuple[list[SecretMeta], int]:
+        """A page of ``env``'s secrets (by name) and how many it holds."""
+        return await self.repo.list_secrets(env.id, offset, limit)
+
+    async def versions(self, env: Environment, name: str) -> list[VersionMeta]:
+        versions = await self.repo.list_versions(env.id, name)
+        if versions is None:
+            raise NotFoundError(f"secret {name!r} not found")
+        return versions
 
     async def secret(self, env: Environment, name: str) -> SecretMeta:
         meta = await self.repo.get_secret(env.id, name)
@@ -312,6 +362,22 @@ class StoreService:
         while len(self._reveal_cache) > self._reveal_cache_size:
             self._reveal_cache.popitem(last=False)
         return revealed
+
+    async def preview(self, env: Environment, names: Sequence[str] | None = None) -> Revealed:
+        """What :meth:`reveal` would give, every value masked (nothing is decrypted)."""
+        snapshot = await self.repo.read_values(env, names)
+        return Revealed(
+            snapshot.env, dict.fromkeys((v.name for v in snapshot.values), MASK), snapshot.unset
+        )
+
+    # -- audit and OAuth clients -----------------------------------------------------------
+
+    async def audit_events(self, query: AuditQuery) -> tuple[list[AuditEvent], int]:
+        return await self.repo.list_audit(query)
+
+    async def credential(self, token_id: str) -> TokenRecord | None:
+        """The token or OAuth client record ``token_id`` (None when there is none)."""
+        return await self.repo.get_token(token_id)
 
     async def _reveal_uncached(self, env: Environment, names: tuple[str, ...] | None) -> Revealed:
         snapshot = await self.repo.read_values(env, names)
