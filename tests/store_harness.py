@@ -15,9 +15,8 @@ from loader.crypto import Keyring
 from loader.server.app import create_app, store_state
 from loader.server.settings import StoreSettings
 from loader.server.state import Limiter, ServerState
-from loader.store.auth import CLIENT_PREFIX, digest, issue_token, new_id, new_secret
+from loader.store.auth import issue_token
 from loader.store.keyfile import KeyringFile, StaticKeyring, write_key_file
-from loader.store.models import TokenRecord, utcnow
 from tests.pg import PostgresServer
 
 
@@ -48,19 +47,10 @@ class Store:
         self, *scopes: str, app: int | None = None, envs: tuple[str, ...] | None = None
     ) -> tuple[str, str]:
         """An OAuth client, as `loader store client create` makes one: (client_id, secret)."""
-        client_id, secret = new_id(CLIENT_PREFIX), new_secret()
-        await self.state.service.repo.create_token(
-            TokenRecord(
-                id=client_id,
-                kind="client",
-                digest=digest(secret),
-                scopes=frozenset(scopes),
-                app_id=app,
-                environments=envs,
-                created_at=utcnow(),
-            )
+        record, secret = await issue_token(
+            self.state.service.repo, frozenset(scopes), app_id=app, environments=envs, kind="client"
         )
-        return client_id, secret
+        return record.id, secret
 
     async def access_token(self, client_id: str, secret: str) -> tuple[str, int]:
         """``POST /oauth/token``: (access token, expires_in)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loader.commands.common import duration, setup_logging
 from loader.console import print_json, run_async, say, tune_gc, until_signalled
@@ -17,7 +17,11 @@ from loader.hardening import harden_process
 from loader.server.settings import LOCATION, StoreSettings
 from loader.settingtypes import load
 
+if TYPE_CHECKING:
+    from loader.store.repository import Repository
+
 log = logging.getLogger("loader.store")
+T = TypeVar("T")
 
 
 def build(name: str, store: Any) -> None:
@@ -133,6 +137,20 @@ def private_location(settings: StoreSettings) -> StoreSettings:
     return settings
 
 
+def on_database(
+    settings: StoreSettings, work: Callable[[Repository], Awaitable[T]], **options: Any
+) -> T:
+    """Open the store's database (``options`` as :func:`~loader.store.backends.open_repository`
+    takes them), run ``work`` on it and close it: the commands that act on it directly."""
+    from loader.store.backends import opened_repository
+
+    async def run() -> T:
+        async with opened_repository(settings.db_url, **options) as repo:
+            return await work(repo)
+
+    return asyncio.run(run())
+
+
 def _envs(text: str | None) -> tuple[str, ...] | None:
     if not text:
         return None
@@ -164,12 +182,26 @@ async def _binding(repo: Any, app: str | None, env_text: str | None) -> tuple[in
     return app_id, envs
 
 
+async def _issue(
+    repo: Repository, ns: Any, scopes: frozenset[str], **options: Any
+) -> tuple[str, str]:
+    """A token or OAuth client bound to ``--app``/``--env``: its id and what its holder keeps."""
+    from loader.store.auth import issue_token
+
+    app_id, envs = await _binding(repo, ns.app, ns.env)
+    record, credential = await issue_token(
+        repo, scopes, app_id=app_id, environments=envs, description=ns.description, **options
+    )
+    return record.id, credential
+
+
 # -- init ----------------------------------------------------------------------------------
 
 
 def init(ns: Any) -> int:
     settings = private_location(settings_from(ns, migrate=True))
-    result = asyncio.run(_init(settings))
+    prepare_init(settings)
+    result = on_database(settings, lambda repo: _init(settings, repo), migrate=True)
     where = (
         f"in {result['data_dir']}"
         if result["data_dir"]
@@ -186,9 +218,8 @@ def init(ns: Any) -> int:
     return 0
 
 
-async def _init(settings: StoreSettings) -> dict[str, Any]:
-    from loader.store.auth import issue_token
-    from loader.store.backends import open_repository
+def prepare_init(settings: StoreSettings) -> None:
+    """The data directory (0700) and the master key, before the database is created."""
     from loader.store.keyfile import create_key_file, read_key_file
 
     data_dir = settings.data_dir
@@ -212,20 +243,23 @@ async def _init(settings: StoreSettings) -> dict[str, Any]:
                 "create a new key (the stored values could never be decrypted)"
             )
         create_key_file(key_file)
-    repo = await open_repository(settings.db_url, migrate=True)
-    try:
-        result: dict[str, Any] = {
-            "data_dir": str(data_dir) if data_dir else None,
-            "master_key_file": str(key_file),
-        }
-        if await repo.count_tokens() == 0:
-            record, token = await issue_token(
-                repo, frozenset({"*"}), description="bootstrap admin token"
-            )
-            result.update(admin_token=token, id=record.id)
-        return result
-    finally:
-        await repo.close()
+
+
+async def _init(settings: StoreSettings, repo: Repository) -> dict[str, Any]:
+    """The bootstrap admin token, when the store has no token yet."""
+    from loader.store.auth import issue_token
+
+    data_dir = settings.data_dir
+    result: dict[str, Any] = {
+        "data_dir": str(data_dir) if data_dir else None,
+        "master_key_file": str(settings.key_file),
+    }
+    if await repo.count_tokens() == 0:
+        record, token = await issue_token(
+            repo, frozenset({"*"}), description="bootstrap admin token"
+        )
+        result.update(admin_token=token, id=record.id)
+    return result
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -278,16 +312,12 @@ async def run_store(settings: StoreSettings, reopen_log: Callable[[], None] | No
 def migrate(ns: Any) -> int:
     settings = settings_from(ns, migrate=True)
 
-    async def go() -> tuple[int, int]:
-        from loader.store.backends import open_repository
-
-        repo = await open_repository(
-            settings.db_url, migrate=True, init_empty=ns.init_empty, lock=True
-        )
-        await repo.close()
+    async def schema_change(repo: Repository) -> tuple[int, int]:
         return repo.schema_change
 
-    before, after = asyncio.run(go())
+    before, after = on_database(
+        settings, schema_change, migrate=True, init_empty=ns.init_empty, lock=True
+    )
     say(migration_message(before, after))
     return 0
 
@@ -308,33 +338,7 @@ def client_create(ns: Any) -> int:
 
     settings = settings_from(ns)
     scopes = parse_scopes(ns.scopes)
-
-    async def go() -> tuple[str, str]:
-        from loader.store.auth import CLIENT_PREFIX, digest, new_id, new_secret
-        from loader.store.backends import open_repository
-        from loader.store.models import TokenRecord, utcnow
-
-        repo = await open_repository(settings.db_url)
-        try:
-            app_id, envs = await _binding(repo, ns.app, ns.env)
-            client_id, secret = new_id(CLIENT_PREFIX), new_secret()
-            await repo.create_token(
-                TokenRecord(
-                    id=client_id,
-                    kind="client",
-                    digest=digest(secret),
-                    scopes=scopes,
-                    app_id=app_id,
-                    environments=envs,
-                    created_at=utcnow(),
-                    description=ns.description,
-                )
-            )
-            return client_id, secret
-        finally:
-            await repo.close()
-
-    client_id, secret = asyncio.run(go())
+    client_id, secret = on_database(settings, lambda repo: _issue(repo, ns, scopes, kind="client"))
     if ns.json:
         print_json({"client_id": client_id, "client_secret": secret})
     else:
@@ -346,19 +350,12 @@ def client_create(ns: Any) -> int:
 def rotate_key(ns: Any) -> int:
     settings = private_location(settings_from(ns))
 
-    async def go() -> Any:
-        from loader.store.backends import open_repository
-        from loader.store.rotation import rotate
+    from loader.store.rotation import rotate
 
-        repo = await open_repository(settings.db_url)
-        try:
-            return await rotate(
-                repo, settings.key_file, Path(ns.new_key_file), reencrypt=ns.reencrypt
-            )
-        finally:
-            await repo.close()
-
-    report = asyncio.run(go())
+    new_key = Path(ns.new_key_file)
+    report = on_database(
+        settings, lambda repo: rotate(repo, settings.key_file, new_key, reencrypt=ns.reencrypt)
+    )
     if ns.json:
         print_json(
             {
@@ -391,17 +388,9 @@ def rotate_key(ns: Any) -> int:
 def remove_key(ns: Any) -> int:
     settings = private_location(settings_from(ns))
 
-    async def go() -> None:
-        from loader.store.backends import open_repository
-        from loader.store.rotation import remove_key as remove
+    from loader.store.rotation import remove_key as remove
 
-        repo = await open_repository(settings.db_url)
-        try:
-            await remove(repo, settings.key_file, ns.key_id)
-        finally:
-            await repo.close()
-
-    asyncio.run(go())
+    on_database(settings, lambda repo: remove(repo, settings.key_file, ns.key_id))
     say(f"removed master key {ns.key_id} from {settings.key_file}")
     return 0
 
@@ -410,31 +399,12 @@ def remove_key(ns: Any) -> int:
 
 
 def token_create(ns: Any) -> int:
-    from loader.store.auth import issue_token, parse_scopes
+    from loader.store.auth import parse_scopes
 
     settings = settings_from(ns)
     scopes = parse_scopes(ns.scopes)
     ttl = duration(ns.ttl, "--ttl") if ns.ttl else None
-
-    async def go() -> tuple[str, str]:
-        from loader.store.backends import open_repository
-
-        repo = await open_repository(settings.db_url)
-        try:
-            app_id, envs = await _binding(repo, ns.app, ns.env)
-            record, token = await issue_token(
-                repo,
-                scopes,
-                app_id=app_id,
-                environments=envs,
-                ttl=ttl,
-                description=ns.description,
-            )
-            return record.id, token
-        finally:
-            await repo.close()
-
-    token_id, token = asyncio.run(go())
+    token_id, token = on_database(settings, lambda repo: _issue(repo, ns, scopes, ttl=ttl))
     if ns.json:
         print_json({"token": token, "id": token_id})
     else:
@@ -447,29 +417,23 @@ def token_list(ns: Any) -> int:
 
     settings = settings_from(ns)
 
-    async def go() -> list[dict[str, Any]]:
-        from loader.store.backends import open_repository
+    async def listed(repo: Repository) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "scopes": sorted(r.scopes),
+                "app": r.app_id,
+                "environments": list(r.environments) if r.environments else None,
+                "created_at": iso(r.created_at),
+                "expires_at": iso(r.expires_at) if r.expires_at else None,
+                "revoked": r.revoked_at is not None,
+                "description": r.description,
+            }
+            for r in await repo.list_tokens()
+        ]
 
-        repo = await open_repository(settings.db_url)
-        try:
-            return [
-                {
-                    "id": r.id,
-                    "kind": r.kind,
-                    "scopes": sorted(r.scopes),
-                    "app": r.app_id,
-                    "environments": list(r.environments) if r.environments else None,
-                    "created_at": iso(r.created_at),
-                    "expires_at": iso(r.expires_at) if r.expires_at else None,
-                    "revoked": r.revoked_at is not None,
-                    "description": r.description,
-                }
-                for r in await repo.list_tokens()
-            ]
-        finally:
-            await repo.close()
-
-    rows = asyncio.run(go())
+    rows = on_database(settings, listed)
     if ns.json:
         print_json({"tokens": rows})
         return 0
@@ -494,17 +458,9 @@ def token_list(ns: Any) -> int:
 def token_revoke(ns: Any) -> int:
     settings = settings_from(ns)
 
-    async def go() -> bool:
-        from loader.store.backends import open_repository
-        from loader.store.models import utcnow
+    from loader.store.models import utcnow
 
-        repo = await open_repository(settings.db_url)
-        try:
-            return await repo.revoke_token(ns.id, utcnow())
-        finally:
-            await repo.close()
-
-    if not asyncio.run(go()):
+    if not on_database(settings, lambda repo: repo.revoke_token(ns.id, utcnow())):
         raise NotFoundError(f"no active token or client with id {ns.id}")
     say(f"revoked {ns.id}")
     return 0

@@ -29,7 +29,7 @@ from loader.names import (
     check_environment_name,
     check_secret_name,
 )
-from loader.server import ops
+from loader.server import etags, ops
 from loader.server.routing import Call, Param, Route, json_response
 from loader.server.schemas import (
     AppBody,
@@ -55,7 +55,6 @@ from loader.store.models import (
     parse_iso,
     utcnow,
 )
-from loader.store.rules import parse_etags
 from loader.store.service import MASK, Revealed
 
 log = logging.getLogger("loader.store")
@@ -122,10 +121,23 @@ def int_param(call: Call[Any], name: str, default: int, low: int, high: int) -> 
     return value
 
 
-def if_match(call: Call[Any]) -> str | None:
-    """The If-Match header; an empty one counts as absent."""
-    value = call.request.headers.get("If-Match", "").strip()
-    return value or None
+def conditions(call: Call[Any], action: str) -> dict[str, Any]:
+    """What every write and delete of a secret carries: the request's ``If-Match`` (absent or
+    blank: none), and its audit record (with the actor, for writes)."""
+    return {
+        "if_match": etags.if_match(call.request.headers.get("If-Match")),
+        "audit": call.event(action),
+    }
+
+
+async def write_secret(
+    call: Call[Any], env_name: str, name: str, action: str, **change: Any
+) -> web.StreamResponse:
+    """The secret routes' write: ``change`` as :meth:`StoreService.write` takes it."""
+    service = call.state.service
+    env = await service.environment(call.app_id, env_name)
+    result = await service.write(env, name, actor=call.actor, **conditions(call, action), **change)
+    return written_response(result, env.name)
 
 
 # -- health and discovery ------------------------------------------------------------------
@@ -273,38 +285,23 @@ async def list_secrets(call: Call[Any]) -> web.StreamResponse:
 
 
 async def upsert_secret_spice(call: Call[SpiceSecretBody]) -> web.StreamResponse:
-    name = check_secret_name(call.body.name)
-    call.secret_name = name
-    service = call.state.service
-    env = await service.environment(call.app_id, DEFAULT_ENVIRONMENT)
-    result = await service.write(
-        env,
-        name,
-        value=call.body.value,
-        if_match=if_match(call),
-        actor=call.actor,
-        audit=call.event("upsert_secret"),
+    call.secret_name = check_secret_name(call.body.name)
+    return await write_secret(
+        call, DEFAULT_ENVIRONMENT, call.secret_name, "upsert_secret", value=call.body.value
     )
-    return written_response(result, env.name)
 
 
 async def upsert_secret(call: Call[SecretBody]) -> web.StreamResponse:
-    name = check_secret_name(call.body.name)
-    call.secret_name = name
-    service = call.state.service
-    env = await service.environment(call.app_id, call.env_name)
-    description = call.body.description if "description" in call.body.model_fields_set else UNSET
-    action = "upsert_secret" if call.body.value is not None else "declare_secret"
-    result = await service.write(
-        env,
-        name,
-        value=call.body.value,
-        description=description,
-        if_match=if_match(call),
-        actor=call.actor,
-        audit=call.event(action),
+    call.secret_name = check_secret_name(call.body.name)
+    body = call.body
+    return await write_secret(
+        call,
+        call.env_name,
+        call.secret_name,
+        "upsert_secret" if body.value is not None else "declare_secret",
+        value=body.value,
+        description=body.description if "description" in body.model_fields_set else UNSET,
     )
-    return written_response(result, env.name)
 
 
 async def get_secret(call: Call[Any]) -> web.StreamResponse:
@@ -314,41 +311,19 @@ async def get_secret(call: Call[Any]) -> web.StreamResponse:
 
 
 async def patch_secret(call: Call[DescriptionBody]) -> web.StreamResponse:
-    service = call.state.service
-    env = await service.environment(call.app_id, call.env_name)
-    result = await service.write(
-        env,
-        call.secret_name,
-        description=call.body.description,
-        must_exist=True,
-        if_match=if_match(call),
-        actor=call.actor,
-        audit=call.event("update_secret"),
-    )
-    return written_response(result, env.name)
+    change = {"description": call.body.description, "must_exist": True}
+    return await write_secret(call, call.env_name, call.secret_name, "update_secret", **change)
 
 
 async def put_value(call: Call[ValueBody]) -> web.StreamResponse:
-    service = call.state.service
-    env = await service.environment(call.app_id, call.env_name)
-    result = await service.write(
-        env,
-        call.secret_name,
-        value=call.body.value,
-        must_exist=True,
-        if_match=if_match(call),
-        actor=call.actor,
-        audit=call.event("set_value"),
-    )
-    return written_response(result, env.name)
+    change = {"value": call.body.value, "must_exist": True}
+    return await write_secret(call, call.env_name, call.secret_name, "set_value", **change)
 
 
 async def delete_secret(call: Call[Any]) -> web.StreamResponse:
     service = call.state.service
     env = await service.environment(call.app_id, call.env_name)
-    await service.delete(
-        env, call.secret_name, if_match=if_match(call), audit=call.event("delete_secret")
-    )
+    await service.delete(env, call.secret_name, **conditions(call, "delete_secret"))
     return web.Response(status=204)
 
 
@@ -379,9 +354,8 @@ async def rollback(call: Call[RollbackBody]) -> web.StreamResponse:
         env,
         call.secret_name,
         call.body.version,
-        if_match=if_match(call),
         actor=call.actor,
-        audit=call.event("rollback_secret"),
+        **conditions(call, "rollback_secret"),
     )
     return written_response(result, env.name)
 
@@ -445,7 +419,7 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     env = await service.environment(call.app_id, call.env_name)
     inm = call.request.headers.get("If-None-Match")
     current = rendered_etag(env.id, env.revision, variant)
-    if inm is not None and current in parse_etags(inm):
+    if inm is not None and current in etags.parse_etags(inm):
         if wait <= 0 or not await _hold(call, env, wait):
             return web.Response(status=304, headers={**NO_STORE, "ETag": current})
         # Woken by a change: the notifier knows the revision, so thousands of woken watchers

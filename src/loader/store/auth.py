@@ -128,13 +128,20 @@ async def issue_token(
     environments: tuple[str, ...] | None = None,
     ttl: float | None = None,
     description: str | None = None,
+    kind: str = "token",
 ) -> tuple[TokenRecord, str]:
-    """Create a bearer token; returns its record and the token (shown once, stored as a digest)."""
-    token_id, secret, token = new_token()
+    """Create a bearer token, or (``kind="client"``) an OAuth client for the client credentials
+    grant. Returns its record and what its holder keeps -- the token, or the client's secret --
+    shown once and stored as a digest."""
+    if kind == "client":
+        token_id, secret = new_id(CLIENT_PREFIX), new_secret()
+        credential = secret
+    else:
+        token_id, secret, credential = new_token()
     now = utcnow()
     record = TokenRecord(
         id=token_id,
-        kind="token",
+        kind=kind,
         digest=digest(secret),
         scopes=scopes,
         app_id=app_id,
@@ -144,4 +151,4 @@ async def issue_token(
         description=description,
     )
     await repo.create_token(record)
-    return record, token
+    return record, credential

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from loader.errors import ConfigError
 from loader.store.health import DatabaseTimeouts
 from loader.store.repository import Repository
@@ -39,3 +43,13 @@ async def open_repository(
             application_name=application_name,
         )
     raise ConfigError("database url must start with sqlite:/// or postgresql://")
+
+
+@asynccontextmanager
+async def opened_repository(url: str, **options: Any) -> AsyncIterator[Repository]:
+    """:func:`open_repository` (same options) for the length of a block, closed after it."""
+    repo = await open_repository(url, **options)
+    try:
+        yield repo
+    finally:
+        await repo.close()

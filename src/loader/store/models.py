@@ -89,19 +89,30 @@ Matcher = Callable[[int, DataKeyRecord, Sealed], bool]
 value: True when the value being written is that value (the write then makes no version)."""
 
 
+IfMatch = tuple[str, ...]
+"""The ETags an ``If-Match`` header names (``*``: any current version): a write or delete
+happens only when the secret's current ETag is one of them."""
+
+
 @dataclass(frozen=True, slots=True)
 class SecretChange:
-    """What a write does to one secret.
+    """What a write does to one secret, on what condition, and how it is recorded.
 
     ``seal`` sets a new value (a new version) unless ``matches`` finds it is the current value
     already; ``description`` sets or clears the description (``UNSET`` leaves it);
-    ``must_exist`` makes a missing secret a 404 instead of a create.
+    ``must_exist`` makes a missing secret a 404 instead of a create; ``if_match`` (when given)
+    must name the current ETag. ``actor`` and ``at`` go on the new version and the secret;
+    ``audit`` is committed with the write.
     """
 
     seal: Sealer | None = None
     description: str | _Unset | None = UNSET
     must_exist: bool = False
     matches: Matcher | None = None
+    if_match: IfMatch | None = None
+    actor: str | None = None
+    at: datetime = field(default_factory=utcnow)
+    audit: AuditEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from loader.errors import (
     NotFoundError,
     nobody_listening,
 )
-from loader.store import migrations
+from loader.store import migrations, sql
 from loader.store.health import DatabaseHealth, DatabaseTimeouts
 from loader.store.models import (
     App,
@@ -43,6 +43,7 @@ from loader.store.models import (
     AuditQuery,
     DataKeyRecord,
     Environment,
+    IfMatch,
     SealedValue,
     SecretChange,
     SecretMeta,
@@ -69,17 +70,21 @@ from loader.store.rows import (
     secret_record,
     token_record,
 )
-from loader.store.rules import compares_value, encode_scopes, plan_delete, plan_write
+from loader.store.writeplan import compares_value, plan_delete, plan_write
 
 T = TypeVar("T")
 log = logging.getLogger("loader.store")
+_q = sql.numbered  # the shared SQL's ``?`` placeholders as ``$n``
+
+
+def _same(value: datetime) -> datetime:
+    """Timestamps go to PostgreSQL as they are (``timestamptz``)."""
+    return value
+
 
 CHANNEL = "loader_changes"
 REVOCATIONS = "loader_revocations"
 MIGRATION_LOCK = 0x10ADE5  # pg_advisory_lock key: one replica migrates at a time
-_SECRET_COLUMNS = (
-    "id, env_id, name, description, version, modified_revision, created_at, updated_at"
-)
 _BUMP = (
     "WITH e AS (UPDATE environments SET revision = revision + 1 WHERE id = $1 "
     "RETURNING app_id, revision, data_key_id) "
@@ -104,10 +109,6 @@ _CURRENT_VALUE_AND_KEY = (
     "LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version "
     "LEFT JOIN data_keys vk ON vk.id = v.data_key_id "
     "WHERE k.id = $3"
-)
-_DATA_KEY_SELECT = (
-    "SELECT k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped "
-    "FROM data_keys k JOIN environments e ON e.id = k.env_id"
 )
 
 
@@ -135,24 +136,7 @@ class _Tx:
 
 
 async def _insert_audit(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> None:
-    await conn.executemany(
-        "INSERT INTO audit_events (at, token_id, app_id, environment, names, action, outcome, "
-        "client, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            (
-                e.at,
-                e.token_id,
-                e.app_id,
-                e.environment,
-                ",".join(e.names),
-                e.action,
-                e.outcome,
-                e.client,
-                e.count,
-            )
-            for e in events
-        ],
-    )
+    await conn.executemany(_q(sql.INSERT_AUDIT), sql.audit_params(events, _same))
 
 
 class _Unchanged(Exception):
@@ -229,29 +213,16 @@ async def _new_data_key(
     tx: _Tx, app_id: int, env_id: int, now: datetime, new_key: KeyWrapper
 ) -> int:
     wrapped = new_key(app_id, env_id)
-    key_id = await tx.conn.fetchval(
-        "INSERT INTO data_keys (env_id, master_key_id, nonce, wrapped, created_at) "
-        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        env_id,
-        wrapped.master_key_id,
-        wrapped.nonce,
-        wrapped.ciphertext,
-        now,
-    )
-    await tx.conn.execute("UPDATE environments SET data_key_id = $1 WHERE id = $2", key_id, env_id)
+    key = (env_id, wrapped.master_key_id, wrapped.nonce, wrapped.ciphertext, now)
+    key_id = await tx.conn.fetchval(_q(sql.INSERT_DATA_KEY), *key)
+    await tx.conn.execute(_q(sql.SET_DATA_KEY), key_id, env_id)
     return int(key_id)
 
 
 async def _insert_environment(
     tx: _Tx, app_id: int, name: str, now: datetime, new_key: KeyWrapper
 ) -> Environment:
-    env_id = await tx.conn.fetchval(
-        "INSERT INTO environments (app_id, name, revision, created_at) VALUES ($1, $2, 0, $3) "
-        "ON CONFLICT (app_id, name) DO NOTHING RETURNING id",
-        app_id,
-        name,
-        now,
-    )
+    env_id = await tx.conn.fetchval(_q(sql.INSERT_ENVIRONMENT), app_id, name, now)
     if env_id is None:
         raise AlreadyExistsError(f"environment {name!r} already exists")
     await _new_data_key(tx, app_id, env_id, now, new_key)
@@ -331,10 +302,7 @@ class PostgresRepository(RevocationFeed):
         return None
 
     async def probe(self) -> list[DataKeyRecord]:
-        rows = await self._fetch(
-            f"SELECT DISTINCT ON (k.master_key_id) {_DATA_KEY_SELECT.removeprefix('SELECT ')} "
-            "ORDER BY k.master_key_id, k.id"
-        )
+        rows = await self._fetch(sql.DATA_KEY_PER_MASTER_KEY)
         return [data_key_record(r) for r in rows]
 
     # -- fan-out ---------------------------------------------------------------------------
@@ -354,7 +322,7 @@ class PostgresRepository(RevocationFeed):
         On a pool connection: the LISTEN connection only ever LISTENs. Best effort: a request
         held meanwhile still re-checks its token when its wait ends."""
         try:
-            rows = await self._fetch("SELECT id FROM tokens WHERE revoked_at >= $1", since)
+            rows = await self._fetch(sql.REVOKED_SINCE, since)
         except Exception as exc:  # the database is down again: the next reconnect re-reads
             log.warning("could not re-read revocations after reconnecting: %s", exc)
             return
@@ -439,24 +407,20 @@ class PostgresRepository(RevocationFeed):
         self._announce(tx.changes)
         return result
 
-    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+    async def _fetch(self, statement: str, *args: Any) -> list[Any]:
+        """Rows of one statement of :mod:`loader.store.sql` (``?`` placeholders)."""
         async with self._connection() as conn:
-            return list(await conn.fetch(sql, *args))
+            return list(await conn.fetch(_q(statement), *args))
 
-    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+    async def _fetchrow(self, statement: str, *args: Any) -> Any:
         async with self._connection() as conn:
-            return await conn.fetchrow(sql, *args)
+            return await conn.fetchrow(_q(statement), *args)
 
     # -- apps and environments -------------------------------------------------------------
 
     async def create_app(self, name: str, now: datetime, new_key: KeyWrapper) -> App:
         async def unit(tx: _Tx) -> App:
-            app_id = await tx.conn.fetchval(
-                "INSERT INTO apps (name, created_at) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO NOTHING RETURNING id",
-                name,
-                now,
-            )
+            app_id = await tx.conn.fetchval(_q(sql.INSERT_APP), name, now)
             if app_id is None:
                 raise AlreadyExistsError(f"an app named {name!r} already exists")
             await _insert_environment(tx, int(app_id), "default", now, new_key)
@@ -466,23 +430,21 @@ class PostgresRepository(RevocationFeed):
 
     async def list_apps(self, only: int | None = None) -> list[App]:
         if only is None:
-            rows = await self._fetch("SELECT * FROM apps ORDER BY id")
+            rows = await self._fetch(sql.LIST_APPS)
         else:
-            rows = await self._fetch("SELECT * FROM apps WHERE id = $1", only)
+            rows = await self._fetch(sql.GET_APP, only)
         return [app_record(r) for r in rows]
 
     async def get_app(self, app_id: int) -> App | None:
-        row = await self._fetchrow("SELECT * FROM apps WHERE id = $1", app_id)
+        row = await self._fetchrow(sql.GET_APP, app_id)
         return app_record(row) if row else None
 
     async def delete_app(self, app_id: int) -> bool:
         async def unit(tx: _Tx) -> bool:
-            envs = await tx.conn.fetch(
-                "SELECT id FROM environments WHERE app_id = $1 ORDER BY id FOR UPDATE", app_id
-            )
+            envs = await tx.conn.fetch(_q(sql.ENVIRONMENT_IDS_OF_APP) + " FOR UPDATE", app_id)
             for row in envs:
                 await tx.bump(int(row["id"]))
-            status = await tx.conn.execute("DELETE FROM apps WHERE id = $1", app_id)
+            status = await tx.conn.execute(_q(sql.DELETE_APP), app_id)
             return bool(status != "DELETE 0")
 
         return await self._write(unit)
@@ -491,40 +453,34 @@ class PostgresRepository(RevocationFeed):
         self, app_id: int, name: str, now: datetime, new_key: KeyWrapper
     ) -> Environment:
         async def unit(tx: _Tx) -> Environment:
-            if await tx.conn.fetchval("SELECT 1 FROM apps WHERE id = $1", app_id) is None:
+            if await tx.conn.fetchval(_q(sql.APP_EXISTS), app_id) is None:
                 raise NotFoundError("app not found")
             return await _insert_environment(tx, app_id, name, now, new_key)
 
         return await self._write(unit)
 
     async def list_environments(self, app_id: int) -> list[Environment]:
-        rows = await self._fetch("SELECT * FROM environments WHERE app_id = $1 ORDER BY id", app_id)
+        rows = await self._fetch(sql.LIST_ENVIRONMENTS, app_id)
         return [env_record(r) for r in rows]
 
     async def get_environment(self, app_id: int, name: str) -> Environment | None:
-        row = await self._fetchrow(
-            "SELECT * FROM environments WHERE app_id = $1 AND name = $2", app_id, name
-        )
+        row = await self._fetchrow(sql.GET_ENVIRONMENT, app_id, name)
         return env_record(row) if row else None
 
     async def delete_environment(self, app_id: int, name: str) -> bool:
         async def unit(tx: _Tx) -> bool:
-            env_id = await tx.conn.fetchval(
-                "SELECT id FROM environments WHERE app_id = $1 AND name = $2 FOR UPDATE",
-                app_id,
-                name,
-            )
+            env_id = await tx.conn.fetchval(_q(sql.ENVIRONMENT_ID) + " FOR UPDATE", app_id, name)
             if env_id is None:
                 return False
             await tx.bump(int(env_id))
-            await tx.conn.execute("DELETE FROM environments WHERE id = $1", env_id)
+            await tx.conn.execute(_q(sql.DELETE_ENVIRONMENT), env_id)
             return True
 
         return await self._write(unit)
 
     async def get_revisions(self, env_ids: Sequence[int]) -> dict[int, int]:
         rows = await self._fetch(
-            "SELECT id, revision FROM environments WHERE id = ANY($1::bigint[])", list(env_ids)
+            "SELECT id, revision FROM environments WHERE id = ANY(?::bigint[])", list(env_ids)
         )
         return {int(r["id"]): int(r["revision"]) for r in rows}
 
@@ -537,36 +493,19 @@ class PostgresRepository(RevocationFeed):
             self._connection() as conn,
             _transaction(conn, isolation="repeatable_read", readonly=True),
         ):
-            total = await conn.fetchval("SELECT count(*) FROM secrets WHERE env_id = $1", env_id)
-            rows = await conn.fetch(
-                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = $1 "  # noqa: S608
-                "ORDER BY name LIMIT $2 OFFSET $3",
-                env_id,
-                limit,
-                offset,
-            )
+            total = await conn.fetchval(_q(sql.COUNT_SECRETS), env_id)
+            rows = await conn.fetch(_q(sql.LIST_SECRETS), env_id, limit, offset)
         return [secret_record(r) for r in rows], int(total)
 
     async def get_secret(self, env_id: int, name: str) -> SecretMeta | None:
-        row = await self._fetchrow(
-            f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = $1 AND name = $2",  # noqa: S608
-            env_id,
-            name,
-        )
+        row = await self._fetchrow(sql.GET_SECRET, env_id, name)
         return secret_record(row) if row else None
 
     async def write_secret(
-        self,
-        env: Environment,
-        name: str,
-        change: SecretChange,
-        *,
-        if_match: str | None,
-        actor: str | None,
-        now: datetime,
-        max_versions: int,
-        audit: AuditEvent | None = None,
+        self, env: Environment, name: str, change: SecretChange, max_versions: int
     ) -> WriteResult:
+        now = change.at
+
         async def unit(tx: _Tx) -> WriteResult:
             # Four round trips in the transaction: lock+bump+notify, read, write, commit.
             revision, key_id = await tx.bump_locked(env.id)
@@ -590,7 +529,7 @@ class PostgresRepository(RevocationFeed):
                 same = change.matches(
                     current.version, stored_key, Sealed(row["value_nonce"], row["ciphertext"])
                 )
-            plan = plan_write(name, current, change, if_match, same)
+            plan = plan_write(name, current, change, same)
             if plan.noop:
                 assert current is not None
                 kept = WriteResult(current, created=False, revision=revision - 1, changed=False)
@@ -607,7 +546,7 @@ class PostgresRepository(RevocationFeed):
                 sealed = change.seal(plan.version, key)
             sql, args = _write_statement(
                 env.id, name, current, plan.description, plan.version, revision, now,
-                sealed, key_id, actor, max_versions, audit,
+                sealed, key_id, change.actor, max_versions, change.audit,
             )  # fmt: skip
             written = await tx.conn.fetchrow(sql, *args)
             meta = SecretMeta(
@@ -628,46 +567,33 @@ class PostgresRepository(RevocationFeed):
             return unchanged.result
 
     async def delete_secret(
-        self,
-        env: Environment,
-        name: str,
-        *,
-        if_match: str | None,
-        audit: AuditEvent | None = None,
+        self, env: Environment, name: str, if_match: IfMatch | None, audit: AuditEvent | None
     ) -> int:
         async def unit(tx: _Tx) -> int:
             await tx.conn.execute("SELECT 1 FROM environments WHERE id = $1 FOR UPDATE", env.id)
-            row = await tx.conn.fetchrow(
-                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = $1 AND name = $2",  # noqa: S608
-                env.id,
-                name,
-            )
+            row = await tx.conn.fetchrow(_q(sql.GET_SECRET), env.id, name)
             current = plan_delete(name, secret_record(row) if row else None, if_match)
             revision = await tx.bump(env.id)
-            await tx.conn.execute("DELETE FROM secrets WHERE id = $1", current.id)
+            await tx.conn.execute(_q(sql.DELETE_SECRET), current.id)
             await tx.audit(audit)
             return revision
 
         return await self._write(unit)
 
     async def read_values(self, env: Environment, names: Sequence[str] | None) -> ValueSnapshot:
-        sql = (
-            "SELECT s.name, s.version, v.data_key_id, v.nonce, v.ciphertext FROM secrets s "
-            "LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version "
-            "WHERE s.env_id = $1"
-        )
+        values_sql = _q(sql.CURRENT_VALUES)
         async with (
             self._connection() as conn,
             _transaction(conn, isolation="repeatable_read", readonly=True),
         ):
-            env_row = await conn.fetchrow("SELECT * FROM environments WHERE id = $1", env.id)
+            env_row = await conn.fetchrow(_q(sql.ENVIRONMENT_BY_ID), env.id)
             if env_row is None:
                 raise NotFoundError("environment not found")
             if names is None:
-                rows = await conn.fetch(sql + " ORDER BY s.name", env.id)
+                rows = await conn.fetch(values_sql + " ORDER BY s.name", env.id)
             else:
                 rows = await conn.fetch(
-                    sql + " AND s.name = ANY($2::text[]) ORDER BY s.name",
+                    values_sql + " AND s.name = ANY($2::text[]) ORDER BY s.name",
                     env.id,
                     sorted(set(names)),
                 )
@@ -687,7 +613,7 @@ class PostgresRepository(RevocationFeed):
             keys = {}
             if key_ids:
                 for krow in await conn.fetch(
-                    f"{_DATA_KEY_SELECT} WHERE k.id = ANY($1::bigint[])",
+                    f"{sql.DATA_KEY_SELECT} WHERE k.id = ANY($1::bigint[])",
                     sorted(key_ids),
                 ):
                     keys[int(krow["id"])] = data_key_record(krow)
@@ -695,16 +621,10 @@ class PostgresRepository(RevocationFeed):
 
     async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None:
         async with self._connection() as conn:
-            secret_id = await conn.fetchval(
-                "SELECT id FROM secrets WHERE env_id = $1 AND name = $2", env_id, name
-            )
+            secret_id = await conn.fetchval(_q(sql.SECRET_ID), env_id, name)
             if secret_id is None:
                 return None
-            rows = await conn.fetch(
-                "SELECT version, created_at, actor, ciphertext IS NOT NULL AS kept "
-                "FROM secret_versions WHERE secret_id = $1 ORDER BY version DESC",
-                secret_id,
-            )
+            rows = await conn.fetch(_q(sql.LIST_VERSIONS), secret_id)
         return [
             VersionMeta(int(r["version"]), r["created_at"], r["actor"], bool(r["kept"]))
             for r in rows
@@ -714,21 +634,10 @@ class PostgresRepository(RevocationFeed):
         self, env_id: int, name: str, version: int
     ) -> tuple[SealedValue, DataKeyRecord] | None:
         async with self._connection() as conn:
-            row = await conn.fetchrow(
-                "SELECT v.data_key_id, v.nonce, v.ciphertext FROM secret_versions v "
-                "JOIN secrets s ON s.id = v.secret_id "
-                "WHERE s.env_id = $1 AND s.name = $2 AND v.version = $3 "
-                "AND v.ciphertext IS NOT NULL",
-                env_id,
-                name,
-                version,
-            )
+            row = await conn.fetchrow(_q(sql.GET_VERSION), env_id, name, version)
             if row is None:
                 return None
-            krow = await conn.fetchrow(
-                f"{_DATA_KEY_SELECT} WHERE k.id = $1",
-                row["data_key_id"],
-            )
+            krow = await conn.fetchrow(_q(sql.DATA_KEY_BY_ID), row["data_key_id"])
         sealed = SealedValue(int(row["data_key_id"]), Sealed(row["nonce"], row["ciphertext"]))
         return sealed, data_key_record(krow)
 
@@ -736,31 +645,16 @@ class PostgresRepository(RevocationFeed):
 
     async def create_token(self, record: TokenRecord) -> None:
         async def unit(tx: _Tx) -> None:
-            await tx.conn.execute(
-                "INSERT INTO tokens (id, kind, digest, scopes, app_id, environments, description,"
-                " created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                " NULL)",
-                record.id,
-                record.kind,
-                record.digest,
-                encode_scopes(record.scopes),
-                record.app_id,
-                ",".join(record.environments) if record.environments is not None else None,
-                record.description,
-                record.created_at,
-                record.expires_at,
-            )
+            await tx.conn.execute(_q(sql.INSERT_TOKEN), *sql.token_params(record, _same))
 
         await self._write(unit)
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
-        row = await self._fetchrow("SELECT * FROM tokens WHERE id = $1", token_id)
+        row = await self._fetchrow(sql.GET_TOKEN, token_id)
         return token_record(row) if row else None
 
     async def list_tokens(self) -> list[TokenRecord]:
-        return [
-            token_record(r) for r in await self._fetch("SELECT * FROM tokens ORDER BY created_at")
-        ]
+        return [token_record(r) for r in await self._fetch(sql.LIST_TOKENS)]
 
     async def revoke_token(self, token_id: str, now: datetime) -> bool:
         async def unit(tx: _Tx) -> bool:
@@ -780,8 +674,7 @@ class PostgresRepository(RevocationFeed):
         return revoked
 
     async def count_tokens(self) -> int:
-        async with self._connection() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM tokens"))
+        return int((await self._fetchrow(sql.COUNT_TOKENS))[0])
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -792,58 +685,23 @@ class PostgresRepository(RevocationFeed):
                 await _insert_audit(conn, batch)
 
     async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]:
-        where = ["app_id = $1"]
-        params: list[Any] = [query.app_id]
-        if query.action:
-            params.append(query.action)
-            where.append(f"action = ${len(params)}")
-        if query.name:
-            params.append(f"%,{query.name},%")
-            where.append(f"(',' || names || ',') LIKE ${len(params)}")
-        if query.since:
-            params.append(query.since)
-            where.append(f"at >= ${len(params)}")
-        if query.environments is not None:
-            params.append(list(query.environments))
-            where.append(f"environment = ANY(${len(params)})")
-        clause = " AND ".join(where)
+        count, page, params = sql.audit_page(query, _same)
         async with self._connection() as conn:
-            total = await conn.fetchval(
-                f"SELECT count(*) FROM audit_events WHERE {clause}",  # noqa: S608
-                *params,
-            )
-            n = len(params)
-            rows = await conn.fetch(
-                f"SELECT * FROM audit_events WHERE {clause} ORDER BY id DESC "  # noqa: S608
-                f"LIMIT ${n + 1} OFFSET ${n + 2}",
-                *params,
-                query.limit,
-                query.offset,
-            )
+            total = await conn.fetchval(sql.numbered(count), *params)
+            rows = await conn.fetch(sql.numbered(page), *params, query.limit, query.offset)
         return [audit_record(r) for r in rows], int(total)
 
     # -- keys ------------------------------------------------------------------------------
 
-    async def get_data_key(self, data_key_id: int) -> DataKeyRecord | None:
-        row = await self._fetchrow(f"{_DATA_KEY_SELECT} WHERE k.id = $1", data_key_id)
-        return data_key_record(row) if row else None
-
     async def list_data_keys(self) -> list[DataKeyRecord]:
-        return [data_key_record(r) for r in await self._fetch(f"{_DATA_KEY_SELECT} ORDER BY k.id")]
+        return [data_key_record(r) for r in await self._fetch(sql.DATA_KEYS)]
 
     async def rewrap_data_key(
         self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey
     ) -> bool:
         async def unit(tx: _Tx) -> bool:
-            status = await tx.conn.execute(
-                "UPDATE data_keys SET master_key_id = $1, nonce = $2, wrapped = $3 "
-                "WHERE id = $4 AND master_key_id = $5",
-                wrapped.master_key_id,
-                wrapped.nonce,
-                wrapped.ciphertext,
-                data_key_id,
-                expected_master_key_id,
-            )
+            key = (wrapped.master_key_id, wrapped.nonce, wrapped.ciphertext, data_key_id)
+            status = await tx.conn.execute(_q(sql.REWRAP_DATA_KEY), *key, expected_master_key_id)
             return bool(status != "UPDATE 0")
 
         return await self._write(unit)
@@ -853,22 +711,15 @@ class PostgresRepository(RevocationFeed):
     ) -> int:
         async def unit(tx: _Tx) -> int:
             conn = tx.conn
-            env_row = await conn.fetchrow(
-                "SELECT * FROM environments WHERE id = $1 FOR UPDATE", env_id
-            )
+            env_row = await conn.fetchrow(_q(sql.ENVIRONMENT_BY_ID) + " FOR UPDATE", env_id)
             if env_row is None:
                 return 0
             new_id = await _new_data_key(tx, int(env_row["app_id"]), env_id, utcnow(), new_key)
             keys = {
                 int(r["id"]): data_key_record(r)
-                for r in await conn.fetch(f"{_DATA_KEY_SELECT} WHERE k.env_id = $1", env_id)
+                for r in await conn.fetch(_q(sql.DATA_KEYS_OF_ENVIRONMENT), env_id)
             }
-            rows = await conn.fetch(
-                "SELECT v.secret_id, v.version, v.data_key_id, v.nonce, v.ciphertext, s.name "
-                "FROM secret_versions v JOIN secrets s ON s.id = v.secret_id "
-                "WHERE s.env_id = $1 AND v.ciphertext IS NOT NULL",
-                env_id,
-            )
+            rows = await conn.fetch(_q(sql.SEALED_VALUES_OF_ENVIRONMENT), env_id)
             for r in rows:
                 sealed = reseal(
                     keys[int(r["data_key_id"])],
@@ -877,18 +728,9 @@ class PostgresRepository(RevocationFeed):
                     int(r["version"]),
                     Sealed(r["nonce"], r["ciphertext"]),
                 )
-                await conn.execute(
-                    "UPDATE secret_versions SET data_key_id = $1, nonce = $2, ciphertext = $3 "
-                    "WHERE secret_id = $4 AND version = $5",
-                    new_id,
-                    sealed.nonce,
-                    sealed.ciphertext,
-                    r["secret_id"],
-                    r["version"],
-                )
-            await conn.execute(
-                "DELETE FROM data_keys WHERE env_id = $1 AND id != $2", env_id, new_id
-            )
+                value = (new_id, sealed.nonce, sealed.ciphertext, r["secret_id"], r["version"])
+                await conn.execute(_q(sql.RESEAL_VALUE), *value)
+            await conn.execute(_q(sql.DROP_OTHER_DATA_KEYS), env_id, new_id)
             return len(rows)
 
         return await self._write(unit)
@@ -962,31 +804,14 @@ async def _migrate(conn: asyncpg.Connection, *, apply: bool) -> SchemaChange:
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
             "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
         )
-        current = int(
-            await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        )
-        known = migrations.migrations("postgres")
-        latest = known[-1].version
-        if current > latest:
-            raise ConfigError(
-                f"the database schema is version {current}, newer than this loader knows "
-                f"({latest}); upgrade loader"
-            )
-        pending = [m for m in known if m.version > current]
-        if pending and not apply:
-            raise ConfigError(
-                f"the database schema is version {current}, this loader needs {latest}: "
-                "run `loader store migrate` (or `store serve --migrate`)"
-            )
-        for m in pending:
+        current = int(await conn.fetchval(sql.SCHEMA_VERSION))
+        latest = migrations.check_version("postgres", current, migrate=apply)
+        for m in migrations.migrations("postgres"):
+            if m.version <= current:
+                continue
             async with conn.transaction():
                 await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                    m.version,
-                    m.name,
-                    utcnow(),
-                )
+                await conn.execute(_q(sql.RECORD_MIGRATION), m.version, m.name, utcnow())
         return SchemaChange(current, latest)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -5,7 +5,7 @@ Two implementations: :mod:`loader.store.sqlite` (embedded default) and
 
 * every write is one transaction; every change to an environment bumps its ``revision`` by one
   in that transaction (revisions are gap-free and strictly increasing per environment);
-* ``If-Match`` (``if_match``) is checked inside the write transaction: a mismatch raises
+* ``If-Match`` (``change.if_match``) is checked inside the write transaction: a mismatch raises
   :class:`~loader.errors.PreconditionFailedError` and changes nothing;
 * values arrive sealed (the :data:`~loader.store.models.Sealer` runs inside the transaction,
   with the version number the AAD needs) and leave sealed: plaintext never reaches the database;
@@ -31,6 +31,7 @@ from loader.store.models import (
     AuditQuery,
     DataKeyRecord,
     Environment,
+    IfMatch,
     SealedValue,
     SecretChange,
     SecretMeta,
@@ -128,24 +129,13 @@ class Repository(Protocol):
     ) -> tuple[list[SecretMeta], int]: ...
     async def get_secret(self, env_id: int, name: str) -> SecretMeta | None: ...
     async def write_secret(
-        self,
-        env: Environment,
-        name: str,
-        change: SecretChange,
-        *,
-        if_match: str | None,
-        actor: str | None,
-        now: datetime,
-        max_versions: int,
-        audit: AuditEvent | None = None,
-    ) -> WriteResult: ...
+        self, env: Environment, name: str, change: SecretChange, max_versions: int
+    ) -> WriteResult:
+        """``change`` in one transaction; versions past ``max_versions`` lose their value."""
+        ...
+
     async def delete_secret(
-        self,
-        env: Environment,
-        name: str,
-        *,
-        if_match: str | None,
-        audit: AuditEvent | None = None,
+        self, env: Environment, name: str, if_match: IfMatch | None, audit: AuditEvent | None
     ) -> int: ...
     async def read_values(self, env: Environment, names: Sequence[str] | None) -> ValueSnapshot: ...
     async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None: ...
@@ -165,7 +155,6 @@ class Repository(Protocol):
     async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]: ...
 
     # keys
-    async def get_data_key(self, data_key_id: int) -> DataKeyRecord | None: ...
     async def list_data_keys(self) -> list[DataKeyRecord]: ...
     async def rewrap_data_key(
         self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey

@@ -1,8 +1,10 @@
 """Row -> record mappers both repositories share (sqlite3.Row and asyncpg.Record both index by
-column name; SQLite hands timestamps back as ISO text, PostgreSQL as datetimes)."""
+column name; SQLite hands timestamps back as ISO text, PostgreSQL as datetimes), and the
+encoding of a token's scopes in its row."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +18,18 @@ from loader.store.models import (
     TokenRecord,
     parse_iso,
 )
-from loader.store.rules import decode_scopes
 
 Row = Any
+
+
+def encode_scopes(scopes: frozenset[str]) -> str:
+    return " ".join(sorted(scopes))
+
+
+@functools.lru_cache(maxsize=256)
+def decode_scopes(text: str) -> frozenset[str]:
+    """Cached: a handful of distinct scope sets serve every request (and every held watcher)."""
+    return frozenset(text.split())
 
 
 def ts(value: str | datetime) -> datetime:

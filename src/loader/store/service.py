@@ -23,6 +23,7 @@ from loader.store.models import (
     AuditQuery,
     DataKeyRecord,
     Environment,
+    IfMatch,
     SecretChange,
     SecretMeta,
     TokenRecord,
@@ -251,7 +252,7 @@ class StoreService:
         value: str | None = None,
         description: str | _Unset | None = UNSET,
         must_exist: bool = False,
-        if_match: str | None = None,
+        if_match: IfMatch | None = None,
         actor: str | None = None,
         audit: AuditEvent | None = None,
     ) -> WriteResult:
@@ -274,18 +275,15 @@ class StoreService:
                 return hmac.compare_digest(stored.encode(), plaintext.encode())
 
         change = SecretChange(
-            seal=seal, description=description, must_exist=must_exist, matches=matches
-        )
-        result = await self.repo.write_secret(
-            env,
-            name,
-            change,
+            seal=seal,
+            description=description,
+            must_exist=must_exist,
+            matches=matches,
             if_match=if_match,
             actor=actor,
-            now=utcnow(),
-            max_versions=self.max_versions,
             audit=audit,
         )
+        result = await self.repo.write_secret(env, name, change, self.max_versions)
         if result.changed:
             self._audited(audit)
         elif audit is not None and self.on_unchanged is not None:
@@ -297,10 +295,10 @@ class StoreService:
         env: Environment,
         name: str,
         *,
-        if_match: str | None = None,
+        if_match: IfMatch | None = None,
         audit: AuditEvent | None = None,
     ) -> int:
-        revision = await self.repo.delete_secret(env, name, if_match=if_match, audit=audit)
+        revision = await self.repo.delete_secret(env, name, if_match, audit)
         self._audited(audit)
         return revision
 
@@ -314,7 +312,7 @@ class StoreService:
         name: str,
         version: int,
         *,
-        if_match: str | None = None,
+        if_match: IfMatch | None = None,
         actor: str | None = None,
         audit: AuditEvent | None = None,
     ) -> WriteResult:

@@ -28,7 +28,7 @@ from loader.errors import (
     DatabaseUnavailableError,
     NotFoundError,
 )
-from loader.store import migrations, sqlitefile
+from loader.store import migrations, sql, sqlitefile
 from loader.store.groupcommit import GroupCommitWriter
 from loader.store.health import DatabaseHealth, DatabaseTimeouts
 from loader.store.models import (
@@ -37,6 +37,7 @@ from loader.store.models import (
     AuditQuery,
     DataKeyRecord,
     Environment,
+    IfMatch,
     SealedValue,
     SecretChange,
     SecretMeta,
@@ -66,19 +67,10 @@ from loader.store.rows import (
     secret_record,
     token_record,
 )
-from loader.store.rules import compares_value, encode_scopes, plan_delete, plan_write
+from loader.store.writeplan import compares_value, plan_delete, plan_write
 
 T = TypeVar("T")
 
-_SECRET_COLUMNS = (
-    "id, env_id, name, description, version, modified_revision, created_at, updated_at"
-)
-
-
-_DATA_KEY_SELECT = (
-    "SELECT k.id, e.app_id, k.env_id, k.master_key_id, k.nonce, k.wrapped "
-    "FROM data_keys k JOIN environments e ON e.id = k.env_id"
-)
 # A secret with its current value (still sealed), to tell a write of the same value.
 _CURRENT_AND_VALUE = (
     "SELECT s.id, s.env_id, s.name, s.description, s.version, s.modified_revision, "
@@ -115,53 +107,25 @@ class _Tx:
 
 
 def _insert_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> None:
-    conn.executemany(
-        "INSERT INTO audit_events (at, token_id, app_id, environment, names, action, outcome, "
-        "client, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                iso(e.at),
-                e.token_id,
-                e.app_id,
-                e.environment,
-                ",".join(e.names),
-                e.action,
-                e.outcome,
-                e.client,
-                e.count,
-            )
-            for e in events
-        ],
-    )
+    conn.executemany(sql.INSERT_AUDIT, sql.audit_params(events, iso))
 
 
 def _new_data_key(tx: _Tx, app_id: int, env_id: int, now: datetime, new_key: KeyWrapper) -> int:
     wrapped = new_key(app_id, env_id)
-    cur = tx.execute(
-        "INSERT INTO data_keys (env_id, master_key_id, nonce, wrapped, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (env_id, wrapped.master_key_id, wrapped.nonce, wrapped.ciphertext, iso(now)),
-    )
-    key_id = cur.lastrowid
-    assert key_id is not None
-    tx.execute("UPDATE environments SET data_key_id = ? WHERE id = ?", (key_id, env_id))
+    key = (env_id, wrapped.master_key_id, wrapped.nonce, wrapped.ciphertext, iso(now))
+    key_id: int = tx.execute(sql.INSERT_DATA_KEY, key).fetchone()[0]
+    tx.execute(sql.SET_DATA_KEY, (key_id, env_id))
     return key_id
 
 
 def _insert_environment(
     tx: _Tx, app_id: int, name: str, now: datetime, new_key: KeyWrapper
 ) -> Environment:
-    try:
-        cur = tx.execute(
-            "INSERT INTO environments (app_id, name, revision, created_at) VALUES (?, ?, 0, ?)",
-            (app_id, name, iso(now)),
-        )
-    except sqlite3.IntegrityError:
-        raise AlreadyExistsError(f"environment {name!r} already exists") from None
-    env_id = cur.lastrowid
-    assert env_id is not None
-    _new_data_key(tx, app_id, env_id, now, new_key)
-    return Environment(id=env_id, app_id=app_id, name=name, revision=0, created_at=now)
+    row = tx.execute(sql.INSERT_ENVIRONMENT, (app_id, name, iso(now))).fetchone()
+    if row is None:
+        raise AlreadyExistsError(f"environment {name!r} already exists")
+    _new_data_key(tx, app_id, row[0], now, new_key)
+    return Environment(id=row[0], app_id=app_id, name=name, revision=0, created_at=now)
 
 
 class SQLiteRepository(RevocationFeed):
@@ -207,7 +171,7 @@ class SQLiteRepository(RevocationFeed):
                 sqlitefile.set_aside(path)
                 sqlitefile.create_empty(path)
             else:
-                _check_version(sqlitefile.schema_version(path), migrate=migrate)
+                migrations.check_version("sqlite", sqlitefile.schema_version(path), migrate=migrate)
             repo = cls(path, timeouts=timeouts)
         except BaseException:
             if lock_fd is not None:
@@ -316,10 +280,7 @@ class SQLiteRepository(RevocationFeed):
         """One read round trip: a data key per master key in use (for the key self-test)."""
 
         def unit(conn: sqlite3.Connection) -> list[DataKeyRecord]:
-            rows = conn.execute(
-                f"{_DATA_KEY_SELECT} WHERE k.id IN "  # noqa: S608
-                "(SELECT min(id) FROM data_keys GROUP BY master_key_id)"
-            ).fetchall()
+            rows = conn.execute(sql.DATA_KEY_PER_MASTER_KEY).fetchall()
             return [data_key_record(r) for r in rows]
 
         return await self._read(unit)
@@ -377,14 +338,10 @@ class SQLiteRepository(RevocationFeed):
 
     async def create_app(self, name: str, now: datetime, new_key: KeyWrapper) -> App:
         def unit(tx: _Tx) -> App:
-            try:
-                cur = tx.execute(
-                    "INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, iso(now))
-                )
-            except sqlite3.IntegrityError:
-                raise AlreadyExistsError(f"an app named {name!r} already exists") from None
-            app_id = cur.lastrowid
-            assert app_id is not None
+            row = tx.execute(sql.INSERT_APP, (name, iso(now))).fetchone()
+            if row is None:
+                raise AlreadyExistsError(f"an app named {name!r} already exists")
+            app_id: int = row[0]
             _insert_environment(tx, app_id, "default", now, new_key)
             return App(id=app_id, name=name, created_at=now)
 
@@ -393,26 +350,25 @@ class SQLiteRepository(RevocationFeed):
     async def list_apps(self, only: int | None = None) -> list[App]:
         def unit(conn: sqlite3.Connection) -> list[App]:
             if only is None:
-                rows = conn.execute("SELECT * FROM apps ORDER BY id").fetchall()
+                rows = conn.execute(sql.LIST_APPS).fetchall()
             else:
-                rows = conn.execute("SELECT * FROM apps WHERE id = ?", (only,)).fetchall()
+                rows = conn.execute(sql.GET_APP, (only,)).fetchall()
             return [app_record(r) for r in rows]
 
         return await self._read(unit)
 
     async def get_app(self, app_id: int) -> App | None:
         def unit(conn: sqlite3.Connection) -> App | None:
-            row = conn.execute("SELECT * FROM apps WHERE id = ?", (app_id,)).fetchone()
+            row = conn.execute(sql.GET_APP, (app_id,)).fetchone()
             return app_record(row) if row else None
 
         return await self._read(unit)
 
     async def delete_app(self, app_id: int) -> bool:
         def unit(tx: _Tx) -> bool:
-            envs = tx.execute("SELECT id FROM environments WHERE app_id = ?", (app_id,)).fetchall()
-            for (env_id,) in envs:
+            for (env_id,) in tx.execute(sql.ENVIRONMENT_IDS_OF_APP, (app_id,)).fetchall():
                 tx.bump(env_id)
-            return tx.execute("DELETE FROM apps WHERE id = ?", (app_id,)).rowcount > 0
+            return tx.execute(sql.DELETE_APP, (app_id,)).rowcount > 0
 
         return await self._write(unit)
 
@@ -420,7 +376,7 @@ class SQLiteRepository(RevocationFeed):
         self, app_id: int, name: str, now: datetime, new_key: KeyWrapper
     ) -> Environment:
         def unit(tx: _Tx) -> Environment:
-            if tx.execute("SELECT 1 FROM apps WHERE id = ?", (app_id,)).fetchone() is None:
+            if tx.execute(sql.APP_EXISTS, (app_id,)).fetchone() is None:
                 raise NotFoundError("app not found")
             return _insert_environment(tx, app_id, name, now, new_key)
 
@@ -428,31 +384,25 @@ class SQLiteRepository(RevocationFeed):
 
     async def list_environments(self, app_id: int) -> list[Environment]:
         def unit(conn: sqlite3.Connection) -> list[Environment]:
-            rows = conn.execute(
-                "SELECT * FROM environments WHERE app_id = ? ORDER BY id", (app_id,)
-            ).fetchall()
+            rows = conn.execute(sql.LIST_ENVIRONMENTS, (app_id,)).fetchall()
             return [env_record(r) for r in rows]
 
         return await self._read(unit)
 
     async def get_environment(self, app_id: int, name: str) -> Environment | None:
         def unit(conn: sqlite3.Connection) -> Environment | None:
-            row = conn.execute(
-                "SELECT * FROM environments WHERE app_id = ? AND name = ?", (app_id, name)
-            ).fetchone()
+            row = conn.execute(sql.GET_ENVIRONMENT, (app_id, name)).fetchone()
             return env_record(row) if row else None
 
         return await self._read(unit)
 
     async def delete_environment(self, app_id: int, name: str) -> bool:
         def unit(tx: _Tx) -> bool:
-            row = tx.execute(
-                "SELECT id FROM environments WHERE app_id = ? AND name = ?", (app_id, name)
-            ).fetchone()
+            row = tx.execute(sql.ENVIRONMENT_ID, (app_id, name)).fetchone()
             if row is None:
                 return False
             tx.bump(row[0])
-            tx.execute("DELETE FROM environments WHERE id = ?", (row[0],))
+            tx.execute(sql.DELETE_ENVIRONMENT, (row[0],))
             return True
 
         return await self._write(unit)
@@ -476,40 +426,24 @@ class SQLiteRepository(RevocationFeed):
         self, env_id: int, offset: int, limit: int
     ) -> tuple[list[SecretMeta], int]:
         def unit(conn: sqlite3.Connection) -> tuple[list[SecretMeta], int]:
-            total = conn.execute(
-                "SELECT count(*) FROM secrets WHERE env_id = ?", (env_id,)
-            ).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? "  # noqa: S608
-                "ORDER BY name LIMIT ? OFFSET ?",
-                (env_id, limit, offset),
-            ).fetchall()
+            total = conn.execute(sql.COUNT_SECRETS, (env_id,)).fetchone()[0]
+            rows = conn.execute(sql.LIST_SECRETS, (env_id, limit, offset)).fetchall()
             return [secret_record(r) for r in rows], total
 
         return await self._read(unit)
 
     async def get_secret(self, env_id: int, name: str) -> SecretMeta | None:
         def unit(conn: sqlite3.Connection) -> SecretMeta | None:
-            row = conn.execute(
-                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
-                (env_id, name),
-            ).fetchone()
+            row = conn.execute(sql.GET_SECRET, (env_id, name)).fetchone()
             return secret_record(row) if row else None
 
         return await self._read(unit)
 
     async def write_secret(
-        self,
-        env: Environment,
-        name: str,
-        change: SecretChange,
-        *,
-        if_match: str | None,
-        actor: str | None,
-        now: datetime,
-        max_versions: int,
-        audit: AuditEvent | None = None,
+        self, env: Environment, name: str, change: SecretChange, max_versions: int
     ) -> WriteResult:
+        now = change.at
+
         def unit(tx: _Tx) -> WriteResult:
             env_row = tx.execute(
                 "SELECT data_key_id FROM environments WHERE id = ?", (env.id,)
@@ -522,7 +456,7 @@ class SQLiteRepository(RevocationFeed):
 
             def key(key_id: int) -> DataKeyRecord:  # the env's active key, most often once
                 if key_id not in keys:
-                    found = tx.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (key_id,)).fetchone()
+                    found = tx.execute(sql.DATA_KEY_BY_ID, (key_id,)).fetchone()
                     keys[key_id] = data_key_record(found)
                 return keys[key_id]
 
@@ -536,7 +470,7 @@ class SQLiteRepository(RevocationFeed):
                     Sealed(row["value_nonce"], row["value_ciphertext"]),
                 )
             )
-            plan = plan_write(name, current, change, if_match, same)
+            plan = plan_write(name, current, change, same)
             if plan.noop:
                 assert current is not None
                 return WriteResult(current, created=False, revision=env.revision, changed=False)
@@ -566,7 +500,7 @@ class SQLiteRepository(RevocationFeed):
                         secret_id,
                         version,
                         iso(now),
-                        actor,
+                        change.actor,
                         active.id,
                         sealed.nonce,
                         sealed.ciphertext,
@@ -583,7 +517,7 @@ class SQLiteRepository(RevocationFeed):
                 "updated_at = ? WHERE id = ?",
                 (description, version, revision, iso(now), secret_id),
             )
-            tx.audit(audit)
+            tx.audit(change.audit)
             meta = SecretMeta(
                 id=secret_id,
                 env_id=env.id,
@@ -599,21 +533,13 @@ class SQLiteRepository(RevocationFeed):
         return await self._write(unit)
 
     async def delete_secret(
-        self,
-        env: Environment,
-        name: str,
-        *,
-        if_match: str | None,
-        audit: AuditEvent | None = None,
+        self, env: Environment, name: str, if_match: IfMatch | None, audit: AuditEvent | None
     ) -> int:
         def unit(tx: _Tx) -> int:
-            row = tx.execute(
-                f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE env_id = ? AND name = ?",  # noqa: S608
-                (env.id, name),
-            ).fetchone()
+            row = tx.execute(sql.GET_SECRET, (env.id, name)).fetchone()
             current = plan_delete(name, secret_record(row) if row else None, if_match)
             revision = tx.bump(env.id)
-            tx.execute("DELETE FROM secrets WHERE id = ?", (current.id,))
+            tx.execute(sql.DELETE_SECRET, (current.id,))
             tx.audit(audit)
             return revision
 
@@ -623,23 +549,19 @@ class SQLiteRepository(RevocationFeed):
         wanted = list(names) if names is not None else None
 
         def unit(conn: sqlite3.Connection) -> ValueSnapshot:
-            env_row = conn.execute("SELECT * FROM environments WHERE id = ?", (env.id,)).fetchone()
+            env_row = conn.execute(sql.ENVIRONMENT_BY_ID, (env.id,)).fetchone()
             if env_row is None:
                 raise NotFoundError("environment not found")
-            sql = (
-                "SELECT s.name, s.version, v.data_key_id, v.nonce, v.ciphertext FROM secrets s "
-                "LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version "
-                "WHERE s.env_id = ?"
-            )
             rows: list[sqlite3.Row] = []
             if wanted is None:
-                rows = conn.execute(sql + " ORDER BY s.name", (env.id,)).fetchall()
+                rows = conn.execute(sql.CURRENT_VALUES + " ORDER BY s.name", (env.id,)).fetchall()
             else:
                 for chunk in _chunks(sorted(set(wanted)), 500):
                     marks = ",".join("?" * len(chunk))
                     rows.extend(
                         conn.execute(
-                            f"{sql} AND s.name IN ({marks}) ORDER BY s.name", (env.id, *chunk)
+                            f"{sql.CURRENT_VALUES} AND s.name IN ({marks}) ORDER BY s.name",
+                            (env.id, *chunk),
                         ).fetchall()
                     )
             values = []
@@ -659,7 +581,7 @@ class SQLiteRepository(RevocationFeed):
                 )
             keys = {}
             for kid in key_ids:
-                krow = conn.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (kid,)).fetchone()
+                krow = conn.execute(sql.DATA_KEY_BY_ID, (kid,)).fetchone()
                 keys[kid] = data_key_record(krow)
             return ValueSnapshot(env_record(env_row), tuple(values), tuple(unset), keys)
 
@@ -667,16 +589,10 @@ class SQLiteRepository(RevocationFeed):
 
     async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None:
         def unit(conn: sqlite3.Connection) -> list[VersionMeta] | None:
-            row = conn.execute(
-                "SELECT id FROM secrets WHERE env_id = ? AND name = ?", (env_id, name)
-            ).fetchone()
+            row = conn.execute(sql.SECRET_ID, (env_id, name)).fetchone()
             if row is None:
                 return None
-            rows = conn.execute(
-                "SELECT version, created_at, actor, ciphertext IS NOT NULL AS kept "
-                "FROM secret_versions WHERE secret_id = ? ORDER BY version DESC",
-                (row[0],),
-            ).fetchall()
+            rows = conn.execute(sql.LIST_VERSIONS, (row[0],)).fetchall()
             return [
                 VersionMeta(r["version"], parse_iso(r["created_at"]), r["actor"], bool(r["kept"]))
                 for r in rows
@@ -688,19 +604,10 @@ class SQLiteRepository(RevocationFeed):
         self, env_id: int, name: str, version: int
     ) -> tuple[SealedValue, DataKeyRecord] | None:
         def unit(conn: sqlite3.Connection) -> tuple[SealedValue, DataKeyRecord] | None:
-            row = conn.execute(
-                "SELECT v.data_key_id, v.nonce, v.ciphertext FROM secret_versions v "
-                "JOIN secrets s ON s.id = v.secret_id "
-                "WHERE s.env_id = ? AND s.name = ? AND v.version = ? "
-                "AND v.ciphertext IS NOT NULL",
-                (env_id, name, version),
-            ).fetchone()
+            row = conn.execute(sql.GET_VERSION, (env_id, name, version)).fetchone()
             if row is None:
                 return None
-            krow = conn.execute(
-                f"{_DATA_KEY_SELECT} WHERE k.id = ?",
-                (row["data_key_id"],),
-            ).fetchone()
+            krow = conn.execute(sql.DATA_KEY_BY_ID, (row["data_key_id"],)).fetchone()
             sealed = SealedValue(row["data_key_id"], Sealed(row["nonce"], row["ciphertext"]))
             return sealed, data_key_record(krow)
 
@@ -710,36 +617,20 @@ class SQLiteRepository(RevocationFeed):
 
     async def create_token(self, record: TokenRecord) -> None:
         def unit(tx: _Tx) -> None:
-            tx.execute(
-                "INSERT INTO tokens (id, kind, digest, scopes, app_id, environments, description, "
-                "created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                (
-                    record.id,
-                    record.kind,
-                    record.digest,
-                    encode_scopes(record.scopes),
-                    record.app_id,
-                    ",".join(record.environments) if record.environments is not None else None,
-                    record.description,
-                    iso(record.created_at),
-                    iso(record.expires_at) if record.expires_at else None,
-                ),
-            )
+            tx.execute(sql.INSERT_TOKEN, sql.token_params(record, iso))
 
         await self._write(unit)
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
         def unit(conn: sqlite3.Connection) -> TokenRecord | None:
-            row = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+            row = conn.execute(sql.GET_TOKEN, (token_id,)).fetchone()
             return token_record(row) if row else None
 
         return await self._read(unit)
 
     async def list_tokens(self) -> list[TokenRecord]:
         def unit(conn: sqlite3.Connection) -> list[TokenRecord]:
-            return [
-                token_record(r) for r in conn.execute("SELECT * FROM tokens ORDER BY created_at")
-            ]
+            return [token_record(r) for r in conn.execute(sql.LIST_TOKENS)]
 
         return await self._read(unit)
 
@@ -758,7 +649,7 @@ class SQLiteRepository(RevocationFeed):
 
     async def count_tokens(self) -> int:
         def unit(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT count(*) FROM tokens").fetchone()[0])
+            return int(conn.execute(sql.COUNT_TOKENS).fetchone()[0])
 
         return await self._read(unit)
 
@@ -770,48 +661,20 @@ class SQLiteRepository(RevocationFeed):
             await self._write(lambda tx: _insert_audit(tx.conn, batch))
 
     async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]:
-        where = ["app_id = ?"]
-        params: list[Any] = [query.app_id]
-        if query.action:
-            where.append("action = ?")
-            params.append(query.action)
-        if query.name:
-            where.append("(',' || names || ',') LIKE ?")
-            params.append(f"%,{query.name},%")
-        if query.since:
-            where.append("at >= ?")
-            params.append(iso(query.since))
-        if query.environments is not None:
-            where.append(f"environment IN ({', '.join('?' * len(query.environments))})")
-            params.extend(query.environments)
-        clause = " AND ".join(where)
+        count, page, params = sql.audit_page(query, iso)
 
         def unit(conn: sqlite3.Connection) -> tuple[list[AuditEvent], int]:
-            total = conn.execute(
-                f"SELECT count(*) FROM audit_events WHERE {clause}",  # noqa: S608
-                params,
-            ).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT * FROM audit_events WHERE {clause} ORDER BY id DESC "  # noqa: S608
-                "LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            ).fetchall()
+            total = conn.execute(count, params).fetchone()[0]
+            rows = conn.execute(page, [*params, query.limit, query.offset]).fetchall()
             return [audit_record(r) for r in rows], total
 
         return await self._read(unit)
 
     # -- keys ------------------------------------------------------------------------------
 
-    async def get_data_key(self, data_key_id: int) -> DataKeyRecord | None:
-        def unit(conn: sqlite3.Connection) -> DataKeyRecord | None:
-            row = conn.execute(f"{_DATA_KEY_SELECT} WHERE k.id = ?", (data_key_id,)).fetchone()
-            return data_key_record(row) if row else None
-
-        return await self._read(unit)
-
     async def list_data_keys(self) -> list[DataKeyRecord]:
         def unit(conn: sqlite3.Connection) -> list[DataKeyRecord]:
-            return [data_key_record(r) for r in conn.execute(f"{_DATA_KEY_SELECT} ORDER BY k.id")]
+            return [data_key_record(r) for r in conn.execute(sql.DATA_KEYS)]
 
         return await self._read(unit)
 
@@ -819,17 +682,8 @@ class SQLiteRepository(RevocationFeed):
         self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey
     ) -> bool:
         def unit(tx: _Tx) -> bool:
-            cur = tx.execute(
-                "UPDATE data_keys SET master_key_id = ?, nonce = ?, wrapped = ? "
-                "WHERE id = ? AND master_key_id = ?",
-                (
-                    wrapped.master_key_id,
-                    wrapped.nonce,
-                    wrapped.ciphertext,
-                    data_key_id,
-                    expected_master_key_id,
-                ),
-            )
+            key = (wrapped.master_key_id, wrapped.nonce, wrapped.ciphertext, data_key_id)
+            cur = tx.execute(sql.REWRAP_DATA_KEY, (*key, expected_master_key_id))
             return cur.rowcount > 0
 
         return await self._write(unit)
@@ -838,21 +692,16 @@ class SQLiteRepository(RevocationFeed):
         self, env_id: int, new_key: KeyWrapper, reseal: Resealer
     ) -> int:
         def unit(tx: _Tx) -> int:
-            env_row = tx.execute("SELECT * FROM environments WHERE id = ?", (env_id,)).fetchone()
+            env_row = tx.execute(sql.ENVIRONMENT_BY_ID, (env_id,)).fetchone()
             if env_row is None:
                 return 0
             now = utcnow()
             new_id = _new_data_key(tx, env_row["app_id"], env_id, now, new_key)
             keys = {
                 r["id"]: data_key_record(r)
-                for r in tx.execute(f"{_DATA_KEY_SELECT} WHERE k.env_id = ?", (env_id,))
+                for r in tx.execute(sql.DATA_KEYS_OF_ENVIRONMENT, (env_id,))
             }
-            rows = tx.execute(
-                "SELECT v.secret_id, v.version, v.data_key_id, v.nonce, v.ciphertext, s.name "
-                "FROM secret_versions v JOIN secrets s ON s.id = v.secret_id "
-                "WHERE s.env_id = ? AND v.ciphertext IS NOT NULL",
-                (env_id,),
-            ).fetchall()
+            rows = tx.execute(sql.SEALED_VALUES_OF_ENVIRONMENT, (env_id,)).fetchall()
             for r in rows:
                 sealed = reseal(
                     keys[r["data_key_id"]],
@@ -861,12 +710,9 @@ class SQLiteRepository(RevocationFeed):
                     r["version"],
                     Sealed(r["nonce"], r["ciphertext"]),
                 )
-                tx.execute(
-                    "UPDATE secret_versions SET data_key_id = ?, nonce = ?, ciphertext = ? "
-                    "WHERE secret_id = ? AND version = ?",
-                    (new_id, sealed.nonce, sealed.ciphertext, r["secret_id"], r["version"]),
-                )
-            tx.execute("DELETE FROM data_keys WHERE env_id = ? AND id != ?", (env_id, new_id))
+                value = (new_id, sealed.nonce, sealed.ciphertext, r["secret_id"], r["version"])
+                tx.execute(sql.RESEAL_VALUE, value)
+            tx.execute(sql.DROP_OTHER_DATA_KEYS, (env_id, new_id))
             return len(rows)
 
         return await self._write(unit)
@@ -901,9 +747,7 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 
 def _revoked_since(conn: sqlite3.Connection, since: datetime) -> list[tuple[str, datetime]]:
-    rows = conn.execute(
-        "SELECT id, revoked_at FROM tokens WHERE revoked_at >= ?", (iso(since),)
-    ).fetchall()
+    rows = conn.execute(sql.REVOKED_SINCE, (iso(since),)).fetchall()
     return [(str(r[0]), parse_iso(r[1])) for r in rows]
 
 
@@ -977,8 +821,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
         "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
+    return int(conn.execute(sql.SCHEMA_VERSION).fetchone()[0])
 
 
 def _check_creatable(path: Path, *, migrate: bool, init_empty: bool) -> None:
@@ -997,36 +840,17 @@ def _check_creatable(path: Path, *, migrate: bool, init_empty: bool) -> None:
         )
 
 
-def _check_version(current: int, *, migrate: bool) -> None:
-    latest = migrations.latest("sqlite")
-    if current > latest:
-        raise ConfigError(
-            f"the database schema is version {current}, newer than this loader knows ({latest}); "
-            "upgrade loader"
-        )
-    if current < latest and not migrate:
-        raise ConfigError(
-            f"the database schema is version {current}, this loader needs {latest}: "
-            "run `loader store migrate` (or `store serve --migrate`)"
-        )
-
-
 def _migrate(conn: sqlite3.Connection, *, apply: bool) -> SchemaChange:
     """Apply pending migrations (``apply``) or check the schema is current."""
     current = schema_version(conn)
-    known = migrations.migrations("sqlite")
-    latest = known[-1].version
-    _check_version(current, migrate=apply)
-    pending = [m for m in known if m.version > current]
+    latest = migrations.check_version("sqlite", current, migrate=apply)
+    pending = [m for m in migrations.migrations("sqlite") if m.version > current]
     for m in pending:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(m.sql):
                 conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (m.version, m.name, iso(utcnow())),
-            )
+            conn.execute(sql.RECORD_MIGRATION, (m.version, m.name, iso(utcnow())))
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
+from loader.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -25,3 +27,20 @@ def migrations(backend: str) -> list[Migration]:
 
 def latest(backend: str) -> int:
     return max(m.version for m in migrations(backend))
+
+
+def check_version(backend: str, current: int, *, migrate: bool) -> int:
+    """Refuse a schema newer than this loader knows, or an older one unless ``migrate``;
+    returns the latest version."""
+    newest = latest(backend)
+    if current > newest:
+        raise ConfigError(
+            f"the database schema is version {current}, newer than this loader knows ({newest}); "
+            "upgrade loader"
+        )
+    if current < newest and not migrate:
+        raise ConfigError(
+            f"the database schema is version {current}, this loader needs {newest}: "
+            "run `loader store migrate` (or `store serve --migrate`)"
+        )
+    return newest

@@ -1,32 +1,20 @@
-"""Small pure rules both repositories share: If-Match checks and scope encoding."""
+"""What a write or delete of one secret does, decided before any SQL (pure): both repositories
+execute the same plan. The compare-and-set check on ``If-Match`` lives here too; the header's
+syntax is the server's (:mod:`loader.server.etags`)."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from loader.errors import NotFoundError, PreconditionFailedError
-from loader.store.models import UNSET, SecretChange, SecretMeta
+from loader.store.models import UNSET, IfMatch, SecretChange, SecretMeta
 
 
-def parse_etags(header: str) -> list[str]:
-    """``"a", W/"b"`` -> ``['"a"', '"b"']`` (weak prefixes dropped; ``*`` kept)."""
-    out = []
-    for part in header.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag:
-            out.append(tag)
-    return out
-
-
-def check_if_match(if_match: str | None, current: SecretMeta | None) -> None:
-    """Compare-and-set: ``If-Match`` must name the current ETag (or ``*`` for "exists")."""
+def check_if_match(if_match: IfMatch | None, current: SecretMeta | None) -> None:
+    """Compare-and-set: ``if_match`` must name the current ETag (or ``*`` for "exists")."""
     if if_match is None:
         return
-    tags = parse_etags(if_match)
-    if current is not None and ("*" in tags or current.etag in tags):
+    if current is not None and ("*" in if_match or current.etag in if_match):
         return
     raise PreconditionFailedError(
         "precondition failed: the secret changed since you read it (If-Match does not match "
@@ -34,16 +22,6 @@ def check_if_match(if_match: str | None, current: SecretMeta | None) -> None:
         if current is not None
         else "precondition failed: If-Match given but the secret does not exist"
     )
-
-
-def encode_scopes(scopes: frozenset[str]) -> str:
-    return " ".join(sorted(scopes))
-
-
-@functools.lru_cache(maxsize=256)
-def decode_scopes(text: str) -> frozenset[str]:
-    """Cached: a handful of distinct scope sets serve every request (and every held watcher)."""
-    return frozenset(text.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +35,10 @@ class WritePlan:
 
 
 def plan_write(
-    name: str,
-    current: SecretMeta | None,
-    change: SecretChange,
-    if_match: str | None,
-    same_value: bool = False,
+    name: str, current: SecretMeta | None, change: SecretChange, same_value: bool = False
 ) -> WritePlan:
     """``same_value``: the value being written is the current one (``change.matches`` said so)."""
-    check_if_match(if_match, current)
+    check_if_match(change.if_match, current)
     if current is None and change.must_exist:
         raise NotFoundError(f"secret {name!r} not found")
     description = (
@@ -88,7 +62,7 @@ def compares_value(current: SecretMeta | None, change: SecretChange) -> bool:
     )
 
 
-def plan_delete(name: str, current: SecretMeta | None, if_match: str | None) -> SecretMeta:
+def plan_delete(name: str, current: SecretMeta | None, if_match: IfMatch | None) -> SecretMeta:
     check_if_match(if_match, current)
     if current is None:
         raise NotFoundError(f"secret {name!r} not found")
