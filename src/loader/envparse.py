@@ -3,7 +3,9 @@
 Files the agent wrote start with ``# loader format=<fmt>``; their grammar is exactly what
 :mod:`loader.formats` writes, so a small strict reader handles them without importing anything
 heavy. Anything else -- a hand-written ``.env``, or an agent file someone edited -- goes to
-python-dotenv's parser (imported only then), the reference reader for ``.env`` input.
+python-dotenv's parser (imported only then), the reference reader for ``.env`` input:
+:func:`read_dotenv` gives every line as a :class:`Binding`, bad ones as data, and
+:func:`dotenv_values` is the one reader of ``loader run --from-file`` and ``secrets import``.
 
 Round trips (render -> parse) are proven against the real readers in the tests.
 """
@@ -59,7 +61,7 @@ def parse(text: str, fmt: str | None = None, *, interpolate: bool = True) -> dic
             raise
     if fmt == "shell":
         return parse_shell(text)
-    return parse_dotenv(text, interpolate=interpolate)
+    return dotenv_values(text, interpolate=interpolate)
 
 
 def _lines(text: str) -> list[str]:
@@ -181,56 +183,91 @@ INTERPOLATION_RULE = (
 )
 
 
-def read_dotenv(
-    text: str, *, interpolate: bool = True, valid_name: Callable[[str], bool] | None = None
-) -> tuple[dict[str, str], list[str]]:
-    """Any ``.env`` file, read with python-dotenv's parser: the values, and the problems (each
-    naming a line, never a value or a name; any problem means the file is refused whole).
+class Binding:
+    """One line of a ``.env`` file as read (python-dotenv's ``Binding``): a name and its value,
+    nothing (a comment, a blank line), or what is wrong with it -- bad lines are data. An error
+    names the line's fault, never its value or name."""
+
+    __slots__ = ("error", "line", "name", "value")
+
+    def __init__(
+        self, line: int, name: str | None, value: str | None, error: str | None = None
+    ) -> None:
+        self.line, self.name, self.value, self.error = line, name, value, error
+
+    def __repr__(self) -> str:  # (tests; the value is never shown)
+        return f"Binding(line={self.line}, name={self.name!r}, error={self.error!r})"
+
+
+def read_dotenv(text: str, *, interpolate: bool = True) -> list[Binding]:
+    """Any ``.env`` file, read with python-dotenv's parser, line by line.
 
     With ``interpolate``, :data:`INTERPOLATION_RULE` applies -- never this process's own
-    environment, so the same file gives the same values on every machine. A name without ``=``
-    (python-dotenv reads it as unset) and, with ``valid_name``, a name it refuses are problems.
+    environment, so the same file gives the same values on every machine. A line python-dotenv
+    cannot parse, a name without ``=`` (python-dotenv reads it as unset) and a reference to a
+    name not defined above are errors.
     """
     import io
 
     from dotenv.parser import parse_stream
     from dotenv.variables import Variable, parse_variables
 
-    values: dict[str, str] = {}
-    problems: list[str] = []
+    defined: dict[str, str] = {}
+    out: list[Binding] = []
     for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
+        key, value = binding.key, binding.value
+        # python-dotenv counts from where the binding's text starts, blank lines before it
+        # included: the line of the binding itself is after them.
+        original = binding.original.string
+        gap = original[: len(original) - len(original.lstrip())]
+        line = binding.original.line + gap.count("\n")
         if binding.error:
-            problems.append(f"line {line}: cannot parse this line")
-            continue
-        if binding.key is None:
+            out.append(Binding(line, None, None, "cannot parse this line"))
+        elif key is None:
             continue  # a comment or a blank line
-        if binding.value is None:
-            problems.append(f"line {line}: no '=' (a name without a value)")
-            continue
-        if valid_name is not None and not valid_name(binding.key):
-            problems.append(f"line {line}: not a valid secret name")
-            continue
-        value = binding.value
-        if interpolate:
+        elif value is None:
+            out.append(Binding(line, key, None, "no '=' (a name without a value)"))
+        elif not interpolate:
+            out.append(Binding(line, key, value))
+            defined[key] = value
+        else:
             atoms = list(parse_variables(value))
             if any(
-                isinstance(a, Variable) and a.default is None and a.name not in values
+                isinstance(a, Variable) and a.default is None and a.name not in defined
                 for a in atoms
             ):
-                problems.append(
-                    f"line {line}: a ${{...}} reference names no variable defined above it "
+                error = (
+                    "a ${...} reference names no variable defined above it "
                     "(--literal keeps ${...} as written)"
                 )
+                out.append(Binding(line, key, None, error))
                 continue
-            value = "".join(atom.resolve(values) for atom in atoms)
-        values[binding.key] = value
-    return values, problems
+            value = "".join(atom.resolve(defined) for atom in atoms)
+            out.append(Binding(line, key, value))
+            defined[key] = value
+    return out
 
 
-def parse_dotenv(text: str, *, interpolate: bool = True) -> dict[str, str]:
-    """:func:`read_dotenv`, raising on the first problem."""
-    values, problems = read_dotenv(text, interpolate=interpolate)
+MAX_PROBLEMS = 10
+
+
+def dotenv_values(
+    text: str, *, interpolate: bool = True, valid_name: Callable[[str], bool] | None = None
+) -> dict[str, str]:
+    """The variables of any ``.env`` file (:func:`read_dotenv`), for ``loader run --from-file``
+    and ``loader secrets import`` alike: a file with any bad line is refused whole, with one
+    :class:`EnvParseError` naming its first :data:`MAX_PROBLEMS` problems. ``valid_name``: the
+    names the caller can take (a name it refuses is a problem too)."""
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for binding in read_dotenv(text, interpolate=interpolate):
+        error = binding.error
+        if error is None and valid_name is not None and not valid_name(str(binding.name)):
+            error = "not a valid secret name"
+        if error is not None:
+            problems.append(f"line {binding.line}: {error}")
+        elif binding.name is not None and binding.value is not None:
+            values[binding.name] = binding.value
     if problems:
-        raise EnvParseError(problems[0])
+        raise EnvParseError("; ".join(problems[:MAX_PROBLEMS]))
     return values

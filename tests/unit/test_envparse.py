@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,61 @@ def test_round_trip_property(values: dict[str, str]) -> None:
         except UnrenderableError:
             continue
         assert envparse.parse(text) == values, fmt
+
+
+def _bindings(text: str, interpolate: bool = True) -> list[tuple[int, str | None, str | None]]:
+    return [
+        (b.line, b.name, b.value if b.error is None else f"! {b.error}")
+        for b in envparse.read_dotenv(text, interpolate=interpolate)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "interpolate", "bindings"),
+    [
+        ("A=1\n", True, [(1, "A", "1")]),
+        ("# c\n\nA=1\n  # indented\nB='two'\n", True, [(3, "A", "1"), (5, "B", "two")]),
+        ("export A=x\n", True, [(1, "A", "x")]),
+        ('A=1\nB="${A}-2"\nC=${A:-d}\n', True, [(1, "A", "1"), (2, "B", "1-2"), (3, "C", "1")]),
+        ("A=${NOPE:-fallback}\n", True, [(1, "A", "fallback")]),
+        ("A=${B}\nB=1\n", True, [(1, "A", "! a ${...} reference names no variable defined above "
+                                    "it (--literal keeps ${...} as written)"), (2, "B", "1")]),
+        ("A=${B}\n", False, [(1, "A", "${B}")]),
+        ("A='unterminated\nB=2\n", True, [(1, None, "! cannot parse this line"), (2, "B", "2")]),
+        ("NAME_ONLY\nB=2\n", True, [(1, "NAME_ONLY", "! no '=' (a name without a value)"),
+                                    (2, "B", "2")]),
+        ('A="multi\nline"\nB=3\n', True, [(1, "A", "multi\nline"), (3, "B", "3")]),
+        ("X=1\n\n\nA='x\n", True, [(1, "X", "1"), (4, None, "! cannot parse this line")]),
+        ("\n  \nA=1\n", True, [(3, "A", "1")]),  # the line of the binding, not of the gap
+    ],
+)  # fmt: skip
+def test_read_dotenv_gives_every_line_bad_ones_as_data(
+    text: str, interpolate: bool, bindings: list[tuple[int, str | None, str | None]]
+) -> None:
+    assert _bindings(text, interpolate) == bindings
+
+
+@pytest.mark.parametrize(
+    ("text", "valid_name", "problem"),
+    [
+        ("A='x\n", None, "line 1: cannot parse this line"),
+        ("A=1\nB\nC='x\n", None, "line 2: no '=' (a name without a value); line 3: cannot parse"),
+        ("my.var=1\n", lambda n: n.isidentifier(), "line 1: not a valid secret name"),
+        ("\n".join(f"N{i}" for i in range(12)), None, "line 1: no '='"),
+    ],
+)
+def test_dotenv_values_refuses_a_file_with_any_bad_line(
+    text: str, valid_name: Callable[[str], bool] | None, problem: str
+) -> None:
+    """`loader run --from-file` and `loader secrets import` read through this one function."""
+    with pytest.raises(envparse.EnvParseError) as info:
+        envparse.dotenv_values(text, valid_name=valid_name)
+    assert str(info.value).startswith(problem)
+    assert str(info.value).count("line ") <= envparse.MAX_PROBLEMS
+
+
+def test_dotenv_values_never_shows_a_value() -> None:
+    with pytest.raises(envparse.EnvParseError) as info:
+        envparse.dotenv_values("TOKEN='hunter2-secret\nB=${SECRET_REF}\n")
+    assert "hunter2" not in str(info.value)
+    assert "SECRET_REF" not in str(info.value) and "TOKEN" not in str(info.value)

@@ -431,15 +431,15 @@ def secrets_download(ns: Any) -> int:
 
 
 def parse_env_text(text: str, where: str, *, interpolate: bool = True) -> dict[str, str]:
-    """Read .env text as ``loader run --from-file`` does (:func:`loader.envparse.read_dotenv`),
+    """Read .env text as ``loader run --from-file`` does (:func:`loader.envparse.dotenv_values`),
     refusing it whole on any bad line."""
-    from loader.envparse import read_dotenv
+    from loader.envparse import EnvParseError, dotenv_values
     from loader.names import is_secret_name
 
-    values, problems = read_dotenv(text, interpolate=interpolate, valid_name=is_secret_name)
-    if problems:
-        raise DataError(f"{where}: nothing imported: " + "; ".join(problems[:10]))
-    return values
+    try:
+        return dotenv_values(text, interpolate=interpolate, valid_name=is_secret_name)
+    except EnvParseError as exc:
+        raise DataError(f"{where}: nothing imported: {exc}") from None
 
 
 def read_env_source(file: str) -> tuple[str, str]:
