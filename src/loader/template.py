@@ -38,7 +38,6 @@ REFERENCE = re.compile(r"\$\{\s*secrets\s*:\s*([^}\s]*)\s*\}")
 # key, "}" with whitespace between; any whitespace here, so the check errs on refusing.
 RUNTIME_REFERENCE = re.compile(r"\$\{\s*[a-zA-Z][a-zA-Z0-9_-]*\s*:\s*[a-zA-Z][a-zA-Z0-9_-]*\s*\}")
 _JSON_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"')
-KINDS = ("yaml", "json", "text")
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,8 @@ async def test_a_retry_with_the_same_key_and_body_gets_the_first_answer(store: S
     assert await versions(store, app, "A") == 2
     await store.put(app, "A", "3")
     assert await versions(store, app, "A") == 3
+    metrics = await (await store.client.get("/metrics")).text()
+    assert "loader_store_idempotent_replays_total 2.0" in metrics  # the two replays of step 2
 
 
 async def test_concurrent_retries_wait_for_the_first(store: Store) -> None:

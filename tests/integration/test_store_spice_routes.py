@@ -51,13 +51,6 @@ def seed_statuses() -> set[tuple[str, str, int]]:
 
 LIST = "/v1/apps/{app}/secrets"
 ONE = "/v1/apps/{app}/secrets/{name}"
-COVERED: set[tuple[str, str, int]] = set()
-
-
-def covers(method: str, path: str, status: int) -> None:
-    COVERED.add(
-        (method, path.replace("{app}", "{appId}").replace("{name}", "{secretName}"), status)
-    )
 
 
 async def call(

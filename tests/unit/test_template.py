@@ -61,10 +61,6 @@ def _expected(doc: Any, values: dict[str, str]) -> Any:
     return doc
 
 
-def _values_for(text: str, pick: str) -> dict[str, str]:
-    return {name: f"{pick}<{name}>" if pick else name for name in template.references(text)}
-
-
 @pytest.mark.skipif(not EXAMPLES, reason="../shared/spice/examples not found beside the checkout")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 @pytest.mark.parametrize("value", HARD_YAML_VALUES)

@@ -56,13 +56,11 @@ class Follower:
         self.wait = wait
         self.backoff = backoff
         self.etag: str | None = None
-        self.requests = 0
         self.recovering = False  # the last request failed: the next one does not wait
         self.outage = Outage(log, f"store {client.base}")
 
     async def fetch_once(self) -> Snapshot | None:
         """One request (with the long-poll hold when an ETag is known)."""
-        self.requests += 1
         started = time.perf_counter()
         try:
             wait = 0.0 if self.recovering else self.wait

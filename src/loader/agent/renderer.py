@@ -1,7 +1,9 @@
 """Turn a snapshot into files: the env file and the rendered template, written safely.
 
-Each target renders independently into memory first; a target that fails (a value its format
-cannot carry, a template referencing a missing secret) keeps its last good file. Files are
+Every target renders into memory first, and the files are written only when all of them
+rendered: a revision one target cannot carry (a value its format cannot carry, a template
+referencing a missing secret) writes nothing, and every file keeps its last good content, so
+all files always show one revision. Files are
 written atomically (same-directory temp file, 0600, fsync, rename) and only when their bytes
 change; secrets go only to tmpfs/ramfs unless ``allow_disk``.
 """

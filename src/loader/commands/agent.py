@@ -7,7 +7,6 @@ from typing import Any
 
 from loader.commands.common import setup_logging
 from loader.credentials import scrub_environ
-from loader.errors import UsageError
 from loader.hardening import harden_process
 from loader.settings import AGENT, RENDER, AgentSettings, add_flags, flags_given
 from loader.settingtypes import load
@@ -64,8 +63,6 @@ def agent(ns: Any) -> int:
 
 
 def render_once(ns: Any) -> int:
-    if not ns.once:
-        raise UsageError("render needs --once")
     settings = _settings(ns, listen="off")
     setup_logging(settings.log_level)
     harden_process()

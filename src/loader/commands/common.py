@@ -1,5 +1,6 @@
-"""Helpers the command modules share: logging, output, client settings, the app and
-environment a management command acts on.
+"""What a command runs in: its logging (stderr or a reopening file), and for the management
+commands the store they talk to (URL, token, CA), the app and environment they act on, and
+the confirmation a deletion needs. (Output is :mod:`loader.console`'s.)
 
 Light on purpose (``loader secrets list`` imports it): ``logging`` only when logging is set up.
 """

@@ -89,7 +89,6 @@ class Supervisor:
         self.stopping = False
         self.restarting = False
         self.restarted = asyncio.Event()
-        self.restarts = 0
         self.failure: LoaderError | None = None
         self._pumps: list[asyncio.Task[None]] = []
 
@@ -252,7 +251,6 @@ class Supervisor:
             await self.stop_child(self.restart_signal)
             if not self.stopping:
                 await self.start(values, env)
-                self.restarts += 1
         except LoaderError as exc:
             self.failure = exc  # the command is gone (deleted, no longer executable)
         finally:

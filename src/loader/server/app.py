@@ -21,6 +21,7 @@ from loader.server import openapi
 from loader.server.authn import TokenAuthenticator
 from loader.server.connections import ConnectionGuard, GuardedSite
 from loader.server.handlers import ROUTES
+from loader.server.idempotency import Idempotency
 from loader.server.limits import RefusalLimiter
 from loader.server.metrics import StoreMetrics
 from loader.server.routing import endpoint, unmatched
@@ -108,6 +109,7 @@ async def store_state(
         )
         with contextlib.suppress(LoaderError):  # the data keys the key self-test will open
             readiness.remember(await repo.probe())
+        idempotency = Idempotency()
         authority = JwtAuthority(
             repo, keyring, settings.access_token_ttl, leeway=settings.jwt_leeway
         )
@@ -118,7 +120,8 @@ async def store_state(
             jwt=authority,
             limiter=limiter or NoLimit(),
             readiness=readiness,
-            metrics=StoreMetrics(repo.health, service.notifier, audit),
+            metrics=StoreMetrics(repo.health, service.notifier, audit, idempotency),
+            idempotency=idempotency,
             max_long_polls_per_token=settings.max_long_polls_per_token,
             refusals=RefusalLimiter(settings.refusal_rate_limit, settings.refusal_burst),
         )

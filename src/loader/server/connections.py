@@ -71,9 +71,6 @@ class ConnectionGuard:
         else:
             self._open.pop(client, None)
 
-    def open_connections(self, client: str) -> int:
-        return self._open.get(client, 0)
-
 
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's per-connection protocol, with the guard's cap and header timeout.

@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
+from loader.server.idempotency import Idempotency
 from loader.store.audit import AuditLog
 from loader.store.health import DatabaseHealth
 from loader.store.notifier import ChangeNotifier
@@ -21,11 +22,13 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 
 
 class _Counts:
-    """Counters kept elsewhere (the database health tracker, the audit log), read at scrape."""
+    """Counters kept elsewhere (the database health tracker, the audit log, the Idempotency-Key
+    answers), read at scrape."""
 
-    def __init__(self, health: DatabaseHealth, audit: AuditLog) -> None:
+    def __init__(self, health: DatabaseHealth, audit: AuditLog, idempotency: Idempotency) -> None:
         self.health = health
         self.audit = audit
+        self.idempotency = idempotency
 
     def describe(self) -> list[Any]:
         return []
@@ -44,10 +47,21 @@ class _Counts:
             "Audit records dropped because the bounded queue was full",
             value=self.audit.dropped,
         )
+        yield CounterMetricFamily(
+            "loader_store_idempotent_replays",
+            "Writes answered from an earlier request with the same Idempotency-Key",
+            value=self.idempotency.replays,
+        )
 
 
 class StoreMetrics:
-    def __init__(self, health: DatabaseHealth, notifier: ChangeNotifier, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        health: DatabaseHealth,
+        notifier: ChangeNotifier,
+        audit: AuditLog,
+        idempotency: Idempotency,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "loader_store_requests",
@@ -62,11 +76,6 @@ class StoreMetrics:
             registry=self.registry,
             buckets=_BUCKETS,
         )
-        self.replays = Counter(
-            "loader_store_idempotent_replays",
-            "Writes answered from an earlier request with the same Idempotency-Key",
-            registry=self.registry,
-        )
         Gauge(
             "loader_store_database_up",
             "1 unless the last database call failed for want of the database",
@@ -78,7 +87,7 @@ class StoreMetrics:
         Gauge(
             "loader_store_audit_queue", "Audit records waiting to be stored", registry=self.registry
         ).set_function(lambda: float(audit.queue_depth))
-        self.registry.register(_Counts(health, audit))
+        self.registry.register(_Counts(health, audit, idempotency))
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

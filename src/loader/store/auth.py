@@ -115,10 +115,6 @@ class Principal:
                 "this token is bound to environments; this route acts on the whole app"
             )
 
-    @property
-    def unbound(self) -> bool:
-        return self.app_id is None and self.environments is None
-
 
 async def issue_token(
     repo: Repository,

@@ -13,7 +13,8 @@ A pod annotated ``loader.dev/inject: "true"`` (and not yet ``loader.dev/injected
 - the annotation ``loader.dev/injected: "true"`` (so a re-invocation changes nothing) and the
   client label the store's NetworkPolicy admits.
 
-What the pod asks for comes from its annotations (see :data:`ANNOTATIONS`); where the store is,
+What the pod asks for comes from its ``loader.dev/*`` annotations (the constants below;
+docs/kubernetes.md lists them with their defaults); where the store is,
 which image and which token Secret come from the webhook's settings.
 
 The agent writes its files with mode 0600, so the app must run as the same uid to read them
@@ -57,16 +58,6 @@ TEMPLATE = "loader.dev/template"
 TEMPLATE_KEY = "loader.dev/template-key"
 TOKEN_SECRET = "loader.dev/token-secret"
 SHARED_PROCESSES = "loader.dev/allow-shared-process-namespace"
-ANNOTATIONS = {
-    INJECT: '"true" to inject the agent',
-    APP: "the app id (a positive integer); required",
-    ENVIRONMENT: "the environment (default: default)",
-    FORMAT: "env file format: dotenv (default), shell, docker or json",
-    TEMPLATE: "a ConfigMap holding a template (a spicepod) with ${secrets:NAME} references",
-    TEMPLATE_KEY: "the template's key in that ConfigMap (default: spicepod.yaml)",
-    TOKEN_SECRET: "the Secret holding this app's agent token (default: the webhook's setting)",
-    SHARED_PROCESSES: '"true" to inject into a pod with shareProcessNamespace (see below)',
-}
 
 SECRETS_VOLUME = "loader-secrets"
 TOKEN_VOLUME = "loader-token"
