@@ -15,8 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.procs import Proc, loader_env, wait_for_line
+
 from bench.common import Figure, Section, bench_venv
-from bench.procs import Process, Stack, clean_env
+from bench.procs import Stack, start_server
 
 HEADERS = ["X-Loader-Request: true"]
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -86,7 +88,7 @@ def run(quick: bool) -> Section:
     work = Path(tempfile.mkdtemp(prefix="endpoint-"))
     shm = Path(tempfile.mkdtemp(prefix="endpoint-", dir="/dev/shm"))
     values = {f"SECRET_{i:03d}": secrets.token_urlsafe(30) for i in range(100)}
-    procs: list[Process] = []
+    procs: list[Proc] = []
     try:
         stack = Stack(bin_dir, work)
         app = stack.app("endpoint", values)
@@ -102,21 +104,21 @@ def run(quick: bool) -> Section:
         c = HttpClient(url, headers={"X-Loader-Request": "true"})
         body.write_bytes(c.call("GET", "/v1/secrets").body)
         c.close()
-        minimal = Process(
+        minimal = start_server(
             [str(bin_dir / "python"), "-m", "bench.minimal", "static", "0", str(body)],
-            clean_env(),
+            loader_env(),
             work / "minimal.log",
             cpu=0,
         )
-        minimal_url = minimal.wait_line("listening on").split()[-1]
+        minimal_url = wait_for_line(minimal, r"listening on (\S+)")
         msock = shm / "minimal.sock"
-        minimal_unix = Process(
+        minimal_unix = start_server(
             [str(bin_dir / "python"), "-m", "bench.minimal", "unix", str(msock), str(body)],
-            clean_env(),
+            loader_env(),
             work / "minimal-unix.log",
             cpu=0,
         )
-        minimal_unix.wait_line("listening on")
+        wait_for_line(minimal_unix, "listening on")
         procs += [minimal, minimal_unix]
         for connections in (1, 16):
             ours_rps, base_rps, ours_p99, base_p99 = [], [], [], []

@@ -10,14 +10,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.procs import Proc, loader_env, wait_for_line
+
 from bench.common import Figure, Section, bench_venv
-from bench.procs import Process, Stack, clean_env
+from bench.procs import Stack, start_server
 
 SIZES = (1000, 5000, 10000)
 UNCAPPED = ("--max-long-polls-per-token", "100000", "--max-connections-per-client", "0")
 
 
-def _client(bin_dir: Path, server: Process, args: list[str]) -> tuple[dict[str, float], float]:
+def _client(bin_dir: Path, server: Proc, args: list[str]) -> tuple[dict[str, float], float]:
     client = subprocess.Popen(
         [str(bin_dir / "python"), "-m", "bench.fanout_client", *args],
         stdin=subprocess.PIPE,
@@ -62,12 +64,12 @@ def run(quick: bool) -> Section:
             stack.stop()
             ours_ms.append(result["all_ms"])
             ours_kib.append(kib)
-            minimal = Process(
+            minimal = start_server(
                 [str(bin_dir / "python"), "-m", "bench.minimal", "longpoll", "0", str(body)],
-                clean_env(),
+                loader_env(),
                 work / "minimal.log",
             )
-            url = minimal.wait_line("listening on").split()[-1]
+            url = wait_for_line(minimal, r"listening on (\S+)")
             result, kib = _client(bin_dir, minimal, ["minimal", url, "-", "-", str(n)])
             minimal.stop()
             base_ms.append(result["all_ms"])

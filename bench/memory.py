@@ -14,8 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.procs import Proc, loader_env, wait_for_line
+
 from bench.common import Figure, Section, bench_venv
-from bench.procs import Process, Stack, clean_env
+from bench.procs import Stack, start_server
 
 SETTLE = 2.0
 RATE = 20  # changes per second
@@ -25,7 +27,7 @@ def mib(kib: int) -> float:
     return kib / 1024
 
 
-def _settled_rss(procs: list[Process]) -> list[float]:
+def _settled_rss(procs: list[Proc]) -> list[float]:
     time.sleep(SETTLE)
     return [mib(p.rss_kib()) for p in procs]
 
@@ -36,7 +38,7 @@ def run(quick: bool) -> Section:
     section = Section("Memory: idle RSS before and after a stretch of changes")
     work = Path(tempfile.mkdtemp(prefix="memory-"))
     shm = Path(tempfile.mkdtemp(prefix="memory-", dir="/dev/shm"))
-    procs: list[Process] = []
+    procs: list[Proc] = []
     try:
         stack = Stack(bin_dir, work)
         names = [f"SECRET_{i:03d}" for i in range(100)]
@@ -53,12 +55,12 @@ def run(quick: bool) -> Section:
         agent, agent_url = stack.agent(
             app, shm / "env", template=template, template_output=shm / "spicepod.yaml"
         )
-        minimal = Process(
+        minimal = start_server(
             [str(bin_dir / "python"), "-m", "bench.minimal", "accept", "0"],
-            clean_env(),
+            loader_env(),
             work / "minimal.log",
         )
-        minimal.wait_line("listening on")
+        wait_for_line(minimal, "listening on")
         store = stack.stores[0]
         procs += [agent, minimal]
         agent_start, store_start, minimal_rss = _settled_rss([agent, store, minimal])

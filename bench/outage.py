@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import aiohttp
 from tests.pg import PostgresServer
+from tests.procs import LOADER, loader_env, run_loader, spawn, wait_for_line
 
 from bench.common import ROOT
 
@@ -62,20 +62,8 @@ class Outcome:
     total: int = 0
 
 
-def run_loader(*args: str, env: dict[str, str]) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "loader", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return out.stdout
-
-
 def environment(code: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOADER_")}
+    env = loader_env()
     if code is not None:
         env["PYTHONPATH"] = str(code)
     return env
@@ -146,47 +134,13 @@ def scenario(code: Path | None, label: str, kind: str, outage: float, work: Path
         url = pg.url(pg.create_database())
         env = environment(code)
         key = work / f"{label}-{kind}.key"
-        init = json.loads(
-            run_loader(
-                "store",
-                "init",
-                "--database-url",
-                url,
-                "--master-key-file",
-                str(key),
-                "--json",
-                env=env,
-            )
-        )
-        token = init["admin_token"]
+        where = ("--database-url", url, "--master-key-file", str(key))
+        init = run_loader("store", "init", *where, "--json", env=env, timeout=120)
+        assert init.returncode == 0, init.stderr.decode()
+        token = json.loads(init.stdout)["admin_token"]
         log = work / f"{label}-{kind}.log"
-        out = work / f"{label}-{kind}.out"
-        with log.open("wb") as err, out.open("wb") as stdout:
-            store = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "loader",
-                    "store",
-                    "serve",
-                    "--database-url",
-                    url,
-                    "--master-key-file",
-                    str(key),
-                    "--listen",
-                    "127.0.0.1:0",
-                ],
-                env=env,
-                stdout=stdout,
-                stderr=err,
-            )
-        base = ""
-        for _ in range(500):
-            text = out.read_text()
-            if "listening on" in text:
-                base = text.split("listening on", 1)[1].split()[0]
-                break
-            time.sleep(0.02)
+        store = spawn([*LOADER, "store", "serve", *where, "--listen", "127.0.0.1:0"], log, env)
+        base = wait_for_line(store, r"listening on (\S+)")
         req = urllib.request.Request(
             f"{base}/v1/apps",
             data=json.dumps({"name": "outage"}).encode(),
@@ -239,12 +193,7 @@ def scenario(code: Path | None, label: str, kind: str, outage: float, work: Path
         return result
     finally:
         if store is not None:
-            store.terminate()
-            try:
-                store.wait(15)
-            except subprocess.TimeoutExpired:
-                store.kill()
-                store.wait()
+            store.stop()
         pg.thaw(pg.processes())
         pg.stop()
 

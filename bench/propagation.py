@@ -17,13 +17,8 @@ from pathlib import Path
 
 from bench.common import Figure, Section, bench_venv, percentile
 from bench.procs import Stack
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
-
-from loader.fsio import atomic_write  # noqa: E402
-from loader.httpclient import HttpClient  # noqa: E402
+from loader.fsio import atomic_write
+from loader.httpclient import HttpClient
 
 
 def _wait_for(path: Path, needle: bytes, timeout: float = 10.0) -> None:
@@ -140,7 +135,6 @@ def _add(section: Section, label: str, ours: list[float], floor: list[float], n:
 
 
 def _postgres():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT))
     from tests.pg import PostgresServer, find_bin
 
     if find_bin() is None:

@@ -20,23 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.procs import Proc, free_port, loader_env
+
 from bench.common import Figure, Section, bench_venv, percentile
-from bench.procs import Process, clean_env
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
-
-from loader.errors import LoaderError  # noqa: E402
-from loader.httpclient import HttpClient  # noqa: E402
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.procs import start_server
+from loader.errors import LoaderError
+from loader.httpclient import HttpClient
 
 
 def _wait_for(path: Path, needle: bytes, timeout: float = 60.0) -> float:
@@ -75,10 +64,10 @@ class Store:
         self.argv += ["--listen", f"127.0.0.1:{port}"]
         self.url = f"http://127.0.0.1:{port}"
         self.log = data.parent / "store.log"
-        self.proc: Process | None = None
+        self.proc: Proc | None = None
 
     def start(self) -> None:
-        self.proc = Process(self.argv, clean_env(), self.log)
+        self.proc = start_server(self.argv, loader_env(), self.log)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -90,13 +79,13 @@ def measure(bin_dir: Path, work: Path, shm: Path, outages: int, down: float) -> 
     data = work / "store"
     init = subprocess.run(
         [loader, "store", "init", "--data-dir", str(data), "--json"],
-        env=clean_env(),
+        env=loader_env(),
         capture_output=True,
         text=True,
         check=True,
     )
     admin = json.loads(init.stdout)["admin_token"]
-    store = Store(loader, data, _free_port())
+    store = Store(loader, data, free_port())
     store.start()
     _answers(store.url)
     client = HttpClient(store.url, token=admin)
@@ -105,9 +94,9 @@ def measure(bin_dir: Path, work: Path, shm: Path, outages: int, down: float) -> 
     client.call("POST", path, {"name": "VALUE", "value": "initial"})
     client.close()
     env_file = shm / "agent.env"
-    agent = Process(
+    agent = start_server(
         [loader, "agent", "--output", str(env_file), "--listen", "off"],
-        clean_env(LOADER_STORE_URL=store.url, LOADER_TOKEN=admin, LOADER_APP=str(app)),
+        loader_env(LOADER_STORE_URL=store.url, LOADER_TOKEN=admin, LOADER_APP=str(app)),
         work / "agent.log",
     )
     results: dict[str, list] = {"recovery": [], "baseline": []}

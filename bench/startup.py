@@ -37,7 +37,6 @@ def run(quick: bool) -> Section:
     work = Path(tempfile.mkdtemp(prefix="startup-", dir="/dev/shm"))
     data = values()
     env_file = work / "app.env"
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from loader import formats
 
     env_file.write_text(formats.render("dotenv", data))
@@ -187,7 +186,6 @@ def _start_agent(bin_dir: Path, work: Path, data: dict[str, str], env: dict[str,
     )
     assert store.stdout is not None
     url = store.stdout.readline().split()[-1]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from loader.httpclient import HttpClient
 
     client = HttpClient(url, token=admin)

@@ -18,8 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.procs import Proc, loader_env, wait_for_line
+
 from bench.common import Figure, Section, bench_venv
-from bench.procs import Process, Stack, clean_env
+from bench.procs import Stack, start_server
 
 CONNECTIONS = 16
 
@@ -173,7 +175,7 @@ def run(quick: bool) -> Section:
     render_repeats = 3 if quick else 15
     section = Section("Store throughput and render cost")
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
-    procs: list[Process] = []
+    procs: list[Proc] = []
     try:
         stack = Stack(bin_dir, work, cpu=0)
         app = stack.app("throughput", make_values(100))
@@ -185,9 +187,9 @@ def run(quick: bool) -> Section:
         client.close()
         python = str(bin_dir / "python")
         servers = {
-            kind: Process(
+            kind: start_server(
                 [python, "-m", "bench.minimal", kind, "0", *extra],
-                clean_env(),
+                loader_env(),
                 work / f"minimal-{kind}.log",
                 cpu=0,
             )
@@ -198,7 +200,7 @@ def run(quick: bool) -> Section:
             }.items()
         }
         procs += servers.values()
-        base = {k: p.wait_line("listening on").split()[-1] for k, p in servers.items()}
+        base = {k: wait_for_line(p, r"listening on (\S+)") for k, p in servers.items()}
         upsert = _lua(work, "upsert", UPSERT_LUA, stack.admin)
         upsert_plain = _lua(work, "upsert-plain", UPSERT_LUA, None)
         get = _lua(work, "get", GET_LUA, stack.admin)

@@ -1,10 +1,12 @@
-"""Real child processes for the integration tests: the store, the agent, the runner."""
+"""Real child processes for the integration tests (and the benchmarks, ``bench/``): the store,
+the agent, the runner."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -90,23 +92,47 @@ class Proc:
     def output(self) -> str:
         return self.out.read_text(errors="replace") if self.out.exists() else ""
 
+    def rss_kib(self) -> int:
+        """Resident memory now (0 once it has exited)."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return 0
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+def _many_files() -> None:  # pragma: no cover - runs in the child, before exec
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
 
 def spawn(
     args: Sequence[str],
     log: Path,
     env: dict[str, str] | None = None,
     stdin: int | None = subprocess.DEVNULL,
+    *,
+    cpu: int | None = None,
+    many_files: bool = False,
 ) -> Proc:
-    """Start a child with stderr to ``log`` and stdout to ``log`` + ``.out``."""
+    """Start a child with stderr to ``log`` and stdout to ``log`` + ``.out``. ``cpu``: pinned
+    to that core (``taskset``); ``many_files``: its open-file limit raised to the hard limit
+    (a server holding thousands of connections). (Both for the benchmarks, which start no
+    threads before their children.)"""
     out = log.with_name(log.name + ".out")
+    argv = list(args) if cpu is None else ["taskset", "-c", str(cpu), *args]
     with log.open("ab") as err, out.open("wb") as stdout:
         proc = subprocess.Popen(
-            list(args),
+            argv,
             stdout=stdout,
             stderr=err,
             stdin=stdin,
             env=env or loader_env(),
             start_new_session=True,
+            preexec_fn=_many_files if many_files else None,  # noqa: PLW1509
         )
     return Proc(proc, log, out)
 

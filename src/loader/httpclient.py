@@ -1,11 +1,11 @@
 """A small synchronous HTTP/1.1 client over the stdlib, for the CLI and ``loader run``.
 
 Plain sockets over TCP (TLS verified against ``LOADER_CA_FILE`` when given) or a unix socket,
-keep-alive, Content-Length and chunked bodies. Not ``http.client``: it imports ``email`` and
-``ssl`` and would double the start-up time of every management command. Error answers become
-the :mod:`loader.errors` exceptions via ``error_from_response``; a connection failure is
-:class:`~loader.errors.ServiceUnavailableError` (exit 69). Tokens go in headers only and never
-into messages.
+keep-alive; responses are read by :mod:`loader.httpwire`. Not ``http.client``: it imports
+``email`` and ``ssl`` and would double the start-up time of every management command. Error
+answers become the :mod:`loader.errors` exceptions via ``error_from_response``; a connection
+failure is :class:`~loader.errors.ServiceUnavailableError` (exit 69). Tokens go in headers only
+and never into messages.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from urllib.parse import quote, urlsplit
 
 from loader.errors import ConfigError, ServiceUnavailableError, error_from_response, tls_failure
+from loader.httpwire import Closed, Response, read_response
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,75 +26,6 @@ if TYPE_CHECKING:
 # Set by the CLI for LOADER_LOG_LEVEL=debug: each request is logged (method, route template,
 # status, time). ``logging`` is imported only then (start-up time of every command).
 DEBUG = False
-MAX_HEAD = 64 * 1024
-MAX_BODY = 64 * 1024 * 1024
-
-
-class Response:
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-
-class _Closed(Exception):
-    """The server closed a kept-alive connection before answering (retry on a new one)."""
-
-
-def read_response(stream: BinaryIO, method: str) -> tuple[Response, bool]:
-    """One response from ``stream``; also whether the connection can be reused."""
-    line = stream.readline(MAX_HEAD)
-    if not line:
-        raise _Closed
-    parts = line.decode("latin-1").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise ValueError("not an HTTP response")
-    status = int(parts[1])
-    headers: dict[str, str] = {}
-    size = len(line)
-    while True:
-        line = stream.readline(MAX_HEAD)
-        size += len(line)
-        if not line or size > MAX_HEAD:
-            raise ValueError("truncated or oversized HTTP headers")
-        if line in (b"\r\n", b"\n"):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    keep = headers.get("connection", "").lower() != "close" and parts[0] == "HTTP/1.1"
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return Response(status, headers, b""), keep
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        return Response(status, headers, _read_chunked(stream)), keep
-    if "content-length" in headers:
-        length = int(headers["content-length"])
-        if not 0 <= length <= MAX_BODY:
-            raise ValueError("bad Content-Length")
-        body = stream.read(length)
-        if len(body) != length:
-            raise ValueError("truncated HTTP body")
-        return Response(status, headers, body), keep
-    return Response(status, headers, stream.read(MAX_BODY)), False
-
-
-def _read_chunked(stream: BinaryIO) -> bytes:
-    out = bytearray()
-    while True:
-        size_line = stream.readline(1024)
-        if not size_line:
-            raise ValueError("truncated chunked body")
-        size = int(size_line.split(b";")[0].strip(), 16)
-        if size == 0:
-            while stream.readline(MAX_HEAD) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return bytes(out)
-        out += stream.read(size)
-        stream.readline(1024)
-        if len(out) > MAX_BODY:
-            raise ValueError("HTTP body too large")
 
 
 def path_quote(segment: str) -> str:
@@ -249,11 +181,11 @@ class HttpClient:
                 sock, stream = self._connect(timeout if timeout is not None else self.timeout)
                 sock.sendall(message)
                 response, keep = read_response(stream, method)
-            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
+            except (Closed, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 if attempt == 1 and reused:
                     continue  # a kept-alive connection the server had closed: once more
-                if isinstance(exc, _Closed):
+                if isinstance(exc, Closed):
                     raise ServiceUnavailableError(f"{self.where()} closed the connection") from None
                 raise self._unreachable(exc) from None
             except (OSError, ValueError) as exc:

@@ -10,19 +10,13 @@ from pathlib import Path
 import pytest
 
 from loader.httpclient import HttpClient
+from tests.data import SEED
 from tests.integration.test_store_schemathesis import (
     UNLIMITED_REFUSALS,
     count_requests,
     run_schemathesis,
 )
 from tests.procs import init_store, start_store
-
-SEED = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "seeds"
-    / "spice-cloud-secrets.openapi.json"
-)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,6 @@ def test_fuzz_own_document_without_a_token(live, tmp_path: Path) -> None:  # typ
     assert requests > 300
 
 
-@pytest.mark.skipif(not SEED.exists(), reason="../shared/seeds not beside the checkout")
 def test_fuzz_the_vendor_document_on_the_spice_routes(live, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The vendor's schema does not say app ids are positive or what a name may hold; the
     contract does, and the vendor lists 400 for both: so generated ids like 0 are answered 400,

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from loader import crypto, formats, template
 from loader.errors import DecryptionError, UnrenderableError
 from tests import readers
-from tests.unit.test_template import EXAMPLES, _expected
+from tests.data import EXAMPLES
+from tests.unit.test_template import _expected
 
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 VALUES = st.text(max_size=80)
@@ -87,9 +88,8 @@ def test_docker_and_json_round_trip(values: dict[str, str]) -> None:
     assert _render_or_refusal("json", values) is not None  # JSON carries anything
 
 
-@pytest.mark.skipif(not EXAMPLES, reason="../shared/spice/examples not found")
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(EXAMPLES or [Path("/dev/null")]), st.lists(VALUES, min_size=1, max_size=3))
+@given(st.sampled_from(EXAMPLES), st.lists(VALUES, min_size=1, max_size=3))
 def test_template_keeps_yaml_valid_with_exact_values(path: Path, pool: list[str]) -> None:
     text = path.read_text(encoding="utf-8")
     names = template.references(text)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests import tools
 from tests.pg import PostgresServer, find_bin
 from tests.store_harness import Store, running_store
 
@@ -16,8 +17,7 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server per test process, with a migrated template database."""
-    if find_bin() is None:
-        pytest.skip("PostgreSQL is not installed (Debian package postgresql); .ci/run installs it")
+    tools.require(find_bin(), "PostgreSQL (Debian package postgresql)")
     server = PostgresServer()
     server.start()
     try:

@@ -1,8 +1,9 @@
 """The docker oracle the reader matrix uses agrees with the real docker CLI's parser.
 
 No docker engine runs here; the CLI parses ``--env-file`` itself and posts the result to a fake
-daemon (:mod:`tests.readers.docker_cli`). CI installs no docker CLI (Debian ships it only with
-the engine), so this check runs where one is installed and says so when it skips.
+daemon (:mod:`tests.readers.docker_cli`). Debian ships the CLI only with the engine: ``.ci/run``
+installs docker.io and never starts its daemon. Where no CLI is installed this check skips,
+saying so; in CI that is a failure (:mod:`tests.tools`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from pathlib import Path
 import pytest
 
 from loader import formats
+from tests import tools
 from tests.readers import docker_cli
 from tests.readers.docker import parse_env_file
 from tests.readers.values import VALUES
 
-pytestmark = pytest.mark.skipif(not docker_cli.available(), reason="no docker CLI installed")
+
+@pytest.fixture(autouse=True, scope="module")
+def _docker_cli() -> None:
+    tools.require(docker_cli.available(), "the docker CLI (Debian package docker.io)")
+
 
 LONGEST = "x" * (64 * 1024 - 1 - len("L="))
 EDGES = {

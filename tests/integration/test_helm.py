@@ -28,6 +28,7 @@ from dotenv import dotenv_values
 from loader.httpclient import HttpClient
 from loader.server.settings import StoreSettings
 from loader.webhook.settings import WebhookSettings
+from tests import tools
 from tests.procs import Proc, free_port, loader_env, spawn, wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +40,13 @@ HELM = shutil.which("helm") or (
 RELEASE, NAMESPACE = "loader", "loader"
 MASTER = ["--set", "masterKey.existingSecret=loader-master-key"]
 
-pytestmark = [
-    pytest.mark.helm,
-    pytest.mark.skipif(
-        HELM is None, reason="helm not found on PATH nor in .tools/bin (.ci/run fetches it)"
-    ),
-]
+pytestmark = pytest.mark.helm
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _helm() -> None:
+    tools.require(HELM, "helm (on PATH or in .tools/bin)")
+
 
 # A 32-byte key in base64 (what `openssl rand -base64 32` prints), standing alone.
 KEY_LIKE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=(?![A-Za-z0-9+/=])")

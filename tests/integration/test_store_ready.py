@@ -18,6 +18,7 @@ import pytest
 
 from loader.crypto import Keyring
 from loader.store.keyfile import write_key_file
+from tests import tools
 from tests.pg import PostgresServer, find_bin
 from tests.store_harness import Store, running_store
 
@@ -73,8 +74,7 @@ async def test_ready_and_metrics_when_all_is_well(store: Store) -> None:
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL server these tests may stop and freeze."""
-    if find_bin() is None:
-        pytest.skip("PostgreSQL is not installed")
+    tools.require(find_bin(), "PostgreSQL (Debian package postgresql)")
     server = PostgresServer()
     server.start()
     try:

@@ -1,31 +1,23 @@
 """The Spice-compatible routes, every route x status the vendor's OpenAPI document lists.
 
-Bodies are validated against the vendor's own schemas (``../shared/seeds``), values are masked.
+Bodies are validated against the vendor's own schemas (``tests/data/seeds``), values are masked.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from tests.data import SEED
 from tests.store_harness import Store
 
-SEED = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "seeds"
-    / "spice-cloud-secrets.openapi.json"
-)
 MASK = "**********"
 
 
 def seed_schema(name: str) -> dict[str, Any]:
-    if not SEED.exists():
-        pytest.skip("../shared/seeds not beside the checkout")
     doc = json.loads(SEED.read_text())
     return {**doc["components"]["schemas"][name], "components": doc["components"]}
 
@@ -38,8 +30,6 @@ def assert_secret(body: Any) -> None:
 
 
 def seed_statuses() -> set[tuple[str, str, int]]:
-    if not SEED.exists():
-        return set()
     doc = json.loads(SEED.read_text())
     return {
         (method.upper(), path, int(status))
@@ -206,7 +196,6 @@ async def test_spice_database_failure_is_500_without_details(
 SEED_CASES = sorted(seed_statuses())
 
 
-@pytest.mark.skipif(not SEED_CASES, reason="../shared/seeds not beside the checkout")
 @pytest.mark.parametrize(("method", "route", "status"), SEED_CASES)
 async def test_spice_every_seed_route_and_status(
     store: Store, method: str, route: str, status: int

@@ -14,9 +14,7 @@ from ruamel.yaml import YAML
 
 from loader import template
 from loader.errors import UnrenderableError
-
-SPICE = Path(__file__).resolve().parents[2].parent / "shared" / "spice"
-EXAMPLES = sorted((SPICE / "examples").glob("*.y*ml")) if SPICE.is_dir() else []
+from tests.data import EXAMPLES, SPICE
 
 # Values that break naive substitution into YAML.
 HARD_YAML_VALUES = [
@@ -61,7 +59,6 @@ def _expected(doc: Any, values: dict[str, str]) -> Any:
     return doc
 
 
-@pytest.mark.skipif(not EXAMPLES, reason="../shared/spice/examples not found beside the checkout")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 @pytest.mark.parametrize("value", HARD_YAML_VALUES)
 def test_template_spicepod_parses_to_exact_values(path: Path, value: str) -> None:
@@ -82,7 +79,6 @@ def _plain(doc: Any) -> Any:
     return json.loads(json.dumps(doc, default=str))
 
 
-@pytest.mark.skipif(not EXAMPLES, reason="../shared/spice/examples not found beside the checkout")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_template_spicepod_schema_validity_is_kept(path: Path) -> None:
     schema = json.loads((SPICE / "spicepod.schema.json").read_text())
@@ -97,7 +93,6 @@ def test_template_spicepod_schema_validity_is_kept(path: Path) -> None:
     assert after == before
 
 
-@pytest.mark.skipif(not EXAMPLES, reason="../shared/spice/examples not found beside the checkout")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_template_keeps_everything_but_the_rewritten_scalars(path: Path) -> None:
     text = path.read_text(encoding="utf-8")

@@ -1,9 +1,10 @@
 """A minimal HTTP/1.1 GET over TCP or a unix socket, sync (the exec path: stdlib ``socket``
 only) and async (supervise mode: asyncio streams, cancellable, TLS for the store).
 
-Each request uses its own connection (``Connection: close``); the response is parsed by one pure
-function. Failures to connect are :class:`~loader.errors.UnreachableError`, a timeout or a
-garbled answer :class:`~loader.errors.ServiceUnavailableError` (both exit 69).
+Each request uses its own connection (``Connection: close``); the response is parsed by
+:mod:`loader.httpwire`, as the CLI's client parses its own. Failures to connect are
+:class:`~loader.errors.UnreachableError`, a timeout or a garbled answer
+:class:`~loader.errors.ServiceUnavailableError` (both exit 69).
 Over a unix socket the server must run as this user or root (``SO_PEERCRED``): an impostor that
 bound the path first is a :class:`~loader.errors.ConfigError` (exit 78). Responses are bounded.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from loader.errors import ServiceUnavailableError, UnreachableError, nobody_listening, tls_failure
 from loader.fsguard import MAX_DATA_FILE, check_peer
+from loader.httpwire import MAX_HEAD, Closed, Response, read_response
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,14 +22,7 @@ if TYPE_CHECKING:
 
 
 # A response carries at most what an env file may hold, plus its headers.
-MAX_RESPONSE = MAX_DATA_FILE + 64 * 1024
-
-
-class Response:
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
+MAX_RESPONSE = MAX_DATA_FILE + MAX_HEAD
 
 
 class Target:
@@ -83,42 +78,19 @@ def request_bytes(t: Target, path: str, headers: dict[str, str]) -> bytes:
 
 
 def parse_response(data: bytes) -> Response:
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        raise ValueError("incomplete HTTP response")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise ValueError("not an HTTP response")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _dechunk(body)
-    elif "content-length" in headers:
-        body = body[: int(headers["content-length"])]
-    return Response(int(parts[1]), headers, body)
+    """The whole answer read off a ``Connection: close`` request (:mod:`loader.httpwire`)."""
+    import io
+
+    try:
+        return read_response(io.BytesIO(data))[0]
+    except Closed:
+        raise ValueError("empty HTTP response") from None
 
 
 def _bounded(size: int) -> int:
     if size > MAX_RESPONSE:
         raise ValueError(f"the response is larger than {MAX_RESPONSE // (1024 * 1024)} MiB")
     return size
-
-
-def _dechunk(data: bytes) -> bytes:
-    out = bytearray()
-    i = 0
-    while True:
-        end = data.find(b"\r\n", i)
-        if end < 0:
-            raise ValueError("truncated chunked body")
-        size = int(data[i:end].split(b";")[0], 16)
-        if size == 0:
-            return bytes(out)
-        out += data[end + 2 : end + 2 + size]
-        i = end + 2 + size + 2
 
 
 def get(url: str, path: str, headers: dict[str, str], timeout: float) -> Response:

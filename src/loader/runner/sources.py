@@ -24,6 +24,7 @@ from loader.errors import (
     error_from_response,
 )
 from loader.fsguard import read_token_file, read_trusted
+from loader.httpwire import Response
 from loader.runner import http
 from loader.settingtypes import FORMATS, TOKEN
 
@@ -53,7 +54,7 @@ def _retrying(fetch: Callable[[], dict[str, str]], timeout: float) -> dict[str, 
             time.sleep(deadline.delay(exc))
 
 
-def _check(resp: http.Response, what: str) -> None:
+def _check(resp: Response, what: str) -> None:
     if resp.status != 200:
         raise error_from_response(resp.status, resp.body, resp.headers.get("retry-after"), what)
 
@@ -156,7 +157,7 @@ class StoreSource:
             resp = client.request("GET", self.path)
         finally:
             client.close()
-        _check(http.Response(resp.status, resp.headers, resp.body), "store")
+        _check(resp, "store")
         return _store_values(resp.body)
 
     def load(self) -> dict[str, str]:
@@ -185,7 +186,7 @@ def _resolve_app(client: Any, name: str) -> int:
     resp = client.request("GET", "/v1/apps")
     if resp.status == 403:
         raise InsufficientScopeError(f"LOADER_APP={name}: {APP_LOOKUP_SCOPE}")
-    _check(http.Response(resp.status, resp.headers, resp.body), "store")
+    _check(resp, "store")
     import json
 
     return find_app(json.loads(resp.body)["apps"], name)
@@ -199,10 +200,10 @@ def _store_values(body: bytes) -> dict[str, str]:
 
 
 async def _long_poll(
-    request: Callable[[str | None], Awaitable[http.Response]],
+    request: Callable[[str | None], Awaitable[Response]],
     what: str,
     soon: type[LoaderError] = UnreachableError,
-) -> AsyncIterator[http.Response]:
+) -> AsyncIterator[Response]:
     """Yield each 200 of a long-poll loop (sending the last ETag). Errors are ridden out with
     jittered backoff; ``soon`` errors (the other side restarting) are retried within a second."""
     import asyncio
