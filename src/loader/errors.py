@@ -76,72 +76,39 @@ class LoaderError(Exception):
         return {"error": self.message, "code": self.code}
 
 
-class InvalidRequestError(LoaderError):
-    status = 400
-    code = "invalid_request"
-    exit_code = EX_USAGE
+class InvalidRequestError(LoaderError): ...
 
 
-class InvalidSecretNameError(InvalidRequestError):
-    code = "invalid_secret_name"
+class InvalidSecretNameError(InvalidRequestError): ...
 
 
-class UnauthorizedError(LoaderError):
-    status = 401
-    code = "unauthorized"
-    exit_code = EX_NOPERM
+class UnauthorizedError(LoaderError): ...
 
 
-class InsufficientScopeError(LoaderError):
-    status = 403
-    code = "insufficient_scope"
-    exit_code = EX_NOPERM
+class InsufficientScopeError(LoaderError): ...
 
 
-class NotFoundError(LoaderError):
-    status = 404
-    code = "not_found"
-    exit_code = EX_NOINPUT
+class NotFoundError(LoaderError): ...
 
 
-class MethodNotAllowedError(LoaderError):
-    status = 405
-    code = "invalid_request"
-    exit_code = EX_USAGE
+class MethodNotAllowedError(LoaderError): ...
 
 
-class AlreadyExistsError(LoaderError):
-    status = 409
-    code = "already_exists"
-    exit_code = EX_CANTCREAT
+class AlreadyExistsError(LoaderError): ...
 
 
 class ConflictError(LoaderError):
     """The request conflicts with the resource's state (e.g. deleting ``default``)."""
 
-    status = 409
-    code = "invalid_request"
-    exit_code = EX_USAGE
+
+class PreconditionFailedError(LoaderError): ...
 
 
-class PreconditionFailedError(LoaderError):
-    status = 412
-    code = "precondition_failed"
-    exit_code = EX_TEMPFAIL
-
-
-class PayloadTooLargeError(LoaderError):
-    status = 413
-    code = "payload_too_large"
-    exit_code = EX_USAGE
+class PayloadTooLargeError(LoaderError): ...
 
 
 class UnrenderableError(LoaderError):
     """A value that a format or template cannot carry exactly. Names the secret, never the value."""
-
-    status = 422
-    code = "invalid_request"
-    exit_code = EX_DATAERR
 
     def __init__(self, message: str, name: str | None = None, names: tuple[str, ...] = ()) -> None:
         super().__init__(message)
@@ -150,10 +117,6 @@ class UnrenderableError(LoaderError):
 
 
 class RateLimitedError(LoaderError):
-    status = 429
-    code = "rate_limited"
-    exit_code = EX_TEMPFAIL
-
     def __init__(
         self, message: str, retry_after: float, headers: dict[str, str] | None = None
     ) -> None:
@@ -165,10 +128,7 @@ class RateLimitedError(LoaderError):
         return {**super().body(), "retry_after": retry_seconds(self.retry_after)}
 
 
-class InternalError(LoaderError):
-    status = 500
-    code = "internal_error"
-    exit_code = EX_SOFTWARE
+class InternalError(LoaderError): ...
 
 
 class DecryptionError(InternalError):
@@ -177,10 +137,6 @@ class DecryptionError(InternalError):
 
 class ServiceUnavailableError(LoaderError):
     """The store (or an agent) could not be reached, or answered 5xx."""
-
-    status = 503
-    code = "unavailable"
-    exit_code = EX_UNAVAILABLE
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -211,8 +167,6 @@ class DatabaseUnavailableError(ServiceUnavailableError):
     or the master key does not open its data keys. ``code`` (one of :data:`DATABASE_CODES`)
     says which; the answer is 503 with ``Retry-After``."""
 
-    code = "database_unavailable"
-
     def __init__(self, message: str, code: str | None = None, retry_after: float = 2.0) -> None:
         super().__init__(message, retry_after)
         if code is not None:
@@ -221,8 +175,6 @@ class DatabaseUnavailableError(ServiceUnavailableError):
 
 class AuditUnavailableError(ServiceUnavailableError):
     """A reveal refused because its audit record cannot be written (the sink is failing)."""
-
-    code = "audit_unavailable"
 
     def __init__(self, message: str, retry_after: float = 2.0) -> None:
         super().__init__(message, retry_after)
@@ -256,27 +208,17 @@ def nobody_listening(exc: BaseException) -> bool:
 class ConfigError(LoaderError):
     """A bad setting, found at start before any network call."""
 
-    exit_code = EX_CONFIG
-
 
 class UsageError(LoaderError):
     """A bad command line."""
-
-    exit_code = EX_USAGE
 
 
 class DataError(LoaderError):
     """Input data (a file, stdin) that cannot be used. Names the line, never the value."""
 
-    status = 422
-    code = "invalid_request"
-    exit_code = EX_DATAERR
-
 
 class AddressInUseError(LoaderError):
     """A listen address another process holds: one line naming the address, exit 69."""
-
-    exit_code = EX_UNAVAILABLE
 
 
 CREDENTIAL_PREFIXES = ("lt_", "lc_", "eyJ")  # loader tokens, OAuth client ids, JWTs
@@ -311,14 +253,43 @@ def tls_failure(where: str, reason: str) -> ServiceUnavailableError:
     return ServiceUnavailableError(f"TLS handshake with {where} failed: {reason}")
 
 
-class CommandNotFoundError(LoaderError):
-    exit_code = 127
+class CommandNotFoundError(LoaderError): ...
 
 
-class CommandNotExecutableError(LoaderError):
-    exit_code = 126
+class CommandNotExecutableError(LoaderError): ...
 
 
+# The one table: each error's HTTP status and error code (what the store answers) and exit code
+# (what the CLI leaves with). A subclass not listed has its parent's.
+_TABLE: dict[type[LoaderError], tuple[int, str, int]] = {
+    InvalidRequestError: (400, "invalid_request", EX_USAGE),
+    InvalidSecretNameError: (400, "invalid_secret_name", EX_USAGE),
+    UnauthorizedError: (401, "unauthorized", EX_NOPERM),
+    InsufficientScopeError: (403, "insufficient_scope", EX_NOPERM),
+    NotFoundError: (404, "not_found", EX_NOINPUT),
+    MethodNotAllowedError: (405, "invalid_request", EX_USAGE),
+    AlreadyExistsError: (409, "already_exists", EX_CANTCREAT),
+    ConflictError: (409, "invalid_request", EX_USAGE),
+    PreconditionFailedError: (412, "precondition_failed", EX_TEMPFAIL),
+    PayloadTooLargeError: (413, "payload_too_large", EX_USAGE),
+    UnrenderableError: (422, "invalid_request", EX_DATAERR),
+    DataError: (422, "invalid_request", EX_DATAERR),
+    RateLimitedError: (429, "rate_limited", EX_TEMPFAIL),
+    InternalError: (500, "internal_error", EX_SOFTWARE),
+    ServiceUnavailableError: (503, "unavailable", EX_UNAVAILABLE),
+    DatabaseUnavailableError: (503, "database_unavailable", EX_UNAVAILABLE),
+    AuditUnavailableError: (503, "audit_unavailable", EX_UNAVAILABLE),
+    # Never answered over HTTP: only their exit codes matter.
+    ConfigError: (500, "internal_error", EX_CONFIG),
+    UsageError: (500, "internal_error", EX_USAGE),
+    AddressInUseError: (500, "internal_error", EX_UNAVAILABLE),
+    CommandNotFoundError: (500, "internal_error", 127),
+    CommandNotExecutableError: (500, "internal_error", 126),
+}
+for _cls, (_status, _code, _exit_code) in _TABLE.items():
+    _cls.status, _cls.code, _cls.exit_code = _status, _code, _exit_code
+
+# The exception a client raises for an error answer, by status.
 _BY_STATUS: dict[int, type[LoaderError]] = {
     400: InvalidRequestError,
     401: UnauthorizedError,

@@ -1,9 +1,28 @@
-"""Follow one file for changes with watchfiles (inotify), as Kubernetes updates them too."""
+"""Follow one file for changes with watchfiles (inotify), as Kubernetes updates them too, and
+read it again when it may have changed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
+
+from loader.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def reread(read: Callable[[], T], current: T | None, what: str, log: logging.Logger) -> T | None:
+    """A followed file's content read again: the new content, or None when it is the same or
+    cannot be read right now (caught half-written, removed for a moment: logged, and the
+    previous content stays in use)."""
+    try:
+        content = read()
+    except ConfigError as exc:
+        log.warning("keeping the previous %s: %s", what, exc)
+        return None
+    return None if content == current else content
 
 
 async def watch_file(path: Path, recheck: float = 1.0) -> AsyncIterator[None]:

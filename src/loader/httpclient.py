@@ -212,16 +212,11 @@ class HttpClient:
             reason = str(exc) or type(exc).__name__
         return ServiceUnavailableError(f"{self.where()} is unreachable: {reason}")
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (200, 201, 204),
-    ) -> Response:
-        response = self.request(method, path, body, headers)
-        if response.status not in ok:
+    def call(self, method: str, path: str, body: Any = None) -> Response:
+        """:meth:`request`, with an error answer (anything but 200, 201 or 204) raised as its
+        exception (:func:`~loader.errors.error_from_response`)."""
+        response = self.request(method, path, body)
+        if response.status not in (200, 201, 204):
             raise error_from_response(
                 response.status, response.body, response.headers.get("retry-after")
             )

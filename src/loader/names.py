@@ -30,30 +30,27 @@ def is_secret_name(name: str) -> bool:
 
 def check_secret_name(name: str) -> str:
     if not is_secret_name(name):
-        # The name is not echoed: a mistyped command line may have put a value there.
-        raise InvalidSecretNameError(
-            f"invalid secret name: names match {SECRET_NAME_PATTERN} "
-            f"and have at most {SECRET_NAME_MAX} characters"
-        )
+        raise _invalid("secret", SECRET_NAME_PATTERN, SECRET_NAME_MAX, InvalidSecretNameError)
     return name
 
 
 def check_environment_name(name: str) -> str:
     if len(name) > ENV_NAME_MAX or _ENV_NAME.fullmatch(name) is None:
-        raise InvalidRequestError(
-            f"invalid environment name: names match {ENV_NAME_PATTERN} "
-            f"and have at most {ENV_NAME_MAX} characters"
-        )
+        raise _invalid("environment", ENV_NAME_PATTERN, ENV_NAME_MAX)
     return name
 
 
 def check_app_name(name: str) -> str:
     if len(name) > APP_NAME_MAX or _APP_NAME.fullmatch(name) is None:
-        raise InvalidRequestError(
-            f"invalid app name: names match {APP_NAME_PATTERN} "
-            f"and have at most {APP_NAME_MAX} characters"
-        )
+        raise _invalid("app", APP_NAME_PATTERN, APP_NAME_MAX)
     return name
+
+
+def _invalid(
+    what: str, pattern: str, longest: int, cls: type[InvalidRequestError] = InvalidRequestError
+) -> InvalidRequestError:
+    # The name is not echoed: a mistyped command line may have put a value there.
+    return cls(f"invalid {what} name: names match {pattern} and have at most {longest} characters")
 
 
 def parse_app_id(raw: str) -> int:

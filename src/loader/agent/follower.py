@@ -48,13 +48,9 @@ class Follower:
         wait: float,
         backoff: Backoff,
     ) -> None:
-        self.client = client
-        self.tokens = tokens
-        self.state = state
-        self.metrics = metrics
-        self.on_snapshot = on_snapshot
-        self.wait = wait
-        self.backoff = backoff
+        self.client, self.tokens, self.on_snapshot = client, tokens, on_snapshot
+        self.state, self.metrics = state, metrics
+        self.wait, self.backoff = wait, backoff
         self.etag: str | None = None
         self.recovering = False  # the last request failed: the next one does not wait
         self.outage = Outage(log, f"store {client.base}")

@@ -19,6 +19,7 @@ from loader.agent.snapshot import Snapshot
 from loader.errors import ConfigError, UnrenderableError
 from loader.fsguard import check_output, read_output, read_trusted
 from loader.fsio import atomic_write, check_secret_target
+from loader.fswatch import reread
 
 log = logging.getLogger("loader.agent")
 
@@ -85,12 +86,8 @@ class Renderer:
 
     def reload_template(self) -> bool:
         """Re-read the template file; True when its text changed."""
-        try:
-            text = self._read_template()
-        except ConfigError as exc:
-            log.warning("keeping the previous template: %s", exc)
-            return False
-        if text == self._template:
+        text = reread(self._read_template, self._template, "template", log)
+        if text is None:
             return False
         self._template = text
         return True

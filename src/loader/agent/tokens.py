@@ -12,7 +12,7 @@ from pathlib import Path
 
 from loader.errors import ConfigError
 from loader.fsguard import read_token_file
-from loader.fswatch import watch_file
+from loader.fswatch import reread, watch_file
 
 log = logging.getLogger("loader.agent")
 
@@ -31,14 +31,11 @@ class TokenSource:
 
     def reload(self) -> bool:
         """Re-read the file; True (and ``changed`` set) when the token is different."""
-        if self.path is None:
+        path = self.path
+        if path is None:
             return False
-        try:
-            token = read_token_file(self.path)
-        except ConfigError as exc:
-            log.warning("keeping the previous token: %s", exc)
-            return False
-        if token == self._token:
+        token = reread(lambda: read_token_file(path), self._token, "token", log)
+        if token is None:
             return False
         self._token = token
         self.changed.set()

@@ -55,7 +55,7 @@ from loader.store.models import (
     parse_iso,
     utcnow,
 )
-from loader.store.service import MASK, Revealed
+from loader.store.service import MASK, Revealed, WriteConditions
 
 log = logging.getLogger("loader.store")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -121,13 +121,14 @@ def int_param(call: Call[Any], name: str, default: int, low: int, high: int) -> 
     return value
 
 
-def conditions(call: Call[Any], action: str) -> dict[str, Any]:
+def conditions(call: Call[Any], action: str) -> WriteConditions:
     """What every write and delete of a secret carries: the request's ``If-Match`` (absent or
-    blank: none), and its audit record (with the actor, for writes)."""
-    return {
-        "if_match": etags.if_match(call.request.headers.get("If-Match")),
-        "audit": call.event(action),
-    }
+    blank: none), its token as the actor, and its audit record."""
+    return WriteConditions(
+        if_match=etags.if_match(call.request.headers.get("If-Match")),
+        actor=call.actor,
+        audit=call.event(action),
+    )
 
 
 async def write_secret(
@@ -136,7 +137,7 @@ async def write_secret(
     """The secret routes' write: ``change`` as :meth:`StoreService.write` takes it."""
     service = call.state.service
     env = await service.environment(call.app_id, env_name)
-    result = await service.write(env, name, actor=call.actor, **conditions(call, action), **change)
+    result = await service.write(env, name, **conditions(call, action), **change)
     return written_response(result, env.name)
 
 
@@ -351,11 +352,7 @@ async def rollback(call: Call[RollbackBody]) -> web.StreamResponse:
     service = call.state.service
     env = await service.environment(call.app_id, call.env_name)
     result = await service.rollback(
-        env,
-        call.secret_name,
-        call.body.version,
-        actor=call.actor,
-        **conditions(call, "rollback_secret"),
+        env, call.secret_name, call.body.version, **conditions(call, "rollback_secret")
     )
     return written_response(result, env.name)
 

@@ -91,13 +91,9 @@ class AuditLog:
         shutdown_grace: float = 5.0,
         refusal_interval: float = 10.0,
     ) -> None:
-        self.repo = repo
-        self.file = file
-        self.flush_interval = flush_interval
-        self.max_queue = max_queue
-        self.fail_open = fail_open
-        self.shutdown_grace = shutdown_grace
-        self.refusal_interval = refusal_interval
+        self.repo, self.file = repo, file
+        self.flush_interval, self.max_queue, self.fail_open = flush_interval, max_queue, fail_open
+        self.shutdown_grace, self.refusal_interval = shutdown_grace, refusal_interval
         self._refusals = RefusalTally()
         self._refusals_due: asyncio.TimerHandle | None = None
         self._queue: list[AuditEvent] = []

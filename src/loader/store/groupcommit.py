@@ -44,18 +44,18 @@ class _Job:
 
     def start(self) -> bool:
         """The writer thread takes the unit; False if its caller gave up on it."""
-        with self.lock:
-            if self.state == _ABANDONED:
-                return False
-            self.state = _RUNNING
-            return True
+        return self._move(_RUNNING, unless=_ABANDONED)
 
     def abandon(self) -> bool:
         """The caller gives up; False if the unit is already running (wait for it then)."""
+        return self._move(_ABANDONED, unless=_RUNNING)
+
+    def _move(self, state: int, unless: int) -> bool:
+        """Go to ``state`` unless the other side got to ``unless`` first (under the lock)."""
         with self.lock:
-            if self.state == _RUNNING:
+            if self.state == unless:
                 return False
-            self.state = _ABANDONED
+            self.state = state
             return True
 
 

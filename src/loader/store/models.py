@@ -77,6 +77,8 @@ class SecretMeta:
 
 @dataclass(frozen=True, slots=True)
 class SealedValue:
+    """A value as stored: sealed under the data key ``data_key_id``."""
+
     data_key_id: int
     sealed: Sealed
 
@@ -125,6 +127,8 @@ class WriteResult:
 
 @dataclass(frozen=True, slots=True)
 class StoredValue:
+    """A secret's current version and its value, still sealed."""
+
     name: str
     version: int
     value: SealedValue

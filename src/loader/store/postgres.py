@@ -58,17 +58,15 @@ from loader.store.repository import (
     REVOCATION_SKEW,
     ChangeListener,
     KeyWrapper,
+    RepositoryBase,
     Resealer,
-    RevocationFeed,
     SchemaChange,
 )
 from loader.store.rows import (
-    app_record,
     audit_record,
     data_key_record,
     env_record,
     secret_record,
-    token_record,
 )
 from loader.store.writeplan import compares_value, plan_delete, plan_write
 
@@ -229,7 +227,7 @@ async def _insert_environment(
     return Environment(id=int(env_id), app_id=app_id, name=name, revision=0, created_at=now)
 
 
-class PostgresRepository(RevocationFeed):
+class PostgresRepository(RepositoryBase):
     backend = "postgresql"
 
     def __init__(
@@ -300,10 +298,6 @@ class PostgresRepository(RevocationFeed):
 
     def free_bytes(self) -> int | None:
         return None
-
-    async def probe(self) -> list[DataKeyRecord]:
-        rows = await self._fetch(sql.DATA_KEY_PER_MASTER_KEY)
-        return [data_key_record(r) for r in rows]
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -428,17 +422,6 @@ class PostgresRepository(RevocationFeed):
 
         return await self._write(unit)
 
-    async def list_apps(self, only: int | None = None) -> list[App]:
-        if only is None:
-            rows = await self._fetch(sql.LIST_APPS)
-        else:
-            rows = await self._fetch(sql.GET_APP, only)
-        return [app_record(r) for r in rows]
-
-    async def get_app(self, app_id: int) -> App | None:
-        row = await self._fetchrow(sql.GET_APP, app_id)
-        return app_record(row) if row else None
-
     async def delete_app(self, app_id: int) -> bool:
         async def unit(tx: _Tx) -> bool:
             envs = await tx.conn.fetch(_q(sql.ENVIRONMENT_IDS_OF_APP) + " FOR UPDATE", app_id)
@@ -458,14 +441,6 @@ class PostgresRepository(RevocationFeed):
             return await _insert_environment(tx, app_id, name, now, new_key)
 
         return await self._write(unit)
-
-    async def list_environments(self, app_id: int) -> list[Environment]:
-        rows = await self._fetch(sql.LIST_ENVIRONMENTS, app_id)
-        return [env_record(r) for r in rows]
-
-    async def get_environment(self, app_id: int, name: str) -> Environment | None:
-        row = await self._fetchrow(sql.GET_ENVIRONMENT, app_id, name)
-        return env_record(row) if row else None
 
     async def delete_environment(self, app_id: int, name: str) -> bool:
         async def unit(tx: _Tx) -> bool:
@@ -496,10 +471,6 @@ class PostgresRepository(RevocationFeed):
             total = await conn.fetchval(_q(sql.COUNT_SECRETS), env_id)
             rows = await conn.fetch(_q(sql.LIST_SECRETS), env_id, limit, offset)
         return [secret_record(r) for r in rows], int(total)
-
-    async def get_secret(self, env_id: int, name: str) -> SecretMeta | None:
-        row = await self._fetchrow(sql.GET_SECRET, env_id, name)
-        return secret_record(row) if row else None
 
     async def write_secret(
         self, env: Environment, name: str, change: SecretChange, max_versions: int
@@ -649,13 +620,6 @@ class PostgresRepository(RevocationFeed):
 
         await self._write(unit)
 
-    async def get_token(self, token_id: str) -> TokenRecord | None:
-        row = await self._fetchrow(sql.GET_TOKEN, token_id)
-        return token_record(row) if row else None
-
-    async def list_tokens(self) -> list[TokenRecord]:
-        return [token_record(r) for r in await self._fetch(sql.LIST_TOKENS)]
-
     async def revoke_token(self, token_id: str, now: datetime) -> bool:
         async def unit(tx: _Tx) -> bool:
             # The notification reaches every replica's LISTEN when this commits.
@@ -673,9 +637,6 @@ class PostgresRepository(RevocationFeed):
             self._announce_revoked([token_id])
         return revoked
 
-    async def count_tokens(self) -> int:
-        return int((await self._fetchrow(sql.COUNT_TOKENS))[0])
-
     # -- audit -----------------------------------------------------------------------------
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
@@ -692,9 +653,6 @@ class PostgresRepository(RevocationFeed):
         return [audit_record(r) for r in rows], int(total)
 
     # -- keys ------------------------------------------------------------------------------
-
-    async def list_data_keys(self) -> list[DataKeyRecord]:
-        return [data_key_record(r) for r in await self._fetch(sql.DATA_KEYS)]
 
     async def rewrap_data_key(
         self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey

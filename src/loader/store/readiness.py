@@ -63,12 +63,9 @@ class Readiness:
         window: float = 10.0,
         cache_for: float = 1.0,
     ) -> None:
-        self.repo = repo
-        self.keys = keys
-        self.timeout = timeout
-        self.min_free = min_free
-        self.window = window
-        self.cache_for = cache_for
+        self.repo, self.keys = repo, keys
+        self.timeout, self.min_free = timeout, min_free
+        self.window, self.cache_for = window, cache_for
         self._samples: tuple[DataKeyRecord, ...] = ()
         self._verified: tuple[object, tuple[DataKeyRecord, ...], Check] | None = None
         self._key_checked = float("-inf")

@@ -20,25 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from loader.crypto import Sealed, WrappedKey
 from loader.errors import DatabaseUnavailableError
+from loader.store import models, sql
 from loader.store.health import DatabaseHealth
-from loader.store.models import (
-    App,
-    AuditEvent,
-    AuditQuery,
-    DataKeyRecord,
-    Environment,
-    IfMatch,
-    SealedValue,
-    SecretChange,
-    SecretMeta,
-    TokenRecord,
-    ValueSnapshot,
-    VersionMeta,
-    WriteResult,
+from loader.store.rows import (
+    app_record,
+    data_key_record,
+    env_record,
+    secret_record,
+    token_record,
 )
 
 KeyWrapper = Callable[[int, int], WrappedKey]
@@ -56,7 +49,7 @@ REVOCATION_POLL = 0.5
 REVOCATION_SKEW = timedelta(minutes=5)
 """How far back a resync looks for revocations (clocks of hosts and processes differ)."""
 
-Resealer = Callable[[DataKeyRecord, DataKeyRecord, str, int, Sealed], Sealed]
+Resealer = Callable[[models.DataKeyRecord, models.DataKeyRecord, str, int, Sealed], Sealed]
 """``(old_key, new_key, name, version, sealed) -> sealed``: re-encrypts one stored value."""
 
 
@@ -82,6 +75,55 @@ class RevocationFeed:
                 listener(token_id)
 
 
+class RepositoryBase(RevocationFeed):
+    """What both repositories share beyond their revocation listeners: the reads they make
+    alike, each one statement of :mod:`loader.store.sql` (``?`` placeholders) run by the
+    repository's own ``_fetch`` / ``_fetchrow``."""
+
+    async def _fetch(self, statement: str, *args: Any) -> list[Any]:
+        raise NotImplementedError
+
+    async def _fetchrow(self, statement: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    async def probe(self) -> list[models.DataKeyRecord]:
+        """One round trip; returns a data key per master key in use (for the key self-test)."""
+        return [data_key_record(r) for r in await self._fetch(sql.DATA_KEY_PER_MASTER_KEY)]
+
+    async def list_apps(self, only: int | None = None) -> list[models.App]:
+        if only is None:
+            return [app_record(r) for r in await self._fetch(sql.LIST_APPS)]
+        return [app_record(r) for r in await self._fetch(sql.GET_APP, only)]
+
+    async def get_app(self, app_id: int) -> models.App | None:
+        row = await self._fetchrow(sql.GET_APP, app_id)
+        return app_record(row) if row else None
+
+    async def list_environments(self, app_id: int) -> list[models.Environment]:
+        return [env_record(r) for r in await self._fetch(sql.LIST_ENVIRONMENTS, app_id)]
+
+    async def get_environment(self, app_id: int, name: str) -> models.Environment | None:
+        row = await self._fetchrow(sql.GET_ENVIRONMENT, app_id, name)
+        return env_record(row) if row else None
+
+    async def get_secret(self, env_id: int, name: str) -> models.SecretMeta | None:
+        row = await self._fetchrow(sql.GET_SECRET, env_id, name)
+        return secret_record(row) if row else None
+
+    async def get_token(self, token_id: str) -> models.TokenRecord | None:
+        row = await self._fetchrow(sql.GET_TOKEN, token_id)
+        return token_record(row) if row else None
+
+    async def list_tokens(self) -> list[models.TokenRecord]:
+        return [token_record(r) for r in await self._fetch(sql.LIST_TOKENS)]
+
+    async def count_tokens(self) -> int:
+        return int((await self._fetchrow(sql.COUNT_TOKENS))[0])
+
+    async def list_data_keys(self) -> list[models.DataKeyRecord]:
+        return [data_key_record(r) for r in await self._fetch(sql.DATA_KEYS)]
+
+
 class Repository(Protocol):
     backend: str
     health: DatabaseHealth
@@ -90,7 +132,7 @@ class Repository(Protocol):
     async def close(self) -> None: ...
 
     # health (``/v1/ready``)
-    async def probe(self) -> list[DataKeyRecord]:
+    async def probe(self) -> list[models.DataKeyRecord]:
         """One round trip; returns a data key per master key in use (for the key self-test)."""
         ...
 
@@ -111,51 +153,57 @@ class Repository(Protocol):
         ...
 
     # apps and environments
-    async def create_app(self, name: str, now: datetime, new_key: KeyWrapper) -> App: ...
-    async def list_apps(self, only: int | None = None) -> list[App]: ...
-    async def get_app(self, app_id: int) -> App | None: ...
+    async def create_app(self, name: str, now: datetime, new_key: KeyWrapper) -> models.App: ...
+    async def list_apps(self, only: int | None = None) -> list[models.App]: ...
+    async def get_app(self, app_id: int) -> models.App | None: ...
     async def delete_app(self, app_id: int) -> bool: ...
     async def create_environment(
         self, app_id: int, name: str, now: datetime, new_key: KeyWrapper
-    ) -> Environment: ...
-    async def list_environments(self, app_id: int) -> list[Environment]: ...
-    async def get_environment(self, app_id: int, name: str) -> Environment | None: ...
+    ) -> models.Environment: ...
+    async def list_environments(self, app_id: int) -> list[models.Environment]: ...
+    async def get_environment(self, app_id: int, name: str) -> models.Environment | None: ...
     async def delete_environment(self, app_id: int, name: str) -> bool: ...
     async def get_revisions(self, env_ids: Sequence[int]) -> dict[int, int]: ...
 
     # secrets
     async def list_secrets(
         self, env_id: int, offset: int, limit: int
-    ) -> tuple[list[SecretMeta], int]: ...
-    async def get_secret(self, env_id: int, name: str) -> SecretMeta | None: ...
+    ) -> tuple[list[models.SecretMeta], int]: ...
+    async def get_secret(self, env_id: int, name: str) -> models.SecretMeta | None: ...
     async def write_secret(
-        self, env: Environment, name: str, change: SecretChange, max_versions: int
-    ) -> WriteResult:
+        self, env: models.Environment, name: str, change: models.SecretChange, max_versions: int
+    ) -> models.WriteResult:
         """``change`` in one transaction; versions past ``max_versions`` lose their value."""
         ...
 
     async def delete_secret(
-        self, env: Environment, name: str, if_match: IfMatch | None, audit: AuditEvent | None
+        self,
+        env: models.Environment,
+        name: str,
+        if_match: models.IfMatch | None,
+        audit: models.AuditEvent | None,
     ) -> int: ...
-    async def read_values(self, env: Environment, names: Sequence[str] | None) -> ValueSnapshot: ...
-    async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None: ...
+    async def read_values(
+        self, env: models.Environment, names: Sequence[str] | None
+    ) -> models.ValueSnapshot: ...
+    async def list_versions(self, env_id: int, name: str) -> list[models.VersionMeta] | None: ...
     async def get_version(
         self, env_id: int, name: str, version: int
-    ) -> tuple[SealedValue, DataKeyRecord] | None: ...
+    ) -> tuple[models.SealedValue, models.DataKeyRecord] | None: ...
 
     # tokens and OAuth clients
-    async def create_token(self, record: TokenRecord) -> None: ...
-    async def get_token(self, token_id: str) -> TokenRecord | None: ...
-    async def list_tokens(self) -> list[TokenRecord]: ...
+    async def create_token(self, record: models.TokenRecord) -> None: ...
+    async def get_token(self, token_id: str) -> models.TokenRecord | None: ...
+    async def list_tokens(self) -> list[models.TokenRecord]: ...
     async def revoke_token(self, token_id: str, now: datetime) -> bool: ...
     async def count_tokens(self) -> int: ...
 
     # audit
-    async def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
-    async def list_audit(self, query: AuditQuery) -> tuple[list[AuditEvent], int]: ...
+    async def append_audit(self, events: Sequence[models.AuditEvent]) -> None: ...
+    async def list_audit(self, query: models.AuditQuery) -> tuple[list[models.AuditEvent], int]: ...
 
     # keys
-    async def list_data_keys(self) -> list[DataKeyRecord]: ...
+    async def list_data_keys(self) -> list[models.DataKeyRecord]: ...
     async def rewrap_data_key(
         self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey
     ) -> bool: ...

@@ -10,7 +10,7 @@ import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from loader import crypto
 from loader.crypto import Keyring, Sealed, WrappedKey
@@ -23,7 +23,6 @@ from loader.store.models import (
     AuditQuery,
     DataKeyRecord,
     Environment,
-    IfMatch,
     SecretChange,
     SecretMeta,
     TokenRecord,
@@ -62,6 +61,14 @@ class Revealed:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self.values))
+
+
+class WriteConditions(TypedDict, total=False):
+    """What a write or delete of one secret is conditioned on and recorded with."""
+
+    if_match: tuple[str, ...] | None  # the ETags an If-Match header named: one must be current
+    actor: str | None  # who writes (the token id), kept with the new version
+    audit: AuditEvent | None  # the audit record, committed with the write
 
 
 class StoreService:
@@ -252,9 +259,7 @@ class StoreService:
         value: str | None = None,
         description: str | _Unset | None = UNSET,
         must_exist: bool = False,
-        if_match: IfMatch | None = None,
-        actor: str | None = None,
-        audit: AuditEvent | None = None,
+        **conditions: Unpack[WriteConditions],
     ) -> WriteResult:
         """Create or change one secret: a value makes a new version; ``None`` leaves it.
 
@@ -275,15 +280,10 @@ class StoreService:
                 return hmac.compare_digest(stored.encode(), plaintext.encode())
 
         change = SecretChange(
-            seal=seal,
-            description=description,
-            must_exist=must_exist,
-            matches=matches,
-            if_match=if_match,
-            actor=actor,
-            audit=audit,
+            seal=seal, description=description, must_exist=must_exist, matches=matches, **conditions
         )
         result = await self.repo.write_secret(env, name, change, self.max_versions)
+        audit = conditions.get("audit")
         if result.changed:
             self._audited(audit)
         elif audit is not None and self.on_unchanged is not None:
@@ -291,14 +291,11 @@ class StoreService:
         return result
 
     async def delete(
-        self,
-        env: Environment,
-        name: str,
-        *,
-        if_match: IfMatch | None = None,
-        audit: AuditEvent | None = None,
+        self, env: Environment, name: str, **conditions: Unpack[WriteConditions]
     ) -> int:
-        revision = await self.repo.delete_secret(env, name, if_match, audit)
+        """Delete one secret (``conditions`` as :meth:`write` takes them; no ``actor`` needed)."""
+        audit = conditions.get("audit")
+        revision = await self.repo.delete_secret(env, name, conditions.get("if_match"), audit)
         self._audited(audit)
         return revision
 
@@ -307,15 +304,9 @@ class StoreService:
             self.on_audited(event)
 
     async def rollback(
-        self,
-        env: Environment,
-        name: str,
-        version: int,
-        *,
-        if_match: IfMatch | None = None,
-        actor: str | None = None,
-        audit: AuditEvent | None = None,
+        self, env: Environment, name: str, version: int, **conditions: Unpack[WriteConditions]
     ) -> WriteResult:
+        """Write version ``version``'s value again, as a new version."""
         found = await self.repo.get_version(env.id, name, version)
         if found is None:
             if await self.repo.get_secret(env.id, name) is None:
@@ -326,9 +317,7 @@ class StoreService:
             )
         sealed, key = found
         old = self.open_value(env, key, name, version, sealed.sealed)
-        return await self.write(
-            env, name, value=old, must_exist=True, if_match=if_match, actor=actor, audit=audit
-        )
+        return await self.write(env, name, value=old, must_exist=True, **conditions)
 
     async def reveal(self, env: Environment, names: Sequence[str] | None = None) -> Revealed:
         """Decrypt an environment's values. Concurrent callers at one revision share one read."""

@@ -55,17 +55,15 @@ from loader.store.repository import (
     REVOCATION_SKEW,
     ChangeListener,
     KeyWrapper,
+    RepositoryBase,
     Resealer,
-    RevocationFeed,
     SchemaChange,
 )
 from loader.store.rows import (
-    app_record,
     audit_record,
     data_key_record,
     env_record,
     secret_record,
-    token_record,
 )
 from loader.store.writeplan import compares_value, plan_delete, plan_write
 
@@ -128,7 +126,7 @@ def _insert_environment(
     return Environment(id=row[0], app_id=app_id, name=name, revision=0, created_at=now)
 
 
-class SQLiteRepository(RevocationFeed):
+class SQLiteRepository(RepositoryBase):
     backend = "sqlite"
 
     def __init__(
@@ -276,15 +274,6 @@ class SQLiteRepository(RevocationFeed):
             return None
         return st.f_bavail * st.f_frsize
 
-    async def probe(self) -> list[DataKeyRecord]:
-        """One read round trip: a data key per master key in use (for the key self-test)."""
-
-        def unit(conn: sqlite3.Connection) -> list[DataKeyRecord]:
-            rows = conn.execute(sql.DATA_KEY_PER_MASTER_KEY).fetchall()
-            return [data_key_record(r) for r in rows]
-
-        return await self._read(unit)
-
     # -- unit-of-work plumbing -------------------------------------------------------------
 
     async def _write_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -310,6 +299,12 @@ class SQLiteRepository(RevocationFeed):
             for listener in self._listeners:
                 listener(env_id, revision)
         return result
+
+    async def _fetch(self, statement: str, *args: Any) -> list[Any]:
+        return await self._read(lambda conn: conn.execute(statement, args).fetchall())
+
+    async def _fetchrow(self, statement: str, *args: Any) -> Any:
+        return await self._read(lambda conn: conn.execute(statement, args).fetchone())
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         timeouts = self.timeouts
@@ -347,23 +342,6 @@ class SQLiteRepository(RevocationFeed):
 
         return await self._write(unit)
 
-    async def list_apps(self, only: int | None = None) -> list[App]:
-        def unit(conn: sqlite3.Connection) -> list[App]:
-            if only is None:
-                rows = conn.execute(sql.LIST_APPS).fetchall()
-            else:
-                rows = conn.execute(sql.GET_APP, (only,)).fetchall()
-            return [app_record(r) for r in rows]
-
-        return await self._read(unit)
-
-    async def get_app(self, app_id: int) -> App | None:
-        def unit(conn: sqlite3.Connection) -> App | None:
-            row = conn.execute(sql.GET_APP, (app_id,)).fetchone()
-            return app_record(row) if row else None
-
-        return await self._read(unit)
-
     async def delete_app(self, app_id: int) -> bool:
         def unit(tx: _Tx) -> bool:
             for (env_id,) in tx.execute(sql.ENVIRONMENT_IDS_OF_APP, (app_id,)).fetchall():
@@ -381,20 +359,6 @@ class SQLiteRepository(RevocationFeed):
             return _insert_environment(tx, app_id, name, now, new_key)
 
         return await self._write(unit)
-
-    async def list_environments(self, app_id: int) -> list[Environment]:
-        def unit(conn: sqlite3.Connection) -> list[Environment]:
-            rows = conn.execute(sql.LIST_ENVIRONMENTS, (app_id,)).fetchall()
-            return [env_record(r) for r in rows]
-
-        return await self._read(unit)
-
-    async def get_environment(self, app_id: int, name: str) -> Environment | None:
-        def unit(conn: sqlite3.Connection) -> Environment | None:
-            row = conn.execute(sql.GET_ENVIRONMENT, (app_id, name)).fetchone()
-            return env_record(row) if row else None
-
-        return await self._read(unit)
 
     async def delete_environment(self, app_id: int, name: str) -> bool:
         def unit(tx: _Tx) -> bool:
@@ -429,13 +393,6 @@ class SQLiteRepository(RevocationFeed):
             total = conn.execute(sql.COUNT_SECRETS, (env_id,)).fetchone()[0]
             rows = conn.execute(sql.LIST_SECRETS, (env_id, limit, offset)).fetchall()
             return [secret_record(r) for r in rows], total
-
-        return await self._read(unit)
-
-    async def get_secret(self, env_id: int, name: str) -> SecretMeta | None:
-        def unit(conn: sqlite3.Connection) -> SecretMeta | None:
-            row = conn.execute(sql.GET_SECRET, (env_id, name)).fetchone()
-            return secret_record(row) if row else None
 
         return await self._read(unit)
 
@@ -621,19 +578,6 @@ class SQLiteRepository(RevocationFeed):
 
         await self._write(unit)
 
-    async def get_token(self, token_id: str) -> TokenRecord | None:
-        def unit(conn: sqlite3.Connection) -> TokenRecord | None:
-            row = conn.execute(sql.GET_TOKEN, (token_id,)).fetchone()
-            return token_record(row) if row else None
-
-        return await self._read(unit)
-
-    async def list_tokens(self) -> list[TokenRecord]:
-        def unit(conn: sqlite3.Connection) -> list[TokenRecord]:
-            return [token_record(r) for r in conn.execute(sql.LIST_TOKENS)]
-
-        return await self._read(unit)
-
     async def revoke_token(self, token_id: str, now: datetime) -> bool:
         def unit(tx: _Tx) -> bool:
             cur = tx.execute(
@@ -646,12 +590,6 @@ class SQLiteRepository(RevocationFeed):
         if revoked:
             self._announce_revoked([token_id])
         return revoked
-
-    async def count_tokens(self) -> int:
-        def unit(conn: sqlite3.Connection) -> int:
-            return int(conn.execute(sql.COUNT_TOKENS).fetchone()[0])
-
-        return await self._read(unit)
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -671,12 +609,6 @@ class SQLiteRepository(RevocationFeed):
         return await self._read(unit)
 
     # -- keys ------------------------------------------------------------------------------
-
-    async def list_data_keys(self) -> list[DataKeyRecord]:
-        def unit(conn: sqlite3.Connection) -> list[DataKeyRecord]:
-            return [data_key_record(r) for r in conn.execute(sql.DATA_KEYS)]
-
-        return await self._read(unit)
 
     async def rewrap_data_key(
         self, data_key_id: int, expected_master_key_id: str, wrapped: WrappedKey
