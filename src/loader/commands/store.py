@@ -55,7 +55,7 @@ def build(name: str, store: Any) -> None:
 
     from loader.commands import storedata
 
-    storedata.register(ssub, _location)
+    storedata.register(ssub, _location, settings_from)
 
     token = ssub.add_parser("token", help="Create, list and revoke bearer tokens")
     tsub = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)

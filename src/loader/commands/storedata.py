@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loader.console import print_json, say
 from loader.errors import ConfigError
 
+if TYPE_CHECKING:
+    from loader.server.settings import StoreSettings
+
 PG_BACKUP = "for PostgreSQL use pg_dump --format=custom (and pg_restore), see docs/operations.md"
 
 
-def register(ssub: Any, location: Callable[[Any], None]) -> None:
+def register(
+    ssub: Any, location: Callable[[Any], None], settings: Callable[..., StoreSettings]
+) -> None:
+    """The subcommands, with ``location``'s flags (where the data is) and ``settings``, what
+    reads them (given by :mod:`loader.commands.store`, which owns both)."""
     p = ssub.add_parser(
         "backup",
         help="Write a consistent copy of the SQLite database (safe while the store serves)",
@@ -25,7 +32,7 @@ def register(ssub: Any, location: Callable[[Any], None]) -> None:
     location(p)
     p.add_argument("--output", required=True, help="The backup file to create (must not exist)")
     p.add_argument("--json", action="store_true", help="Print one JSON object")
-    p.set_defaults(handler=backup)
+    p.set_defaults(handler=backup, settings=settings)
 
     p = ssub.add_parser(
         "restore",
@@ -39,7 +46,7 @@ def register(ssub: Any, location: Callable[[Any], None]) -> None:
         "--force", action="store_true", help="Set an existing database aside and restore"
     )
     p.add_argument("--json", action="store_true", help="Print one JSON object")
-    p.set_defaults(handler=restore)
+    p.set_defaults(handler=restore, settings=settings)
 
     p = ssub.add_parser(
         "copy",
@@ -56,14 +63,13 @@ def register(ssub: Any, location: Callable[[Any], None]) -> None:
 
     add_flags(p, StoreSettings, ("master_key_file", "data_dir"))  # the source store's key
     p.add_argument("--json", action="store_true", help="Print one JSON object")
-    p.set_defaults(handler=copy)
+    p.set_defaults(handler=copy, settings=settings)
 
 
 def _sqlite_db(ns: Any, doing: str) -> Path:
-    from loader.commands.store import settings_from
     from loader.store.sqlitefile import sqlite_path
 
-    url = settings_from(ns).db_url
+    url = ns.settings(ns).db_url
     if not url.startswith("sqlite:///"):
         raise ConfigError(f"{doing} works on a SQLite store; {PG_BACKUP}")
     return sqlite_path(url)
@@ -97,11 +103,10 @@ def backup(ns: Any) -> int:
 
 
 def restore(ns: Any) -> int:
-    from loader.commands.store import settings_from
     from loader.store.backup import restore as run
     from loader.store.keyfile import read_key_file
 
-    settings = settings_from(ns)
+    settings = ns.settings(ns)
     db = _sqlite_db(ns, "restore")
     keyring = read_key_file(settings.key_file)
     report = run(Path(ns.backup_file), db, keyring, force=ns.force)
@@ -115,13 +120,12 @@ def restore(ns: Any) -> int:
 
 
 def copy(ns: Any) -> int:
-    from loader.commands.store import settings_from
     from loader.store.keyfile import read_key_file
     from loader.store.transfer import copy as run
     from loader.store.transfer import describe
 
     # The source store: its database is --from, its master key --master-key-file or DIR's.
-    keyring = read_key_file(settings_from(ns, database_url=ns.source).key_file)
+    keyring = read_key_file(ns.settings(ns, database_url=ns.source).key_file)
     report = asyncio.run(run(ns.source, ns.target, keyring))
     if ns.json:
         print_json(

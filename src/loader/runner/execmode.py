@@ -8,20 +8,16 @@ imported only when asked for.
 from __future__ import annotations
 
 import os
-import sys
 
 from loader.credentials import scrub_environ
 from loader.envcheck import warn_unknown
-from loader.errors import CommandNotExecutableError, CommandNotFoundError
-from loader.runner.env import build_env, parse_names
+from loader.runner.command import child_env, exec_command
 from loader.runner.options import parse, print_help, wants_help
 from loader.runner.sources import make_source
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from loader.runner.options import RunOptions
+    from collections.abc import Sequence
 
 
 def run_command(argv: Sequence[str]) -> int:
@@ -39,48 +35,3 @@ def run_command(argv: Sequence[str]) -> int:
     env = child_env(opts, os.environ, source.load())
     exec_command(opts.command, env)
     return 0  # pragma: no cover - exec does not return
-
-
-def child_env(
-    opts: RunOptions, base: Mapping[str, str], secrets: Mapping[str, str]
-) -> dict[str, str]:
-    return build_env(
-        base,
-        secrets,
-        override=opts.on("override"),
-        only=parse_names(opts.get("only")),
-        prefix=opts.get("prefix") or "",
-    )
-
-
-def resolve(command: str, env: Mapping[str, str]) -> str:
-    """``command``'s path as ``execvpe`` would find it, telling "not found" from "not
-    executable" (127 and 126, like a shell)."""
-    if "/" in command:
-        candidates = [command]
-    else:
-        path = env.get("PATH", os.defpath)
-        candidates = [os.path.join(d or ".", command) for d in path.split(os.pathsep)]
-    denied = None
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            if os.access(candidate, os.X_OK):
-                return candidate
-            denied = candidate
-        elif os.path.isdir(candidate) and "/" in command:
-            denied = candidate
-    if denied is not None:
-        raise CommandNotExecutableError(f"not executable: {command}")
-    raise CommandNotFoundError(f"command not found: {command}")
-
-
-def exec_command(command: list[str], env: Mapping[str, str]) -> None:
-    path = resolve(command[0], env)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(path, command, dict(env))
-    except PermissionError:
-        raise CommandNotExecutableError(f"not executable: {command[0]}") from None
-    except OSError as exc:
-        raise CommandNotExecutableError(f"cannot execute {command[0]}: {exc.strerror}") from None

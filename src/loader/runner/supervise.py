@@ -30,7 +30,7 @@ from loader.backoff import Backoff, keep_running
 from loader.errors import LoaderError, UsageError
 from loader.hardening import harden_process, restore_core_limit
 from loader.runner.changes import follow_into, latest, settle
-from loader.runner.execmode import child_env, resolve
+from loader.runner.command import child_env, resolve
 from loader.runner.mask import Masker
 from loader.runner.options import RunOptions
 from loader.runner.sources import AgentSource, FileSource, StoreSource
