@@ -113,7 +113,7 @@ def store_render_ms(stack: Stack, sizes: list[int], repeats: int) -> dict[int, l
 AGENT_RENDER = """
 import json, secrets, sys, time
 from loader import formats, template
-from loader.console import tune_gc
+from loader.eventloop import tune_gc
 
 tune_gc()  # what `loader agent` does at start
 sizes, repeats = json.loads(sys.argv[1]), int(sys.argv[2])

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from loader.crypto import Keyring
 from loader.server.app import create_app, store_state
 from loader.server.settings import StoreSettings
-from loader.server.state import Limiter, ServerState
+from loader.server.shared import Limiter, ServerState
 from loader.store.auth import issue_token
 from loader.store.keyfile import KeyringFile, StaticKeyring, write_key_file
 from tests.pg import PostgresServer

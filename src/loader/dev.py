@@ -187,7 +187,7 @@ async def dev_agent(
 
 
 def _print_render(snapshot: Snapshot, result: RenderResult) -> None:
-    from loader.console import say
+    from loader.output import say
 
     if result.errors:
         say(f"[agent] revision {snapshot.revision}: NOT rendered: {'; '.join(result.errors)}")
@@ -231,7 +231,8 @@ async def demo_app(agent: Agent) -> AsyncIterator[asyncio.subprocess.Process]:
 
 
 async def run_dev(port: int, agent_port: int) -> None:
-    from loader.console import say, until_signalled
+    from loader.eventloop import until_signalled
+    from loader.output import say
 
     # The agent's own log line for each render would repeat the [agent] line printed here.
     if not logging.getLogger().isEnabledFor(logging.DEBUG):

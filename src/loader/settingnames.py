@@ -93,7 +93,7 @@ def _models() -> set[str]:
 
 
 def _clients() -> set[str]:
-    from loader.commands.common import CLIENT
+    from loader.commands.invocation import CLIENT
 
     return {o.env for o in CLIENT} | {TOKEN}
 

@@ -8,7 +8,7 @@ Each process declares its settings once, in one place, and takes these from here
   :mod:`loader.webhook.settings`, on :mod:`loader.envsettings`);
 * the agent: a dataclass whose fields are its table (:mod:`loader.settings`);
 * ``loader run``: the ``OPTIONS`` table (:mod:`loader.runner.options`);
-* the management commands: the ``CLIENT`` table (:mod:`loader.commands.common`).
+* the management commands: the ``CLIENT`` table (:mod:`loader.commands.invocation`).
 
 Stdlib only, and nothing imported at module level: ``loader run`` reads its options through this
 on its exec path. The parsers take a flag's value (maybe typed) or a variable's text and raise
@@ -115,7 +115,7 @@ def duration(value: Any) -> float:
     """Seconds, from a number or from text like ``30s``, ``5m``, ``1h30m``, ``2d``."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    from loader.units import parse_duration
+    from loader.durations import parse_duration
 
     return parse_duration(str(value))
 

@@ -12,8 +12,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from loader.agent.local_api import create_local_app, guarded, refusal
 from loader.agent.metrics import AgentMetrics
+from loader.agent.presented import AgentState
 from loader.agent.snapshot import Snapshot
-from loader.agent.state import AgentState
 
 VALUE = "endpoint-canary-3b7d"
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from loader.agent.local_api import host_is_loopback
+from loader.agent.presented import AgentState
 from loader.agent.snapshot import Snapshot
-from loader.agent.state import AgentState
 from loader.errors import ConfigError
 from loader.settings import AgentSettings
 from loader.settingtypes import load, parse_listen

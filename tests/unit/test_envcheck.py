@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.commands.common import CLIENT
+from loader.commands.invocation import CLIENT
 from loader.envcheck import is_service_link, unknown
 from loader.runner.options import OPTIONS
 from loader.server.settings import StoreSettings

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from loader.commands.common import CLIENT, setting
+from loader.commands.invocation import CLIENT, setting
 from loader.envsettings import add_flags as model_flags
 from loader.errors import ConfigError, UsageError
 from loader.runner.options import OPTIONS, parse

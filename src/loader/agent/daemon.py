@@ -20,9 +20,9 @@ from typing import Any
 from loader.agent.follower import Follower
 from loader.agent.local_api import create_local_app
 from loader.agent.metrics import AgentMetrics
+from loader.agent.presented import AgentState
 from loader.agent.renderer import Renderer, RenderResult
 from loader.agent.snapshot import Snapshot
-from loader.agent.state import AgentState
 from loader.agent.storeclient import StoreClient
 from loader.agent.tokens import TokenSource
 from loader.backoff import Backoff, Deadline, keep_running

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from loader.agent.metrics import AgentMetrics
+from loader.agent.presented import AgentState
 from loader.agent.snapshot import Snapshot
-from loader.agent.state import AgentState
 from loader.agent.storeclient import StoreClient
 from loader.agent.tokens import TokenSource
 from loader.backoff import Backoff, Outage

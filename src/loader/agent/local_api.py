@@ -19,11 +19,11 @@ from aiohttp import web
 
 from loader import formats
 from loader.agent.metrics import AgentMetrics
-from loader.agent.state import AgentState
+from loader.agent.presented import AgentState
 from loader.errors import UnrenderableError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STATE = web.AppKey("agent_state", AgentState)
+AGENT = web.AppKey("agent_state", AgentState)
 METRICS = web.AppKey("agent_metrics", AgentMetrics)
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 SECRET_PREFIX = "/v1/secrets"
@@ -168,7 +168,7 @@ def _etag(state: AgentState) -> str:
 
 
 async def secrets(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+    state = request.app[AGENT]
     if state.rendered is None:
         return _error(503, "not ready: no secrets rendered yet", "unavailable")
     query = request.query
@@ -197,7 +197,7 @@ async def secrets(request: web.Request) -> web.StreamResponse:
 
 
 async def secret(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+    state = request.app[AGENT]
     if state.rendered is None:
         return _error(503, "not ready: no secrets rendered yet", "unavailable")
     value = state.rendered.values.get(request.match_info["name"])
@@ -213,7 +213,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    r = request.app[STATE].readiness()
+    r = request.app[AGENT].readiness()
     body: dict[str, Any] = {
         "ready": r.ready,
         "revision": r.revision,
@@ -232,12 +232,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def _release(app: web.Application) -> None:
-    app[STATE].release()
+    app[AGENT].release()
 
 
 def create_local_app(state: AgentState, agent_metrics: AgentMetrics) -> web.Application:
     app = web.Application(client_max_size=4096)
-    app[STATE] = state
+    app[AGENT] = state
     app[METRICS] = agent_metrics
     app[BODIES] = Bodies()
     app.on_shutdown.append(_release)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from loader.agent.state import AgentState
+from loader.agent.presented import AgentState
 
 
 class AgentMetrics:

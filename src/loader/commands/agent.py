@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loader.commands.common import setup_logging
+from loader.commands.invocation import setup_logging
 from loader.credentials import scrub_environ
 from loader.hardening import harden_process
 from loader.settings import AGENT, RENDER, AgentSettings, add_flags, flags_given
@@ -49,14 +49,14 @@ def agent(ns: Any) -> int:
     scrub_environ()
 
     async def main() -> None:
-        from loader.console import tune_gc, until_signalled
+        from loader.eventloop import tune_gc, until_signalled
 
         tune_gc()
         # SIGHUP reopens the log file (log rotation); it never stops the agent.
         stop = asyncio.ensure_future(until_signalled(on_hangup=reopen_log))
         await daemon.run(stop)
 
-    from loader.console import run_async
+    from loader.eventloop import run_async
 
     run_async(main())
     return 0
@@ -70,7 +70,7 @@ def render_once(ns: Any) -> int:
 
     daemon = Agent(settings)
     scrub_environ()
-    from loader.console import run_async
+    from loader.eventloop import run_async
 
     result = run_async(daemon.render_once(settings.timeout))
     written = ", ".join(str(p) for p in result.written) or "unchanged"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loader.commands.common import Target, add_client_options, add_settings
-from loader.console import print_json, say
+from loader.commands.invocation import Target, add_client_options, add_settings
+from loader.output import print_json, say
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loader.commands.common import add_settings, setup_logging
+from loader.commands.invocation import add_settings, setup_logging
 from loader.hardening import harden_process
 
 

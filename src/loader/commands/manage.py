@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from loader.commands.common import (
+from loader.commands.invocation import (
     Target,
     add_client_options,
     add_settings,
@@ -19,11 +19,11 @@ from loader.commands.common import (
     confirm,
     debug,
 )
-from loader.console import print_json, say
 from loader.envparse import INTERPOLATION_RULE
 from loader.errors import DataError, NotFoundError, UsageError
 from loader.httpclient import HttpClient
 from loader.names import check_environment_name, check_secret_name
+from loader.output import print_json, say
 from loader.settingtypes import FORMATS
 
 TYPE_CHECKING = False

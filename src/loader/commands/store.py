@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from loader.commands.common import duration, setup_logging
-from loader.console import print_json, run_async, say, tune_gc, until_signalled
+from loader.commands.invocation import duration, setup_logging
 from loader.envsettings import add_flags, flags_given
 from loader.errors import ConfigError, NotFoundError, shown
+from loader.eventloop import run_async, tune_gc, until_signalled
 from loader.hardening import harden_process
+from loader.output import print_json, say
 from loader.server.settings import LOCATION, StoreSettings
 from loader.settingtypes import load
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loader.console import print_json, say
 from loader.errors import ConfigError
+from loader.output import print_json, say
 
 if TYPE_CHECKING:
     from loader.server.settings import StoreSettings

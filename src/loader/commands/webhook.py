@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loader.commands.common import setup_logging
+from loader.commands.invocation import setup_logging
 from loader.envsettings import add_flags, flags_given
 from loader.hardening import harden_process
 from loader.webhook.settings import WebhookSettings, load_settings

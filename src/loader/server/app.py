@@ -27,7 +27,7 @@ from loader.server.metrics import StoreMetrics
 from loader.server.routing import endpoint, unmatched
 from loader.server.schemas import MAX_BODY_BYTES
 from loader.server.settings import StoreSettings
-from loader.server.state import STATE, Limiter, NoLimit, ServerState
+from loader.server.shared import SHARED, Limiter, NoLimit, ServerState
 from loader.serving import serve
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
@@ -46,7 +46,7 @@ def create_app(state: ServerState) -> web.Application:
     """No middleware: every route's own wrapper maps errors (one coroutine frame less for each
     of the thousands of long-polls a store holds); a catch-all answers 404 and 405 in JSON."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[STATE] = state
+    app[SHARED] = state
     app.on_shutdown.append(_release_watchers)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, endpoint(route))
@@ -57,7 +57,7 @@ def create_app(state: ServerState) -> web.Application:
 
 async def _release_watchers(app: web.Application) -> None:
     """On shutdown, answer held long-polls now instead of waiting out their ``wait``."""
-    app[STATE].service.release_watchers()
+    app[SHARED].service.release_watchers()
 
 
 @asynccontextmanager

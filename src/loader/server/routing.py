@@ -44,7 +44,7 @@ from loader.names import (
 from loader.server import idempotency
 from loader.server.limits import RATELIMIT_KEY, WRITE_METHODS
 from loader.server.schemas import MAX_BODY_BYTES, MAX_VALUE_BYTES
-from loader.server.state import STATE, ServerState
+from loader.server.shared import SHARED, ServerState
 from loader.store.auth import Principal
 from loader.store.models import AuditEvent, utcnow
 
@@ -155,7 +155,7 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
             response = await (_write(call) if writes else route.handler(call))
         except LoaderError as exc:
             if exc.status == 401:
-                request.app[STATE].refusals.refused(request.remote)
+                request.app[SHARED].refusals.refused(request.remote)
             response = loader_error(exc)
         except web.HTTPException as exc:
             response = http_error(exc)
@@ -184,7 +184,7 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
 
 def observe(request: web.Request, route: str, status: int, started: float) -> None:
     """Count the request in the store's metrics (by route template, never the raw path)."""
-    metrics = request.app[STATE].metrics
+    metrics = request.app[SHARED].metrics
     if metrics is not None:
         metrics.observe(route, request.method, status, time.perf_counter() - started)
 
@@ -216,7 +216,7 @@ async def _check_address(route: Route, request: web.Request) -> None:
     """An address out of refusals gets 429 before its credential costs a database read -- after
     a pause, so a flood on kept-alive connections slows to one request per connection per
     :data:`REFUSED_PAUSE` instead of spending the store's CPU on thousands of 429s a second."""
-    state = request.app[STATE]
+    state = request.app[SHARED]
     try:
         state.refusals.check(request.remote)
     except RateLimitedError:
@@ -229,7 +229,7 @@ async def _check_address(route: Route, request: web.Request) -> None:
 async def _admit(route: Route, request: web.Request) -> Call[Any]:
     """Everything before the handler; returns the request as the handler sees it. (Separate from
     ``handle`` so its frame is gone while a long-poll handler waits.)"""
-    state = request.app[STATE]
+    state = request.app[SHARED]
     call: Call[Any] = Call(request, route, state)
     try:
         if route.scope is not None:

@@ -23,7 +23,7 @@ from loader.crypto import Keyring
 from loader.errors import AlreadyExistsError, ConfigError, DecryptionError, NotFoundError
 from loader.store import migrations, sqlitefile
 from loader.store.models import utcnow
-from loader.store.rows import data_key_record
+from loader.store.records import data_key_record
 from loader.store.transfer import TABLES
 
 

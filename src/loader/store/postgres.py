@@ -54,6 +54,12 @@ from loader.store.models import (
     WriteResult,
     utcnow,
 )
+from loader.store.records import (
+    audit_record,
+    data_key_record,
+    env_record,
+    secret_record,
+)
 from loader.store.repository import (
     REVOCATION_SKEW,
     ChangeListener,
@@ -61,12 +67,6 @@ from loader.store.repository import (
     RepositoryBase,
     Resealer,
     SchemaChange,
-)
-from loader.store.rows import (
-    audit_record,
-    data_key_record,
-    env_record,
-    secret_record,
 )
 from loader.store.writeplan import compares_value, plan_delete, plan_write
 

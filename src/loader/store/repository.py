@@ -26,7 +26,7 @@ from loader.crypto import Sealed, WrappedKey
 from loader.errors import DatabaseUnavailableError
 from loader.store import models, sql
 from loader.store.health import DatabaseHealth
-from loader.store.rows import (
+from loader.store.records import (
     app_record,
     data_key_record,
     env_record,

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from loader.store.models import AuditEvent, AuditQuery, TokenRecord
-from loader.store.rows import encode_scopes
+from loader.store.records import encode_scopes
 
 Ts = Callable[[datetime], Any]
 

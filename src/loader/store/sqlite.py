@@ -50,6 +50,12 @@ from loader.store.models import (
     parse_iso,
     utcnow,
 )
+from loader.store.records import (
+    audit_record,
+    data_key_record,
+    env_record,
+    secret_record,
+)
 from loader.store.repository import (
     REVOCATION_POLL,
     REVOCATION_SKEW,
@@ -58,12 +64,6 @@ from loader.store.repository import (
     RepositoryBase,
     Resealer,
     SchemaChange,
-)
-from loader.store.rows import (
-    audit_record,
-    data_key_record,
-    env_record,
-    secret_record,
 )
 from loader.store.writeplan import compares_value, plan_delete, plan_write
 

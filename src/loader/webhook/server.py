@@ -16,8 +16,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from loader.console import say, until_signalled
+from loader.eventloop import until_signalled
 from loader.listener import bind_tcp
+from loader.output import say
 from loader.serving import serve
 from loader.webhook.inject import MalformedReviewError, review
 from loader.webhook.settings import WebhookSettings

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from loader.units import parse_duration
+from loader.durations import parse_duration
 
 
 @pytest.mark.parametrize(

@@ -56,4 +56,4 @@ class ServerState:
     list_pages: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
 
-STATE = web.AppKey("state", ServerState)
+SHARED = web.AppKey("state", ServerState)

@@ -1,6 +1,6 @@
 """What a command runs in: its logging (stderr or a reopening file), and for the management
 commands the store they talk to (URL, token, CA), the app and environment they act on, and
-the confirmation a deletion needs. (Output is :mod:`loader.console`'s.)
+the confirmation a deletion needs. (Output is :mod:`loader.output`'s.)
 
 Light on purpose (``loader secrets list`` imports it): ``logging`` only when logging is set up.
 """
@@ -11,6 +11,7 @@ import os
 import sys
 
 from loader import httpclient
+from loader.durations import parse_duration
 from loader.errors import (
     ConfigError,
     InsufficientScopeError,
@@ -20,7 +21,6 @@ from loader.fsguard import read_token_file
 from loader.httpclient import HttpClient, path_quote
 from loader.names import DEFAULT_ENVIRONMENT, check_environment_name
 from loader.settingtypes import LOG_LEVELS, TOKEN, Choice, Option, add_options, boolean
-from loader.units import parse_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

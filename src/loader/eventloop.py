@@ -1,14 +1,10 @@
-"""Console output and process signals for the long-running commands (stdlib only).
-
-``asyncio`` is imported by the functions that need it: the short commands print through this
-module and should not pay for an event loop they never start.
-"""
+"""How a long-running command (store, agent, webhook, dev) runs: its event loop, its garbage
+collector tuning and its signals (stdlib only; ``asyncio`` is imported by the functions that
+need it, so importing this module starts no event loop machinery)."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,16 +37,6 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
-
-
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 async def until_signalled(on_hangup: Callable[[], None] | None = None) -> signal.Signals:
