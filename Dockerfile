@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# The loader image: the store, the agent, the webhook and the runner in one Python package.
+# The loader image: the store, the agent, the webhook and the runner in one Python package, and
+# /opt/loader-run/loader-run, the runner frozen to run in images without Python.
 #
 #   docker build -t secret-loader:0.1.0 .
 #   docker run --rm secret-loader:0.1.0 --help
@@ -25,6 +26,18 @@ COPY scripts/ scripts/
 COPY src/ src/
 RUN pip wheel --wheel-dir /wheels ".[fast]"
 
+# -- freeze: loader-run, `loader run` as a standalone executable for images without Python ------
+# (scripts/build-loader-run). Built for the platform being built (PyInstaller does not
+# cross-compile: `docker buildx --platform linux/arm64` builds the arm64 one); it needs the
+# glibc of this base image (Debian bookworm, 2.36) or newer where it runs.
+FROM build AS freeze
+RUN apt-get update -q \
+    && apt-get install -y -q --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-index --find-links=/wheels "secret-loader" \
+    && pip install "pyinstaller>=6.10" \
+    && scripts/build-loader-run python
+
 # -- runtime ------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
@@ -48,6 +61,10 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && groupadd --gid 65532 loader \
     && useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
        --shell /usr/sbin/nologin loader
+
+# The standalone runner at a fixed path: the webhook's init container copies this directory
+# into a memory volume for app containers whose images have no Python (docs/kubernetes.md).
+COPY --from=freeze /src/build/loader-run/dist/loader-run /opt/loader-run
 
 USER 65532:65532
 WORKDIR /tmp

@@ -1,6 +1,7 @@
 """`loader run` start-up: exec /bin/true with 100 secrets, from a file and from a local agent,
 beside the floor (a ten-line script that reads the file and execs), python-dotenv's
-`dotenv run` and `direnv exec`, all in one interleaved run."""
+`dotenv run` and `direnv exec`, and the frozen standalone `loader-run` (scripts/build-loader-run),
+all in one interleaved run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import OUT, Figure, Section, bench_venv, time_commands, wait_for
+from bench.common import OUT, ROOT, Figure, Section, bench_venv, time_commands, wait_for
 
 FLOOR = """import os, sys
 env = dict(os.environ)
@@ -75,10 +76,15 @@ def run(quick: bool) -> Section:
         subprocess.run([direnv, "allow", str(envrc_dir)], env=env, check=True, capture_output=True)
         commands["direnv exec"] = [direnv, "exec", str(envrc_dir), "/bin/true"]
 
+    frozen = _frozen()
+    commands["loader-run (file)"] = [frozen, "--from-file", str(env_file), "--", "/bin/true"]
     agent_procs = _start_agent(bin_dir, work, data, env)
     agent_url = agent_procs[-1]
     agent_env = {**env, "LOADER_AGENT_URL": agent_url}
-    commands_agent = {"loader run (agent)": [loader, "run", "--", "/bin/true"]}
+    commands_agent = {
+        "loader run (agent)": [loader, "run", "--", "/bin/true"],
+        "loader-run (agent)": [frozen, "--", "/bin/true"],
+    }
     try:
         runs, warmup = (3, 1) if quick else (40, 5)
         # Check every command really works (and sees the secrets) before timing it.
@@ -101,6 +107,14 @@ def run(quick: bool) -> Section:
         assert check.stdout.strip() == data["SECRET_042"]
         check = subprocess.run(
             [loader, "run", "--", py, "-c", "import os; print(os.environ['SECRET_042'])"],
+            env=agent_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert check.stdout.strip() == data["SECRET_042"]
+        check = subprocess.run(
+            [frozen, "--", py, "-c", "import os; print(os.environ['SECRET_042'])"],
             env=agent_env,
             capture_output=True,
             text=True,
@@ -154,6 +168,20 @@ def run(quick: bool) -> Section:
             floor_t,
         )
     )
+    for source in ("file", "agent"):
+        frozen_t = times[f"loader-run ({source})"]
+        section.figures.append(
+            Figure(f"loader-run, frozen ({source})", "ms", frozen_t, "floor script", floor_t)
+        )
+        section.figures.append(
+            Figure(
+                f"loader-run, frozen ({source})",
+                "ms",
+                frozen_t,
+                f"loader run ({source})",
+                times[f"loader run ({source})"],
+            )
+        )
     if "direnv exec" in times:
         section.figures.append(
             Figure("direnv exec (context)", "ms", times["direnv exec"], "floor script", floor_t)
@@ -164,6 +192,17 @@ def run(quick: bool) -> Section:
     )
     section.commands.append("bench/run startup")
     return section
+
+
+def _frozen() -> str:
+    """The standalone loader-run, built (or found in the cache) by scripts/build-loader-run."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "build-loader-run"), sys.executable],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
 
 
 def _start_agent(bin_dir: Path, work: Path, data: dict[str, str], env: dict[str, str]) -> list:  # type: ignore[type-arg]

@@ -52,6 +52,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
+def run_main(argv: Sequence[str] | None = None) -> int:
+    """``loader-run ARGS``, the standalone executable (scripts/loader-run, frozen by
+    scripts/build-loader-run): ``loader run ARGS``, plus ``--version``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        from loader import __version__
+
+        print(f"loader-run {__version__}")
+        return 0
+    if getattr(sys, "frozen", False):
+        _restore_environ()
+    return main(["run", *args])
+
+
+def _restore_environ() -> None:
+    """Undo what the frozen executable's bootloader added to the environment, so the command
+    gets the environment ``loader-run`` got: its ``_PYI_*`` markers, and ``LD_LIBRARY_PATH``
+    pointing at the bundled libraries (which would replace the app's own libssl and friends);
+    PyInstaller keeps the original value in ``LD_LIBRARY_PATH_ORIG``."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("_PYI_")]:
+        del os.environ[name]
+    original = os.environ.pop("LD_LIBRARY_PATH_ORIG", None)
+    if original is None:
+        os.environ.pop("LD_LIBRARY_PATH", None)
+    else:
+        os.environ["LD_LIBRARY_PATH"] = original
+
+
 def build_parser(wanted: str | None) -> argparse.ArgumentParser:
     """The parser; ``wanted`` (a command name, or ``"*"`` for all) gets its arguments."""
     import importlib
