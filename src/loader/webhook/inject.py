@@ -13,6 +13,12 @@ A pod annotated ``loader.dev/inject: "true"`` (and not yet ``loader.dev/injected
 - the annotation ``loader.dev/injected: "true"`` (so a re-invocation changes nothing) and the
   client label the store's NetworkPolicy admits.
 
+With the ``native_sidecar`` setting (Kubernetes 1.29+) the agent is instead the last init
+container, with ``restartPolicy: Always`` and a startup probe on ``/readyz``: the app starts
+only once the first render is done (so no ``loader-render``), and the agent stops after the
+app (a Job's pod completes). Containers named in ``loader.dev/inject-env`` also get their
+secrets as environment variables: :mod:`loader.webhook.envinject`.
+
 What the pod asks for comes from its ``loader.dev/*`` annotations (the constants below;
 docs/kubernetes.md lists them with their defaults); where the store is,
 which image and which token Secret come from the webhook's settings.
@@ -42,7 +48,8 @@ from typing import Any
 
 from loader.errors import InvalidRequestError
 from loader.names import APP_ID_PATTERN, ENV_NAME_MAX, ENV_NAME_PATTERN, MAX_ID
-from loader.settingtypes import FORMATS
+from loader.settingtypes import FORMATS, seconds
+from loader.webhook import envinject
 from loader.webhook.settings import WebhookSettings, is_k8s_name
 
 log = logging.getLogger("loader.webhook")
@@ -108,10 +115,8 @@ def _shown(value: str) -> str:
 
 def wants_injection(pod: dict[str, Any]) -> bool:
     annotations = _mapping(pod.get("metadata"), "annotations")
-    return (
-        str(annotations.get(INJECT, "")).lower() == "true"
-        and str(annotations.get(INJECTED, "")).lower() != "true"
-    )
+    asked = str(annotations.get(INJECT, "")).lower() == "true" or envinject.wants_env(annotations)
+    return asked and str(annotations.get(INJECTED, "")).lower() != "true"
 
 
 def read_wish(annotations: dict[str, Any], settings: WebhookSettings) -> Wish:
@@ -248,13 +253,13 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _probe(port: int, path: str, period: int) -> dict[str, Any]:
+def _probe(port: int, path: str, period: int, failures: int = 3) -> dict[str, Any]:
     code = f"import urllib.request as u; u.urlopen('http://127.0.0.1:{port}{path}', timeout=3)"
     return {
         "exec": {"command": ["python", "-c", code]},
         "periodSeconds": period,
         "timeoutSeconds": 5,
-        "failureThreshold": 3,
+        "failureThreshold": failures,
     }
 
 
@@ -330,6 +335,18 @@ def init_container(
 
 
 def sidecar(wish: Wish, settings: WebhookSettings, uid: int, gid: int | None) -> dict[str, Any]:
+    port = settings.agent_port
+    container = _sidecar(wish, settings, uid, gid)
+    if settings.native_sidecar:
+        # Up to the render timeout for the first render, as loader-render would have had.
+        period = 2
+        failures = max(1, -(-int(seconds(settings.render_timeout)) // period))
+        container["restartPolicy"] = "Always"
+        container["startupProbe"] = _probe(port, "/readyz", period, failures)
+    return container
+
+
+def _sidecar(wish: Wish, settings: WebhookSettings, uid: int, gid: int | None) -> dict[str, Any]:
     port = settings.agent_port
     return {
         "name": SIDECAR,
@@ -420,14 +437,20 @@ def plan(pod: dict[str, Any], settings: WebhookSettings) -> list[dict[str, Any]]
             "would be the node's)"
         )
     _check_process_isolation(spec, annotations, containers, init_containers)
+    try:
+        env_targets = envinject.targets(annotations, containers)
+    except envinject.EnvInjectionError as exc:
+        raise AnnotationError(f"{envinject.INJECT_ENV}: {exc}") from None
     taken = _names(containers) | _names(init_containers)
-    for name in (INIT_CONTAINER, SIDECAR):
+    for name in (INIT_CONTAINER, SIDECAR, envinject.COPY_CONTAINER):
         if name in taken:
             raise AnnotationError(
                 f"{INJECT}: the pod already has a container named {name}; remove it or the "
                 "annotation"
             )
     added_volumes = volumes(wish, settings)
+    if env_targets:
+        added_volumes.append(envinject.volume())
     for volume in added_volumes:
         if volume["name"] in _names(pod_volumes):
             raise AnnotationError(
@@ -437,27 +460,39 @@ def plan(pod: dict[str, Any], settings: WebhookSettings) -> list[dict[str, Any]]
 
     uid, gid = _identity(spec, containers) or (settings.run_as_user, None)
     mount = {"name": SECRETS_VOLUME, "mountPath": settings.mount_path, "readOnly": True}
+    agent = sidecar(wish, settings, uid, gid)
+    added_init = []
+    if env_targets:
+        added_init.append(
+            envinject.copy_container(settings, _security_context(uid, gid), _resources(settings))
+        )
+    # A native sidecar's startup probe holds the app back until the first render.
+    added_init.append(
+        agent if settings.native_sidecar else init_container(wish, settings, uid, gid)
+    )
 
     ops: list[dict[str, Any]] = []
     _append(ops, "/spec/volumes", pod_volumes, added_volumes)
-    _append(
-        ops, "/spec/initContainers", init_containers, [init_container(wish, settings, uid, gid)]
-    )
+    _append(ops, "/spec/initContainers", init_containers, added_init)
+    by_index = {t.index: t for t in env_targets}
     for index, container in enumerate(containers):
         if not isinstance(container, dict):
             raise TypeError("a container is not an object")
         mounts = _list(container, "volumeMounts")
-        if any(
-            isinstance(m, dict) and m.get("mountPath") == mount["mountPath"] for m in mounts or ()
-        ):
-            raise AnnotationError(
-                f"{INJECT}: container {container.get('name')} already mounts something at "
-                f"{settings.mount_path}"
-            )
-        _append(ops, f"/spec/containers/{index}/volumeMounts", mounts, [mount])
-    ops.append(
-        {"op": "add", "path": "/spec/containers/-", "value": sidecar(wish, settings, uid, gid)}
-    )
+        wanted = [mount, envinject.mount()] if index in by_index else [mount]
+        for new in wanted:
+            if any(
+                isinstance(m, dict) and m.get("mountPath") == new["mountPath"] for m in mounts or ()
+            ):
+                raise AnnotationError(
+                    f"{INJECT}: container {container.get('name')} already mounts something at "
+                    f"{new['mountPath']}"
+                )
+        _append(ops, f"/spec/containers/{index}/volumeMounts", mounts, wanted)
+        if index in by_index:
+            ops.extend(envinject.container_ops(by_index[index], settings))
+    if not settings.native_sidecar:
+        ops.append({"op": "add", "path": "/spec/containers/-", "value": agent})
     ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(INJECTED)}", "value": "true"})
     if settings.label is not None:
         key, value = settings.label

@@ -79,6 +79,11 @@ class WebhookSettings(LoaderSettings):
     agent_port: int = Field(8701, ge=1, le=65535, description="The agent's loopback port")
     run_as_user: int = Field(65532, ge=1, description="uid of the injected containers by default")
     render_timeout: str = Field("60s", description="The init container gives up after this long")
+    native_sidecar: bool = Field(
+        False,
+        description="Inject the agent as a native sidecar (Kubernetes 1.29+): an init container "
+        "with restartPolicy Always and a startup probe on /readyz",
+    )
     client_label: str = Field(
         "loader.dev/client=true",
         description="KEY=VALUE label added to injected pods (the store's NetworkPolicy admits "
