@@ -36,7 +36,8 @@ RUN apt-get update -q \
     && rm -rf /var/lib/apt/lists/* \
     && pip install --no-index --find-links=/wheels "secret-loader" \
     && pip install "pyinstaller>=6.10" \
-    && scripts/build-loader-run python
+    && scripts/build-loader-run python \
+    && cp -R build/loader-run/dist/loader-run /opt/loader-run
 
 # -- runtime ------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -64,17 +65,18 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 
 # The standalone runner at a fixed path: the webhook's init container copies this directory
 # into a memory volume for app containers whose images have no Python (docs/kubernetes.md).
-COPY --from=freeze /src/build/loader-run/dist/loader-run /opt/loader-run
+COPY --from=freeze /opt/loader-run /opt/loader-run
 
 USER 65532:65532
 WORKDIR /tmp
 # store, agent (loopback only: for `docker run --network container:...`), webhook
 EXPOSE 8700 8701 8443
 
-# The agent's /healthz by default (the image's usual role is the sidecar). For the store, set
-# LOADER_HEALTHCHECK_URL=http://127.0.0.1:8700/v1/health. Python, since the slim image has no curl.
+# Whatever the container runs: the store's /v1/health, the webhook's or the agent's /healthz, on
+# the address it listens on (src/loader/healthcheck.py reads PID 1's command line and
+# environment; LOADER_HEALTHCHECK_URL overrides). Python, since the slim image has no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen(os.environ.get('LOADER_HEALTHCHECK_URL', 'http://127.0.0.1:8701/healthz'), timeout=3)"]
+    CMD ["python", "-m", "loader.healthcheck"]
 
 ENTRYPOINT ["python", "-m", "loader"]
 CMD ["--help"]

@@ -60,10 +60,15 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# The classic sidecar's cluster (agent.nativeSidecar: auto); test_chart_validators.py renders
+# the native sidecar of 1.29+.
+CLASSIC = ("--kube-version", "1.28.0")
+
+
 def render(*values: str) -> tuple[str, list[dict[str, Any]]]:
-    lint = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *values)
+    lint = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *CLASSIC, *values)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values)
+    out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *CLASSIC, *values)
     assert out.returncode == 0, out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     return out.stdout, docs

@@ -68,6 +68,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s://%s.%s.svc:%v" $scheme (include "loader.storeName" .) .Release.Namespace .Values.service.port }}
 {{- end }}
 
+{{/* "true" when the agent runs as a native sidecar (agent.nativeSidecar; auto: Kubernetes
+1.29+), else "". */}}
+{{- define "loader.nativeSidecar" -}}
+{{- $mode := toString .Values.agent.nativeSidecar }}
+{{- if or (eq $mode "true") (and (eq $mode "auto") (semverCompare ">=1.29-0" .Capabilities.KubeVersion.Version)) }}true{{- end }}
+{{- end }}
+
 {{- define "loader.postgres" -}}
 {{- if .Values.database.existingSecret }}true{{- end }}
 {{- end }}
@@ -95,6 +102,9 @@ Refusals: settings that cannot work, with the reason and the fix.
 {{- if not (has .Values.webhook.failurePolicy (list "Ignore" "Fail")) }}
 {{- fail "loader: webhook.failurePolicy must be Ignore or Fail" }}
 {{- end }}
+{{- end }}
+{{- if not (has (toString .Values.agent.nativeSidecar) (list "auto" "true" "false")) }}
+{{- fail "loader: agent.nativeSidecar must be auto, true or false" }}
 {{- end }}
 {{- if .Values.exampleApp.enabled }}
 {{- if not (regexMatch "^[1-9][0-9]*$" (toString .Values.exampleApp.app)) }}
@@ -191,6 +201,9 @@ Parameters (defaults in brackets):
   runAsUser       uid of the agent; the app must run as the same uid (or as root) to read the
                   0600 files it writes [65532]
   timeout         render --once gives up after this long [60s]
+  native          the agent is a native sidecar: put loader.agentSidecar under initContainers
+                  and leave loader.initContainer out (Kubernetes 1.29+) [false]
+  startupSeconds  a native sidecar's first render must be done within this [60]
   onChange        command the agent runs after each re-render [none]
   maxStale        /readyz fails when the data is older [none]
   resources       [requests 10m/64Mi, limits 200m/256Mi]
@@ -298,7 +311,7 @@ exec:
     - "import urllib.request as u; u.urlopen('http://127.0.0.1:{{ .port }}{{ .path }}', timeout=3)"
 periodSeconds: {{ .period }}
 timeoutSeconds: 5
-failureThreshold: 3
+failureThreshold: {{ .failures | default 3 }}
 {{- end }}
 
 {{/* `loader render --once`: the files exist before the app starts (exit 69/77 fail the pod). */}}
@@ -350,6 +363,13 @@ failureThreshold: 3
     {{- include "loader.agent.probe" (dict "port" $port "path" "/healthz" "period" 20) | nindent 4 }}
   readinessProbe:
     {{- include "loader.agent.probe" (dict "port" $port "path" "/readyz" "period" 10) | nindent 4 }}
+  {{- if .native }}
+  # A native sidecar (an init container that keeps running): the app starts once /readyz
+  # answers, i.e. after the first render, within startupSeconds.
+  restartPolicy: Always
+  startupProbe:
+    {{- include "loader.agent.probe" (dict "port" $port "path" "/readyz" "period" 2 "failures" (div (int (.startupSeconds | default 60)) 2)) | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{/* The memory-backed volume the agent writes to (it refuses disk-backed ones). */}}
