@@ -223,7 +223,7 @@ def test_store_deployment_service_and_network_policy(rendered: tuple[str, str, l
         <= deployment["spec"]["template"]["metadata"]["labels"].items()
     )
 
-    (policy,) = of_kind(docs, "NetworkPolicy")
+    (policy,) = component(docs, "NetworkPolicy", "store")
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
