@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import tools
-from tests.procs import LiveStore, free_port, loader_env, spawn, start_agent, wait_until
+from tests.procs import LiveStore, Proc, free_port, loader_env, spawn, start_agent, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = "frozen-canary-9b2e: `it's` $HOME #x"
@@ -59,6 +59,37 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def loopback_agent(tmp_path: Path, shm: Path, store: LiveStore, port: int) -> Proc:
+    """A real agent of ``store``'s app on 127.0.0.1:``port``, as the webhook injects it."""
+    return start_agent(
+        tmp_path / "agent.log",
+        "--output",
+        str(shm / "app.env"),
+        "--listen",
+        f"127.0.0.1:{port}",
+        env=loader_env(
+            LOADER_STORE_URL=store.url,
+            LOADER_TOKEN=store.token("secrets:reveal"),
+            LOADER_APP=str(store.app),
+            LOADER_FORMAT="shell",  # the canary's $ is beyond what dotenv readers agree on
+        ),
+    )
+
+
+def run_frozen(
+    loader_run: Path, tmp_path: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``loader-run ARGS`` in :func:`clean_env`, to its end."""
+    return subprocess.run(
+        [str(loader_run), *args],
+        env=clean_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 CHILD = """#!/bin/sh
 # Record the environment and which libraries the parent (loader-run --watch) has mapped.
 out=$1
@@ -94,19 +125,7 @@ def test_frozen_loader_run_watches_an_agent_without_python(
     for name, value in values.items():
         store.put(name, value)
     port = free_port()
-    agent = start_agent(
-        tmp_path / "agent.log",
-        "--output",
-        str(shm / "app.env"),
-        "--listen",
-        f"127.0.0.1:{port}",
-        env=loader_env(
-            LOADER_STORE_URL=store.url,
-            LOADER_TOKEN=store.token("secrets:reveal"),
-            LOADER_APP=str(store.app),
-            LOADER_FORMAT="shell",  # the canary's $ is beyond what dotenv readers agree on
-        ),
-    )
+    agent = loopback_agent(tmp_path, shm, store, port)
     child, out = tmp_path / "child.sh", tmp_path / "runs"
     child.write_text(CHILD)
     child.chmod(0o755)
@@ -179,18 +198,9 @@ def test_frozen_loader_run_execs_from_the_store(tmp_path: Path, loader_run: Path
         "(did you mean LOADER_ENVIRONMENT?)\n"
     )
 
-    def frozen(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(loader_run), *args],
-            env=clean_env(tmp_path),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-
-    version = frozen("--version")
+    version = run_frozen(loader_run, tmp_path, "--version")
     assert (version.returncode, version.stdout) == (0, "loader-run 0.1.0\n")
-    usage = frozen("--watch")
+    usage = run_frozen(loader_run, tmp_path, "--watch")
     assert usage.returncode == 64
     assert usage.stderr.count("\n") == 1 and "no command given" in usage.stderr
     assert os.access(loader_run, os.X_OK)

@@ -5,7 +5,6 @@ rewritten command itself is run: the frozen loader-run, a real agent, a real sto
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,12 @@ import kubernetes_validate
 import pytest
 
 from loader.webhook.envinject import COPY_CONTAINER, RUNNER, RUNNER_DIR
-from tests.integration.test_loader_run_frozen import CANARY, clean_env, loader_run
+from tests.integration.test_loader_run_frozen import (
+    CANARY,
+    loader_run,
+    loopback_agent,
+    run_frozen,
+)
 from tests.integration.test_webhook import (
     ANNOTATED,
     IMAGE,
@@ -26,7 +30,7 @@ from tests.integration.test_webhook import (
     post,
     settings,
 )
-from tests.procs import LiveStore, free_port, loader_env, start_agent
+from tests.procs import LiveStore, free_port
 
 __all__ = ["loader_run", "post"]  # fixtures
 
@@ -209,37 +213,10 @@ async def test_the_rewritten_command_runs_against_a_real_agent(
     assert command[0] == RUNNER
     store = LiveStore.start(tmp_path)
     store.put("CANARY", CANARY)
-    agent = start_agent(
-        tmp_path / "agent.log",
-        "--output",
-        str(shm / "app.env"),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--format",
-        "shell",
-        env=loader_env(
-            LOADER_STORE_URL=store.url,
-            LOADER_TOKEN=store.token("secrets:reveal"),
-            LOADER_APP=str(store.app),
-        ),
-    )
+    agent = loopback_agent(tmp_path, shm, store, port)
     try:
-        out = subprocess.run(
-            [str(loader_run), *command[1:]],
-            env=clean_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        unmasked = subprocess.run(
-            [str(loader_run), *[a for a in command[1:] if a != "--mask"]],
-            env=clean_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        out = run_frozen(loader_run, tmp_path, *command[1:])
+        unmasked = run_frozen(loader_run, tmp_path, *[a for a in command[1:] if a != "--mask"])
     finally:
         agent.stop()
         store.proc.stop()
