@@ -24,7 +24,9 @@ from loader.settingtypes import (
     FORMATS,
     LOG_LEVELS,
     OFF,
+    RESTART_POLICIES,
     TEMPLATE_FORMATS,
+    TEMPLATE_SPELLINGS,
     Choice,
     Listen,
     SettingError,
@@ -36,6 +38,7 @@ from loader.settingtypes import (
     http_url,
     parse_listen,
     seconds,
+    template_targets,
 )
 
 Parser = Callable[[Any], Any]
@@ -79,6 +82,12 @@ def path(value: Any) -> Path:
 
 def secret(value: Any) -> Secret:
     return value if isinstance(value, Secret) else Secret(str(value))
+
+
+def many(value: Any) -> tuple[str, ...]:
+    """A repeatable flag's values (a list), or one value (a variable's text, a path)."""
+    items = value if isinstance(value, list | tuple) else [value]
+    return tuple(str(item) for item in items)
 
 
 def optional(parse: Parser) -> Parser:
@@ -127,7 +136,7 @@ def app_id_or_name(value: Any) -> int | str:
 class Row:
     """What a field's line says besides its name and type."""
 
-    __slots__ = ("aliases", "commands", "default", "parse", "text")
+    __slots__ = ("aliases", "commands", "default", "parse", "repeat", "text")
 
     def __init__(
         self,
@@ -136,9 +145,10 @@ class Row:
         default: str | None,
         commands: tuple[str, ...],
         aliases: tuple[str, ...],
+        repeat: bool = False,
     ) -> None:
         self.parse, self.text, self.default = parse, text, default
-        self.commands, self.aliases = commands, aliases
+        self.commands, self.aliases, self.repeat = commands, aliases, repeat
 
 
 def setting(
@@ -149,10 +159,11 @@ def setting(
     required: bool = False,
     commands: tuple[str, ...] = BOTH,
     aliases: tuple[str, ...] = (),
+    repeat: bool = False,
 ) -> Any:
     """A field: ``default`` is written as a user would type it (``"30s"``) and parsed like a
-    variable; ``commands`` take it as a flag (none: a variable only)."""
-    row = Row(parse, text, default, commands, aliases)
+    variable; ``commands`` take it as a flag (none: a variable only), ``repeat``: many times."""
+    row = Row(parse, text, default, commands, aliases, repeat)
     if required:
         return field(metadata={"row": row})
     return field(default=None if default is None else parse(default), metadata={"row": row})
@@ -176,12 +187,20 @@ class AgentSettings:
     )
     output: Path | None = setting(optional(path), "Env file to write")
     format: str = setting(Choice(FORMATS), "Env file format", default="dotenv")
-    template: Path | None = setting(
-        optional(path), "Spicepod or any text file with ${secrets:NAME}"
+    template: tuple[str, ...] | None = setting(
+        optional(many),
+        "Spicepod or any text file with $<secrets:NAME>, as SRC:DEST; repeatable",
+        repeat=True,
     )
-    template_output: Path | None = setting(optional(path), "Where the rendered template goes")
+    template_output: Path | None = setting(optional(path), "Where a single --template SRC renders")
     template_format: str = setting(
-        Choice(TEMPLATE_FORMATS), "Template syntax (auto: by extension)", default="auto"
+        Choice(TEMPLATE_FORMATS), "Template syntax (auto: each file by extension)", default="auto"
+    )
+    template_spelling: str = setting(
+        Choice(TEMPLATE_SPELLINGS),
+        "References loader fills in: angle $<secrets:N>, brace ${secrets:N}, both; auto: "
+        "angle when the template has one, else brace",
+        default="auto",
     )
     names: str | None = setting(optional(text), "Only these secrets, comma-separated")
     allow_disk: bool = setting(
@@ -195,7 +214,16 @@ class AgentSettings:
         commands=(AGENT,),
     )
     on_change: str | None = setting(
-        optional(text), "Command run after each re-render, e.g. 'kill -HUP 1'", commands=(AGENT,)
+        optional(text),
+        "Command run after a re-render that needs it, e.g. 'kill -HUP 1'",
+        commands=(AGENT,),
+    )
+    restart: str = setting(
+        Choice(RESTART_POLICIES),
+        "When --on-change runs: auto (unless only spicepod dataset/model/catalog params "
+        "changed), always, never",
+        default="auto",
+        commands=(AGENT,),
     )
     max_stale: float | None = setting(
         optional(seconds), "/readyz fails when the data is older, e.g. 5m", commands=(AGENT,)
@@ -240,8 +268,10 @@ class AgentSettings:
             raise SettingError("", "a token is required: LOADER_TOKEN_FILE (or LOADER_TOKEN)")
         if self.output is None and self.template is None:
             raise SettingError("", "nothing to render: set --output and/or --template")
-        if (self.template is None) != (self.template_output is None):
-            raise SettingError("", "--template and --template-output go together")
+        try:
+            self.template_targets  # noqa: B018 - checked here, used by the agent
+        except ValueError as exc:
+            raise SettingError("template", str(exc)) from None
         if self.listen not in OFF:
             try:
                 address = parse_listen(self.listen)
@@ -267,12 +297,13 @@ class AgentSettings:
         return [n.strip() for n in self.names.split(",") if n.strip()]
 
     @property
-    def resolved_template_format(self) -> str:
-        if self.template_format != "auto":
-            return self.template_format
-        from loader.template import kind_for
-
-        return kind_for(str(self.template or ""))
+    def template_targets(self) -> list[tuple[str, str]]:
+        """``(source, destination)`` of each template."""
+        if self.template is None:
+            if self.template_output is not None:
+                raise ValueError("--template-output goes with one --template SRC")
+            return []
+        return template_targets(self.template, self.template_output)
 
 
 def rows() -> Iterator[tuple[str, Row, bool]]:
@@ -300,6 +331,8 @@ def add_flags(parser: Any, command: str) -> None:
         elif row.parse is boolean:
             kwargs["action"] = "store_true"
             kwargs["help"] = help_line(row.text, env_name(name))
+        elif row.repeat:
+            kwargs["action"] = "append"
         parser.add_argument(flag_name(name), *row.aliases, **kwargs)
 
 

@@ -39,6 +39,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # webhook's annotation (:mod:`loader.formats` renders each).
 FORMATS = ("dotenv", "dotenv-expand", "shell", "docker", "json")
 TEMPLATE_FORMATS = ("auto", "yaml", "json", "text")
+# Which references a template fills in (loader.template): auto, $<secrets:N>, ${secrets:N}, both.
+TEMPLATE_SPELLINGS = ("auto", "angle", "brace", "both")
+# When a change restarts the app (loader.reloads): by the rule, on every change, never.
+RESTART_POLICIES = ("auto", "always", "never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 OFF = ("off", "none", "")  # a listen address that turns the endpoint off
 TRUE = ("1", "true", "yes", "on")
@@ -143,6 +147,31 @@ def http_url(value: Any) -> str:
     if not ok:
         raise ValueError("store url must be http(s)://host[:port]")
     return url.rstrip("/")
+
+
+def template_targets(given: Any, output: Any = None) -> list[tuple[str, str]]:
+    """``(source, destination)`` for each template: ``--template SRC:DEST`` (repeatable, or
+    comma-separated in ``LOADER_TEMPLATE``), or one ``--template SRC`` with
+    ``--template-output DEST``. The destinations must differ."""
+    items = [given] if isinstance(given, str) or not hasattr(given, "__iter__") else list(given)
+    specs = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+    bare = [spec for spec in specs if ":" not in spec]
+    pairs = [spec.partition(":") for spec in specs if ":" in spec]
+    if output is not None and str(output):
+        if len(specs) != 1 or not bare:
+            raise ValueError("--template-output goes with one --template SRC (else SRC:DEST)")
+        return [(bare[0], str(output))]
+    if bare:
+        raise ValueError(
+            f"--template {bare[0]} needs a destination: SRC:DEST (or --template-output DEST)"
+        )
+    targets = [(src.strip(), dest.strip()) for src, _, dest in pairs]
+    if any(not src or not dest for src, dest in targets):
+        raise ValueError("--template takes SRC:DEST, both paths")
+    dests = [dest for _, dest in targets]
+    if len(set(dests)) != len(dests):
+        raise ValueError("two templates render to the same file")
+    return targets
 
 
 def tls_pair(cert: Path | None, key: Path | None) -> None:

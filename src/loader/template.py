@@ -1,4 +1,14 @@
-"""``${secrets:NAME}`` substitution (pure).
+"""``$<secrets:NAME>`` and ``${secrets:NAME}`` substitution (pure).
+
+Two spellings name a secret loader fills in. ``$<secrets:NAME>`` is loader's own: the Spice
+runtime never reads it, so a spicepod can mix values loader renders with ``${secrets:NAME}``
+references the runtime resolves from its own stores. ``${secrets:NAME}`` is the runtime's
+spelling, which loader also fills in for templates written before ``$<...>`` existed. Which
+spellings a template uses is its *spelling* (:data:`SPELLINGS`):
+
+* ``auto`` (the default): ``$<secrets:NAME>`` when the template holds one, so its
+  ``${secrets:...}`` references are left for the runtime; otherwise ``${secrets:NAME}``;
+* ``angle``: ``$<secrets:NAME>`` only; ``brace``: ``${secrets:NAME}`` only; ``both``.
 
 Three kinds of template:
 
@@ -32,8 +42,12 @@ import yaml
 
 from loader.errors import UnrenderableError
 from loader.names import is_spice_key
+from loader.settingtypes import TEMPLATE_SPELLINGS
 
 REFERENCE = re.compile(r"\$\{\s*secrets\s*:\s*([^}\s]*)\s*\}")
+ANGLE_REFERENCE = re.compile(r"\$<\s*secrets\s*:\s*([^>\s]*)\s*>")
+_EITHER = re.compile(f"{ANGLE_REFERENCE.pattern}|{REFERENCE.pattern}")
+SPELLINGS = TEMPLATE_SPELLINGS
 # What the Spice runtime's lexer expands (crates/runtime/src/secrets/lexer.rs): "${", store, ":",
 # key, "}" with whitespace between; any whitespace here, so the check errs on refusing.
 RUNTIME_REFERENCE = re.compile(r"\$\{\s*[a-zA-Z][a-zA-Z0-9_-]*\s*:\s*[a-zA-Z][a-zA-Z0-9_-]*\s*\}")
@@ -59,9 +73,29 @@ def references(text: str) -> list[str]:
     return [m.group(1) for m in REFERENCE.finditer(text)]
 
 
+def loader_references(template: str, spelling: str = "auto") -> re.Pattern[str]:
+    """The pattern of the references loader fills in, for this template and spelling (the
+    secret's name is the match's last group)."""
+    if spelling == "auto":
+        spelling = "angle" if ANGLE_REFERENCE.search(template) else "brace"
+    if spelling == "angle":
+        return ANGLE_REFERENCE
+    if spelling == "brace":
+        return REFERENCE
+    if spelling == "both":
+        return _EITHER
+    raise ValueError(f"unknown template spelling {spelling!r}")
+
+
+def names_in(text: str, pattern: re.Pattern[str]) -> list[str]:
+    """The secret names ``pattern``'s references in ``text`` name, in order."""
+    return [m.group(m.lastindex or 0) for m in pattern.finditer(text)]
+
+
 class _Substituter:
-    def __init__(self, values: Mapping[str, str]) -> None:
+    def __init__(self, values: Mapping[str, str], pattern: re.Pattern[str] = REFERENCE) -> None:
         self.values = values
+        self.pattern = pattern
         self.used: set[str] = set()
         self.missing: set[str] = set()
 
@@ -70,9 +104,9 @@ class _Substituter:
         pieces: list[str] = []
         placed: list[tuple[int, int, str]] = []  # where each value landed in the output
         cursor = size = 0
-        for match in REFERENCE.finditer(text):
+        for match in self.pattern.finditer(text):
             literal = text[cursor : match.start()]
-            name = match.group(1)
+            name = match.group(match.lastindex or 0)
             value = self.values.get(name)
             if value is None:
                 self.missing.add(name)
@@ -111,12 +145,15 @@ def _check_formed_references(out: str, placed: list[tuple[int, int, str]]) -> No
             )
 
 
-def render(template: str, values: Mapping[str, str], kind: str = "text") -> Rendered:
+def render(
+    template: str, values: Mapping[str, str], kind: str = "text", spelling: str = "auto"
+) -> Rendered:
+    pattern = loader_references(template, spelling)
     if kind == "yaml":
-        return render_yaml(template, values)
+        return render_yaml(template, values, pattern)
     if kind == "json":
-        return render_json(template, values)
-    sub = _Substituter(values)
+        return render_json(template, values, pattern)
+    sub = _Substituter(values, pattern)
     out = sub(template)
     sub.finish()
     return Rendered(out, tuple(sorted(sub.used)))
@@ -198,14 +235,16 @@ def _scalar_tokens(text: str, what: str, loader: type) -> list[yaml.ScalarToken]
         raise UnrenderableError(f"{what} is not valid YAML{_where(exc)}") from None
 
 
-def render_yaml(template: str, values: Mapping[str, str]) -> Rendered:
+def render_yaml(
+    template: str, values: Mapping[str, str], pattern: re.Pattern[str] = REFERENCE
+) -> Rendered:
     tokens = _analyse_yaml(template)
-    sub = _Substituter(values)
+    sub = _Substituter(values, pattern)
     pieces: list[str] = []
     expected: list[str] = []
     cursor = 0
     for token in tokens:
-        if not REFERENCE.search(token.value):
+        if not pattern.search(token.value):
             continue
         new_value = sub(token.value)
         start, end = token.start_mark.index, token.end_mark.index
@@ -220,18 +259,23 @@ def render_yaml(template: str, values: Mapping[str, str]) -> Rendered:
     sub.finish()
     pieces.append(template[cursor:])
     out = "".join(pieces)
-    _verify_yaml(out, tokens, expected)
+    _verify_yaml(out, tokens, expected, pattern)
     return Rendered(out, tuple(sorted(sub.used)))
 
 
-def _verify_yaml(out: str, original: tuple[yaml.ScalarToken, ...], expected: list[str]) -> None:
+def _verify_yaml(
+    out: str,
+    original: tuple[yaml.ScalarToken, ...],
+    expected: list[str],
+    pattern: re.Pattern[str],
+) -> None:
     """The output must scan to the same scalars, the rewritten ones holding exactly their values."""
     after = _scalar_tokens(out, "the rendered template", _FAST_LOADER)
     wanted = iter(expected)
     if len(after) != len(original):
         raise UnrenderableError("the rendered template does not keep the template's structure")
     for before, now in zip(original, after, strict=True):
-        target = next(wanted) if REFERENCE.search(before.value) else before.value
+        target = next(wanted) if pattern.search(before.value) else before.value
         if now.value != target:
             raise UnrenderableError(
                 "a substituted value does not read back exactly from the rendered YAML "
@@ -242,17 +286,19 @@ def _verify_yaml(out: str, original: tuple[yaml.ScalarToken, ...], expected: lis
 # -- JSON ----------------------------------------------------------------------------------
 
 
-def render_json(template: str, values: Mapping[str, str]) -> Rendered:
+def render_json(
+    template: str, values: Mapping[str, str], pattern: re.Pattern[str] = REFERENCE
+) -> Rendered:
     try:
         json.loads(template)
     except ValueError as exc:
         raise UnrenderableError(f"the template is not valid JSON: {exc.args[0][:80]}") from None
-    sub = _Substituter(values)
+    sub = _Substituter(values, pattern)
 
     def one(match: re.Match[str]) -> str:
         literal = match.group(0)
         decoded = json.loads(literal)
-        if not REFERENCE.search(decoded):
+        if not pattern.search(decoded):
             return literal
         return json.dumps(sub(decoded), ensure_ascii=False)
 

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from loader import reloads
 from loader.agent.follower import Follower
 from loader.agent.local_api import create_local_app
 from loader.agent.metrics import AgentMetrics
@@ -40,6 +41,7 @@ from loader.listener import bind_tcp, bind_unix
 from loader.serving import serve
 from loader.settings import AgentSettings
 from loader.settingtypes import Listen
+from loader.templatefiles import TemplateFile, TemplateSet
 
 log = logging.getLogger("loader.agent")
 
@@ -54,9 +56,12 @@ class Agent:
         self.renderer = Renderer(
             output=settings.output,
             fmt=settings.format,
-            template_path=settings.template,
-            template_output=settings.template_output,
-            template_kind=settings.resolved_template_format,
+            templates=TemplateSet(
+                settings.template_targets,
+                fmt=settings.template_format,
+                spelling=settings.template_spelling,
+                allow_disk=settings.allow_disk,
+            ),
             allow_disk=settings.allow_disk,
         )
         self.state = AgentState(settings.max_stale)
@@ -72,6 +77,8 @@ class Agent:
         self._on_change_again = False
         self._background: set[asyncio.Task[None]] = set()
         self._missing: list[str] = []
+        self._applied: dict[str, str] | None = None  # the values the files show
+        self._edited: TemplateFile | None = None  # a template whose text changed
 
     def client(self) -> StoreClient:
         s = self.settings
@@ -122,10 +129,24 @@ class Agent:
                     ", ".join(snapshot.names),
                     ", ".join(str(p) for p in result.written),
                 )
-                self._spawn(self._on_change())
+                decision = self.decide(snapshot)
+                log.info("revision %d: %s", snapshot.revision, decision.line)
+                if decision.restart:
+                    self._spawn(self._on_change())
+            self._applied, self._edited = dict(snapshot.values), None
         if self.on_render is not None:
             self.on_render(snapshot, result)
         return result
+
+    def decide(self, snapshot: Snapshot) -> reloads.Decision:
+        """Whether the files just written need --on-change (:mod:`loader.reloads`)."""
+        policy = self.settings.restart
+        if self._edited is not None:
+            return reloads.decide_edit(str(self._edited.source), policy)
+        if self._applied is None:
+            return reloads.decide_unknown(policy)
+        changed = reloads.changed_names(self._applied, snapshot.values)
+        return reloads.decide(changed, self.renderer.routes(snapshot.names), policy)
 
     async def _apply(self, snapshot: Snapshot) -> None:
         await self.apply(snapshot)
@@ -161,16 +182,16 @@ class Agent:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _watch_template(self) -> None:
-        template = self.settings.template
-        if template is None:
-            await asyncio.Event().wait()
-            return
-        async for _ in watch_file(template):
-            if self.renderer.reload_template():
-                log.info("template %s changed; re-rendering", template)
-                if self.latest is not None:
-                    await self.apply(self.latest)
+    def _template_watcher(self, one: TemplateFile) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def watch() -> None:
+            async for _ in watch_file(one.source):
+                if self.renderer.reload_template(one):
+                    log.info("template %s changed; re-rendering", one.source)
+                    if self.latest is not None:
+                        self._edited = one
+                        await self.apply(self.latest)
+
+        return watch
 
     # -- the daemon ------------------------------------------------------------------------
 
@@ -206,8 +227,12 @@ class Agent:
             parts = {
                 "following the store": (follower.run, Backoff(s.backoff_initial, s.backoff_max)),
                 "watching the token file": (self.tokens.watch, Backoff(1.0, 30.0)),
-                "watching the template": (self._watch_template, Backoff(1.0, 30.0)),
             }
+            for one in self.renderer.template_files:
+                parts[f"watching the template {one.source}"] = (
+                    self._template_watcher(one),
+                    Backoff(1.0, 30.0),
+                )
             tasks = [
                 asyncio.create_task(keep_running(name, part, backoff, log), name=name)
                 for name, (part, backoff) in parts.items()
