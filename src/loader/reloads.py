@@ -13,20 +13,17 @@ runtime settings, its environment and ``.env`` files (see ``docs/spice.md``). So
 
 :func:`routes` reads one template to know which names reach which part; :func:`decide` turns a
 change (names only: values never enter this module) and a policy (``auto``, ``always``,
-``never``) into a :class:`Decision` whose ``line`` is logged.
+``never``) into a :class:`Decision` whose ``line`` is logged. Stdlib only at import time
+(``loader run --watch`` decides with it); YAML is read only when a template is.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from loader import template
 from loader.settingtypes import RESTART_POLICIES
 
 POLICIES = RESTART_POLICIES
@@ -63,6 +60,8 @@ def routes(text: str, kind: str, spelling: str, where: str) -> Feeds:
 def _routes(
     text: str, kind: str, spelling: str, where: str
 ) -> tuple[tuple[str, frozenset[Route]], ...]:
+    from loader import template  # YAML: only for a process that renders templates
+
     pattern = template.loader_references(text, spelling)
     found: dict[str, set[Route]] = {}
 
@@ -84,6 +83,10 @@ def _routes(
 
 
 def _documents(text: str, kind: str) -> list[Any] | None:
+    import json
+
+    import yaml
+
     try:
         if kind == "json":
             return [json.loads(text)]

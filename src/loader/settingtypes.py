@@ -246,9 +246,10 @@ def parse_listen(text: str, *, allow_unix: bool = True) -> Listen:
 class Option:
     """One row of a light settings table: a flag, its ``LOADER_*`` variable (the flag wins),
     the help text and the default as typed. ``metavar`` None makes it a switch. (A plain class:
-    ``dataclasses`` imports ``inspect``, too slow for the exec path.)"""
+    ``dataclasses`` imports ``inspect``, too slow for the exec path.) ``repeat``: the flag may
+    be given many times."""
 
-    __slots__ = ("choices", "default", "dest", "env", "flags", "metavar", "text")
+    __slots__ = ("choices", "default", "dest", "env", "flags", "metavar", "repeat", "text")
 
     def __init__(
         self,
@@ -260,8 +261,10 @@ class Option:
         dest: str | None = None,
         aliases: tuple[str, ...] = (),
         choices: tuple[str, ...] | None = None,
+        repeat: bool = False,
     ) -> None:
         self.flags = (flag, *aliases)
+        self.repeat = repeat
         self.dest = dest or flag[2:].replace("-", "_")
         self.env = env_name(self.dest)
         self.text, self.metavar, self.default, self.choices = text, metavar, default, choices
@@ -290,6 +293,7 @@ def add_options(parser: Any, options: Iterable[Option]) -> None:
                 metavar=option.metavar,
                 choices=option.choices,
                 help=option.help,
+                **({"action": "append"} if option.repeat else {}),
             )
         else:
             parser.add_argument(

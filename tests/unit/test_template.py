@@ -199,3 +199,95 @@ def test_spice_warnings_name_unreferenceable_and_colliding() -> None:
 )
 def test_template_kind_for(path: str, kind: str) -> None:
     assert template.kind_for(path) == kind
+
+
+# -- spellings: $<secrets:NAME> (loader's) beside ${secrets:NAME} (the runtime's) ---------------
+
+MIXED_POD = """\
+version: v1
+kind: Spicepod
+name: mixed
+secrets:
+  - from: env
+    name: env
+datasets:
+  - from: postgres:public.orders
+    name: orders
+    params:
+      pg_pass: $<secrets:PG_PASS>      # loader renders this one
+      pg_user: ${secrets:PG_USER}      # the runtime resolves this one from its env store
+      pg_host: "$< secrets:PG_HOST >"
+"""
+
+
+def test_template_mixed_spellings_leave_the_runtimes_references_alone() -> None:
+    """auto (the default): a template holding $<secrets:...> leaves ${secrets:...} to the
+    runtime, even a name loader also holds (PG_USER), so loader never steals it."""
+    values = {"PG_PASS": "p${w}d", "PG_HOST": "db", "PG_USER": "loader-must-not-use-this"}
+    rendered = template.render(MIXED_POD, values, "yaml")
+    params = yaml.safe_load(rendered.text)["datasets"][0]["params"]
+    assert params == {"pg_pass": "p${w}d", "pg_user": "${secrets:PG_USER}", "pg_host": "db"}
+    assert rendered.used == ("PG_HOST", "PG_PASS")
+    assert "loader-must-not-use-this" not in rendered.text
+    assert "# the runtime resolves this one" in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [
+        ("auto", {"a": "1", "b": "${secrets:B}"}),
+        ("angle", {"a": "1", "b": "${secrets:B}"}),
+        ("brace", {"a": "$<secrets:A>", "b": "2"}),
+        ("both", {"a": "1", "b": "2"}),
+    ],
+)
+@pytest.mark.parametrize("kind", ["yaml", "json", "text"])
+def test_template_spelling_chooses_what_loader_fills_in(
+    spelling: str, expected: dict[str, str], kind: str
+) -> None:
+    values = {"A": "1", "B": "2"}
+    sources = {
+        "yaml": "a: $<secrets:A>\nb: ${secrets:B}\n",
+        "json": '{"a": "$<secrets:A>", "b": "${secrets:B}"}',
+        "text": "a=$<secrets:A>\nb=${secrets:B}\n",
+    }
+    out = template.render(sources[kind], values, kind, spelling).text
+    if kind == "text":
+        parsed = dict(line.split("=", 1) for line in out.splitlines())
+    else:
+        parsed = yaml.safe_load(out) if kind == "yaml" else json.loads(out)
+    assert parsed == expected
+
+
+def test_template_auto_without_angle_references_fills_in_braces_as_before() -> None:
+    assert template.render("k: ${secrets:A}\n", {"A": "v"}, "yaml").text == 'k: "v"\n'
+
+
+def test_template_angle_spelling_still_refuses_values_forming_runtime_references() -> None:
+    with pytest.raises(UnrenderableError, match="would form"):
+        template.render("k: $<secrets:A>\n", {"A": "${env:AWS_SECRET}"}, "yaml")
+    with pytest.raises(UnrenderableError, match="not set: MISSING"):
+        template.render("k: $<secrets:MISSING> ${secrets:RUNTIME}\n", {}, "yaml")
+
+
+def test_template_unknown_spelling_is_refused() -> None:
+    with pytest.raises(ValueError, match="spelling"):
+        template.render("k: v\n", {}, "yaml", "curly")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_template_examples_in_angle_spelling_render_and_keep_schema_validity(path: Path) -> None:
+    """Each real spicepod with its references respelt $<secrets:NAME>: rendered, it reads as
+    the original rendered with ${secrets:NAME}, and validates against the schema as before."""
+    text = path.read_text(encoding="utf-8")
+    respelt = template.REFERENCE.sub(lambda m: f"$<secrets:{m.group(1)}>", text)
+    values = {n: f"v-{n}: 'x' #" for n in template.references(text)}
+    ours = template.render(respelt, values, "yaml").text
+    assert yaml.safe_load(ours) == yaml.safe_load(template.render(text, values, "yaml").text)
+    schema = json.loads((SPICE / "spicepod.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def errors(doc: Any) -> list[tuple[str, str]]:
+        return sorted((e.json_path, str(e.validator)) for e in validator.iter_errors(doc))
+
+    assert errors(yaml.safe_load(ours)) == errors(yaml.safe_load(text))

@@ -1,8 +1,8 @@
 """``loader run`` in exec mode: read the secrets, build the environment, become the command.
 
 This runs before every app start, so it imports only the stdlib basics (no argparse, no re, no
-asyncio, no aiohttp/pydantic/cryptography): supervise mode, masking and the store client are
-imported only when asked for.
+asyncio, no aiohttp/pydantic/cryptography): supervise mode, masking, the store client and the
+templates (YAML) are imported only when asked for.
 """
 
 from __future__ import annotations
@@ -26,12 +26,20 @@ def run_command(argv: Sequence[str]) -> int:
         return 0
     opts = parse(argv, os.environ)
     warn_unknown(os.environ)
+    templates = None
+    if opts.many("template") or opts.get("template_output"):
+        from loader.runner.templates import RunTemplates  # YAML: only with a template
+
+        templates = RunTemplates(opts)
     source = make_source(opts, os.environ)
     scrub_environ()  # the token is read: no later child can find it in our environment
     if opts.on("watch") or opts.on("mask"):
         from loader.runner.supervise import supervise
 
-        return supervise(opts, source)
-    env = child_env(opts, os.environ, source.load())
+        return supervise(opts, source, templates)
+    values = source.load()
+    if templates is not None:
+        templates.write(values)
+    env = child_env(opts, os.environ, values)
     exec_command(opts.command, env)
     return 0  # pragma: no cover - exec does not return

@@ -9,7 +9,16 @@ default. Values stay text here: each is parsed where it is used, with the parser
 from __future__ import annotations
 
 from loader.errors import UsageError
-from loader.settingtypes import FORMATS, TRUE, Choice, Option, add_options, duration
+from loader.settingtypes import (
+    FORMATS,
+    RESTART_POLICIES,
+    TEMPLATE_FORMATS,
+    TRUE,
+    Choice,
+    Option,
+    add_options,
+    duration,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +57,36 @@ OPTIONS: tuple[Option, ...] = (
         "on a change, send this signal instead of restarting (e.g. SIGHUP)",
         "SIG",
     ),
+    Option(
+        "--template",
+        "render this template (a spicepod, any file with $<secrets:NAME>) to DEST before CMD "
+        "starts and, with --watch, on each change; repeatable",
+        "SRC:DEST",
+        repeat=True,
+    ),
+    Option("--template-output", "where a single --template SRC renders", "DEST"),
+    Option(
+        "--template-format",
+        f"template syntax: {'|'.join(TEMPLATE_FORMATS)} (auto: each file by extension)",
+        "FMT",
+        default="auto",
+    ),
+    Option(
+        "--template-spelling",
+        "references loader fills in: angle $<secrets:N>, brace ${secrets:N}, both; auto: "
+        "angle when the template has one, else brace",
+        "SPELLING",
+        default="auto",
+    ),
+    Option("--allow-disk", "allow rendering templates outside tmpfs/ramfs"),
+    Option(
+        "--restart",
+        f"{'|'.join(RESTART_POLICIES)}: with --watch, whether a change restarts CMD; auto: not "
+        "when the changed secrets reach it only through spicepod dataset/model/catalog params "
+        "(its pods watcher reloads those)",
+        "WHEN",
+        default="auto",
+    ),
     Option("--grace", "how long CMD has to exit before SIGKILL", "DURATION", default="10s"),
     Option(
         "--debounce",
@@ -83,16 +122,21 @@ NO_TOKEN_FLAG = (
 
 
 class RunOptions:
-    __slots__ = ("command", "switches", "values")
+    __slots__ = ("command", "lists", "switches", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.lists: dict[str, list[str]] = {}  # repeatable options
         self.switches: set[str] = set()
         self.command: list[str] = []
 
     def get(self, dest: str) -> str | None:
         """The option's value (flag, then variable), else the table's default."""
         return self.values.get(dest) or _BY_DEST[dest].default
+
+    def many(self, dest: str) -> list[str]:
+        """A repeatable option's values (flags, else the variable's)."""
+        return self.lists.get(dest, [])
 
     def duration(self, dest: str) -> float:
         """A duration option in seconds; a bad one is a usage error naming its flag."""
@@ -136,7 +180,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RunOptions:
                 value = argv[i]
             else:
                 raise UsageError(f"run: {flag} needs a value")
-            opts.values[option.dest] = value
+            if option.repeat:
+                opts.lists.setdefault(option.dest, []).append(value)
+            else:
+                opts.values[option.dest] = value
         else:
             if eq:
                 raise UsageError(f"run: {flag} takes no value")
@@ -147,7 +194,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RunOptions:
         raw = environ.get(option.env)
         if raw in (None, ""):
             continue
-        if option.takes_value:
+        if option.repeat:
+            opts.lists.setdefault(option.dest, [raw])
+        elif option.takes_value:
             opts.values.setdefault(option.dest, raw)
         elif raw.lower() in TRUE:
             opts.switches.add(option.dest)

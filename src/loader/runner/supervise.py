@@ -26,6 +26,7 @@ import signal
 import sys
 from typing import IO
 
+from loader import reloads
 from loader.backoff import Backoff, keep_running
 from loader.errors import LoaderError, UsageError
 from loader.hardening import harden_process, restore_core_limit
@@ -34,7 +35,11 @@ from loader.runner.command import child_env, resolve
 from loader.runner.mask import Masker
 from loader.runner.options import RunOptions
 from loader.runner.sources import AgentSource, FileSource, StoreSource
-from loader.settingtypes import LOG_LEVELS
+from loader.settingtypes import LOG_LEVELS, RESTART_POLICIES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from loader.runner.templates import RunTemplates
 
 log = logging.getLogger("loader.run")
 Source = FileSource | AgentSource | StoreSource
@@ -73,9 +78,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before 
 
 
 class Supervisor:
-    def __init__(self, opts: RunOptions, source: Source) -> None:
+    def __init__(
+        self, opts: RunOptions, source: Source, templates: RunTemplates | None = None
+    ) -> None:
         self.opts = opts
         self.source = source
+        self.templates = templates
+        self.policy = opts.choice("restart", RESTART_POLICIES)
         self.command = opts.command
         self.restart_signal = parse_signal(opts.get("restart_signal") or "")
         reload = opts.get("reload_signal")
@@ -210,32 +219,60 @@ class Supervisor:
         try:
             while True:
                 values = await settle(queue, self.debounce)
-                if self.new_env(values) is None:
+                step = self.plan(values)
+                if step is None:
                     continue
-                if self.splay > 0:
+                if self.splay > 0 and step[2].restart:
                     delay = random.uniform(0, self.splay)
                     log.info("secrets changed; acting in %.1fs (--splay)", delay)
                     await asyncio.sleep(delay)
-                    values = latest(queue, values)
-                env = self.new_env(values)
-                if env is not None:
-                    await self.apply(values, env)
+                    step = self.plan(latest(queue, values))
+                if step is not None:
+                    await self.apply(*step)
         finally:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
 
-    def new_env(self, values: dict[str, str]) -> dict[str, str] | None:
-        """The child's environment for ``values`` if it differs from the running one."""
+    def plan(
+        self, values: dict[str, str]
+    ) -> tuple[dict[str, str], dict[str, str], reloads.Decision] | None:
+        """What a change to ``values`` needs: the child's new environment and the decision
+        (:mod:`loader.reloads`): restart when a changed secret reaches the child's environment,
+        or a template part the runtime reads once; None when nothing is to be done."""
         try:
             env = child_env(self.opts, os.environ, values)
         except LoaderError as exc:
             log.error("keeping the running command: %s", exc)
             return None
-        return env if sorted(env.items()) != sorted(self.env.items()) else None
+        changed = reloads.changed_names(self.values, values)
+        prefix = self.opts.get("prefix") or ""
+        in_env = [n for n in changed if env.get(prefix + n) != self.env.get(prefix + n)]
+        routes = self.templates.routes() if self.templates is not None else {}
+        decision = reloads.decide(
+            changed, reloads.merge(reloads.environment(in_env), routes), self.policy
+        )
+        if decision.action == "none":
+            if self.templates is not None:
+                log.info("%s", decision.line)
+            self.values = values
+            return None
+        return values, env, decision
 
-    async def apply(self, values: dict[str, str], env: dict[str, str]) -> None:
+    async def apply(
+        self, values: dict[str, str], env: dict[str, str], decision: reloads.Decision
+    ) -> None:
         if self.stopping:
+            return
+        if self.templates is not None:
+            try:
+                self.templates.write(values)
+            except LoaderError as exc:
+                log.error("keeping the running command and the last good files: %s", exc)
+                return
+        log.info("%s", decision.line)
+        if not decision.restart:
+            self.values = values  # the files carry it; the child keeps its environment
             return
         if self.reload_signal is not None:
             self.values, self.env = values, env
@@ -261,6 +298,8 @@ class Supervisor:
 
     async def run(self) -> int:
         values = await asyncio.to_thread(self.source.load)
+        if self.templates is not None:
+            self.templates.write(values)
         await self.start(values, child_env(self.opts, os.environ, values))
         loop = asyncio.get_running_loop()
         for sig in FORWARDED:
@@ -306,7 +345,7 @@ async def _reader(fd: int | None) -> asyncio.StreamReader:
     return reader
 
 
-def supervise(opts: RunOptions, source: Source) -> int:
+def supervise(opts: RunOptions, source: Source, templates: RunTemplates | None = None) -> int:
     harden_process(keep_hard_core_limit=True)
     level = opts.choice("log_level", LOG_LEVELS).upper()
     logging.basicConfig(
@@ -315,4 +354,4 @@ def supervise(opts: RunOptions, source: Source) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
-    return asyncio.run(Supervisor(opts, source).run())
+    return asyncio.run(Supervisor(opts, source, templates).run())
