@@ -171,8 +171,8 @@ def decide(changed: Iterable[str], feeds: Mapping[str, frozenset[Route]], policy
     return Decision(
         "reload",
         names,
-        f"{', '.join(used)} reach the runtime only through {', '.join(parts)}, which its pods "
-        "watcher reloads",
+        f"{', '.join(used)} {'reaches' if len(used) == 1 else 'reach'} the runtime only "
+        f"through {', '.join(parts)}, which its pods watcher reloads",
     )
 
 
