@@ -3,6 +3,13 @@
 :func:`atomic_write` writes ``.<name>.tmp.<random>`` in the target's directory (mode set at
 ``open``, so the bytes are never readable by others), fsyncs it, renames it over the target and
 fsyncs the directory; on any error the temp file is removed and the target is untouched.
+
+A rename alone is a *name* event to a file watcher, which some watchers do not count (the
+Spice runtime v1.0's pods watcher counts create, delete and data-modify only). So once the new
+file is in place, its first byte is written again, through the descriptor that wrote it: the
+same byte, so every reader still sees either the old file or the whole new one, and the kernel
+reports a data-modify (``IN_MODIFY``) on the target's name that every watcher counts
+(``tests/integration/test_watcher_events.py`` lists the events of each way to write).
 """
 
 from __future__ import annotations
@@ -36,14 +43,23 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
+            os.replace(tmp, path)
+            _touch_data(fd, data)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_directory(directory)
+
+
+def _touch_data(fd: int, data: bytes) -> None:
+    """A data-modify event on the renamed file without changing a byte (see the module doc)."""
+    if data:
+        os.pwrite(fd, data[:1], 0)
+    else:
+        os.ftruncate(fd, 0)
 
 
 def fsync_directory(directory: Path) -> None:
