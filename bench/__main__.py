@@ -21,6 +21,7 @@ BENCHMARKS = [
     "memory",
     "refusals",
     "spicelist",
+    "spice",
 ]
 
 
