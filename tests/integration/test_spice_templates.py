@@ -221,6 +221,7 @@ def test_runner_renders_a_spicepod_and_restarts_only_when_needed(shm: Path, tmp_
         time.sleep(0.3)
         assert len(started()) == 3
         assert runner.proc.poll() is None
+        assert not lines(runner, "no action")  # the first values read are no change
     finally:
         runner.stop()
     print("\n".join(lines(runner, ":")))

@@ -246,6 +246,8 @@ class Supervisor:
             log.error("keeping the running command: %s", exc)
             return None
         changed = reloads.changed_names(self.values, values)
+        if not changed:
+            return None
         prefix = self.opts.get("prefix") or ""
         in_env = [n for n in changed if env.get(prefix + n) != self.env.get(prefix + n)]
         routes = self.templates.routes() if self.templates is not None else {}
