@@ -39,6 +39,9 @@ datasets:
 """
 
 
+RUNNER_TAIL = ["--only", "OTHER", "--log-level", "info", "--", "sleep", "1000"]
+
+
 def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.perf_counter() + timeout
     while not check():
@@ -109,12 +112,16 @@ def run(quick: bool) -> Section:
                 ),
                 "loader run --watch": (
                     [*stack.loader, "run", "--watch", "--store-url", stack.url, "--template"],
-                    ["--only", "OTHER", "--log-level", "info", "--", "sleep", "1000"],
+                    RUNNER_TAIL,
+                ),
+                "loader run --watch --debounce 0.01s": (
+                    [*stack.loader, "run", "--watch", "--store-url", stack.url, "--template"],
+                    [*RUNNER_TAIL[:2], "--debounce", "0.01s", *RUNNER_TAIL[2:]],
                 ),
             }
             for label, (head, tail) in recipes.items():
-                app = stack.app(label.replace(" ", "-").replace("-", "")[:20], initial)
-                pod = shm / f"{label.split()[0]}.yaml"
+                app = stack.app(f"recipe{len(section.figures)}", initial)
+                pod = shm / f"recipe{len(section.figures)}.yaml"
                 argv = [*head, f"{template}:{pod}", *tail]
                 proc = start_server(argv, {**env, "LOADER_APP": str(app)}, work / f"{label}.log")
                 try:

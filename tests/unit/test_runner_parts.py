@@ -14,6 +14,7 @@ from loader.runner.env import build_env, parse_names
 from loader.runner.mask import MASK, Masker
 from loader.runner.options import parse, wants_help
 from loader.runner.supervise import exit_code, parse_signal
+from loader.settingtypes import template_targets
 
 
 @pytest.mark.parametrize(
@@ -51,6 +52,45 @@ def test_options_env_fills_and_flags_win() -> None:
 def test_options_usage_errors(argv: list[str]) -> None:
     with pytest.raises(UsageError):
         parse(argv, {})
+
+
+def test_options_template_repeats_and_the_variable_fills_in() -> None:
+    argv = ["--template", "a.yaml:/s/a.yaml", "--template=b.json:/s/b.json", "--", "x"]
+    assert parse(argv, {"LOADER_TEMPLATE": "c:/s/c"}).many("template") == [
+        "a.yaml:/s/a.yaml",
+        "b.json:/s/b.json",
+    ]
+    assert parse(["--", "x"], {"LOADER_TEMPLATE": "c:/s/c"}).many("template") == ["c:/s/c"]
+    assert parse(["--", "x"], {}).many("template") == []
+
+
+@pytest.mark.parametrize(
+    ("given", "output", "expected"),
+    [
+        (["a.yaml:/s/a.yaml"], None, [("a.yaml", "/s/a.yaml")]),
+        (["a:/s/a", "b:/s/b"], None, [("a", "/s/a"), ("b", "/s/b")]),
+        ("a:/s/a, b:/s/b", None, [("a", "/s/a"), ("b", "/s/b")]),  # LOADER_TEMPLATE
+        ("a.yaml", "/s/out.yaml", [("a.yaml", "/s/out.yaml")]),  # the old pair
+        ([], None, []),
+    ],
+)
+def test_template_targets(given: object, output: str | None, expected: object) -> None:
+    assert template_targets(given, output) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "output", "message"),
+    [
+        (["a.yaml"], None, "needs a destination"),
+        (["a:/s/x", "b:/s/x"], None, "same file"),
+        (["a:/s/x", "b"], "/s/y", "goes with one"),
+        (["a:/s/x"], "/s/y", "goes with one"),
+        ([":/s/x"], None, "both paths"),
+    ],
+)
+def test_template_targets_refusals(given: object, output: str | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        template_targets(given, output)
 
 
 def test_wants_help() -> None:
