@@ -168,12 +168,12 @@ def percentile(samples: Sequence[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30, poll: float = 0.01) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark setup timed out")
-        time.sleep(0.01)
+        time.sleep(poll)
 
 
 def dump(path: Path, data: object) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tests.procs import Proc, loader_env
 
-from bench.common import Figure, Section, bench_venv, percentile
+from bench.common import Figure, Section, bench_venv, percentile, wait_for
 from bench.procs import Stack, start_server
 from loader.fsio import atomic_write
 from loader.httpclient import HttpClient
@@ -43,11 +43,7 @@ RUNNER_TAIL = ["--only", "OTHER", "--log-level", "info", "--", "sleep", "1000"]
 
 
 def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.perf_counter() + timeout
-    while not check():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("no change seen")
-        time.sleep(0.001)
+    wait_for(check, timeout, poll=0.001)
 
 
 def _count(proc: Proc, word: str) -> int:
