@@ -15,7 +15,7 @@ from loader.settingtypes import load
 def build(name: str, p: Any) -> None:
     if name == "agent":
         p.description = (
-            "Follows one app/environment by long-poll, rewrites the env file and template "
+            "Follows one app/environment by long-poll, rewrites the env file and templates "
             "within a second of a change (only on tmpfs unless --allow-disk), keeps the last "
             "good files while the store is away, and serves /v1/secrets, /healthz, /readyz and "
             "/metrics on loopback or a unix socket."
