@@ -89,6 +89,8 @@ async def snapshot(store: Store, app: int) -> tuple[int, dict[str, str], list[An
         ),
         ("GET", "/v1/apps/{app}/environments/bad%20env/secrets", b"", 400, "invalid_request"),
         ("GET", "/v1/apps/{app}/audit?since=yesterday", b"", 400, "invalid_request"),
+        ("GET", "/v1/apps/{app}/audit?action=", b"", 400, "invalid_request"),
+        ("GET", "/v1/apps/{app}/audit?action=nope", b"", 400, "invalid_request"),
         ("DELETE", "/v1/apps/{app}/environments/default", b"", 409, "invalid_request"),
         ("GET", "/v1/nope", b"", 404, "not_found"),
         ("PUT", "/v1/apps", b"{}", 405, "invalid_request"),
