@@ -155,13 +155,14 @@ def test_existing_variables_win_unless_override(tmp_path: Path) -> None:
 CHILD = """
 import os, signal, sys, time
 log = open(sys.argv[1], "a", buffering=1)
-log.write(f"start {os.getpid()} A={os.environ.get('A')}\\n")
 def on(sig, frame):
     log.write(f"got {signal.Signals(sig).name} in {os.getpid()}\\n")
     if sig == signal.SIGTERM and os.environ.get("IGNORE_TERM") != "1":
         sys.exit(0)
 for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGWINCH):
     signal.signal(s, on)
+# "start" only once the handlers are in: the tests signal the child as soon as they read it.
+log.write(f"start {os.getpid()} A={os.environ.get('A')}\\n")
 while True:
     time.sleep(0.05)
 """
