@@ -76,6 +76,12 @@ def build(name: str, store: Any) -> None:
     p.add_argument("id", help="Token id (lt_...) or client id (lc_...)")
     p.set_defaults(handler=token_revoke)
 
+    from loader.commands import trust
+
+    trust.register(
+        ssub, _location, _grant, settings=settings_from, on_database=on_database, binding=_binding
+    )
+
     client = ssub.add_parser("client", help="OAuth clients (client credentials grant)")
     csub = client.add_subparsers(dest="client_command", metavar="COMMAND", required=True)
     p = csub.add_parser("create", help="Create an OAuth client; its secret is printed once")

@@ -22,6 +22,7 @@ from loader.server.authn import TokenAuthenticator
 from loader.server.connections import ConnectionGuard, GuardedSite
 from loader.server.handlers import ROUTES
 from loader.server.idempotency import Idempotency
+from loader.server.issuers import fetch_jwks
 from loader.server.limits import RefusalLimiter
 from loader.server.metrics import StoreMetrics
 from loader.server.routing import endpoint, unmatched
@@ -32,11 +33,13 @@ from loader.serving import serve
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
 from loader.store.health import DatabaseTimeouts
+from loader.store.jwks import JwksCache
 from loader.store.jwt import JwtAuthority
 from loader.store.keycheck import check_master_keys
 from loader.store.keyfile import KeyringFile
 from loader.store.readiness import MIB, Readiness
 from loader.store.service import KeyringSource, StoreService
+from loader.store.workload import WorkloadVerifier
 
 log = logging.getLogger("loader.store")
 KEEPALIVE_TIMEOUT = 75.0  # an idle kept-alive connection is closed after this (aiohttp: 3630)
@@ -118,6 +121,11 @@ async def store_state(
             audit=audit,
             authenticate=TokenAuthenticator(repo, authority),
             jwt=authority,
+            workload=WorkloadVerifier(
+                repo,
+                JwksCache(fetch_jwks, settings.jwks_refetch_interval, settings.jwks_max_age),
+                leeway=settings.jwt_leeway,
+            ),
             limiter=limiter or NoLimit(),
             readiness=readiness,
             metrics=StoreMetrics(repo.health, service.notifier, audit, idempotency),

@@ -16,6 +16,7 @@ from loader.errors import UnauthorizedError
 from loader.store.auth import Principal, split_token, usable, verify_secret
 from loader.store.models import TokenRecord, utcnow
 from loader.store.repository import Repository
+from loader.store.trust import TRUST_PREFIX
 
 
 class JwtVerifier(Protocol):
@@ -64,6 +65,10 @@ class TokenAuthenticator:
         request that was held: thousands woken at once by one change share one read per token."""
         if principal.expires_at is not None and principal.expires_at <= time.time():
             raise UnauthorizedError("the token expired while the request was held")
+        if principal.token_id.startswith(TRUST_PREFIX):  # workload identity: its policy
+            if await self.repo.get_trust_policy(principal.token_id) is None:
+                raise UnauthorizedError("the trust policy was deleted while the request was held")
+            return
         record = await self._lookup(principal.token_id)
         if record is None or not usable(record, utcnow()):
             raise UnauthorizedError("the token was revoked while the request was held")

@@ -30,6 +30,7 @@ from loader.names import (
     check_secret_name,
 )
 from loader.server import etags, ops
+from loader.server.exchange import exchange_workload_token, token_response
 from loader.server.routing import Call, Param, Route, json_response
 from loader.server.schemas import (
     AppBody,
@@ -56,6 +57,7 @@ from loader.store.models import (
     utcnow,
 )
 from loader.store.service import MASK, Revealed, WriteConditions
+from loader.workload import JWT_BEARER
 
 log = logging.getLogger("loader.store")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -537,8 +539,12 @@ async def list_audit(call: Call[Any]) -> web.StreamResponse:
 
 async def oauth_token(call: Call[TokenRequestBody]) -> web.StreamResponse:
     body = call.body
+    if body.grant_type == JWT_BEARER:
+        return await exchange_workload_token(call)
     if body.grant_type != "client_credentials":
-        raise InvalidRequestError("grant_type must be client_credentials")
+        raise InvalidRequestError(f"grant_type must be client_credentials or {JWT_BEARER}")
+    if body.client_id is None or body.client_secret is None:
+        raise InvalidRequestError("client_credentials takes client_id and client_secret")
     authority = call.state.jwt
     if authority is None:
         raise NotFoundError("OAuth is not enabled on this store")
@@ -568,15 +574,7 @@ async def oauth_token(call: Call[TokenRequestBody]) -> web.StreamResponse:
             client=call.client,
         )
     )
-    return json_response(
-        {
-            "access_token": issued.token,
-            "token_type": "Bearer",
-            "expires_in": issued.expires_in,
-            "scope": issued.scope,
-        },
-        headers={**NO_STORE, "Pragma": "no-cache"},
-    )
+    return token_response(issued)
 
 
 # -- the table -----------------------------------------------------------------------------
@@ -973,7 +971,8 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/oauth/token",
         "issueAccessToken",
-        "OAuth 2.0 client credentials: a short-lived access token (JWT)",
+        "OAuth 2.0 token endpoint: a short-lived access token (JWT) for client credentials, or "
+        "for a workload's JWT (RFC 7523 jwt-bearer grant, checked against the trust policies)",
         oauth_token,
         None,
         tag="Auth",

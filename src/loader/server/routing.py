@@ -140,6 +140,7 @@ class Call(Generic[B]):
             environment=self.env_name if self.route.environment_scoped else None,
             names=names or ((self.secret_name,) if self.secret_name else ()),
             client=self.client,
+            subject=self.principal.subject if self.principal else None,
         )
 
 

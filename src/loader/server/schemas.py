@@ -15,6 +15,7 @@ from loader.names import (
     SECRET_NAME_MAX,
     SECRET_NAME_PATTERN,
 )
+from loader.workload import JWT_BEARER
 
 MAX_VALUE_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
@@ -79,14 +80,25 @@ class EnvironmentBody(BaseModel):
 
 
 class TokenRequestBody(BaseModel):
-    """``POST /oauth/token`` (client credentials)."""
+    """``POST /oauth/token``: client credentials (``client_id``, ``client_secret``), or a
+    workload's JWT as an authorization grant (RFC 7523: ``assertion``)."""
 
     model_config = _STRICT
-    grant_type: str = Field(json_schema_extra={"enum": ["client_credentials"]})
-    client_id: str = Field(max_length=256)
-    client_secret: str = Field(max_length=256)
+    grant_type: str = Field(json_schema_extra={"enum": ["client_credentials", JWT_BEARER]})
+    client_id: str | None = Field(default=None, max_length=256, description="client_credentials")
+    client_secret: str | None = Field(
+        default=None, max_length=256, description="client_credentials"
+    )
+    assertion: str | None = Field(
+        default=None,
+        max_length=16384,
+        description="jwt-bearer: the workload's JWT (a Kubernetes service-account token, a CI "
+        "job's OIDC token) that a trust policy accepts",
+    )
     scope: str | None = Field(
-        default=None, max_length=1024, description="Space-separated subset of the client's scopes"
+        default=None,
+        max_length=1024,
+        description="Space-separated subset of the scopes the client or policy grants",
     )
 
 
@@ -252,6 +264,15 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                             "minimum": 1,
                             "description": "Refusals: how many like this one the client had "
                             "in the interval starting at `at` (1 for everything else)",
+                        },
+                        "subject": {
+                            "type": ["string", "null"],
+                            "description": "Workload identity: the verified subject of the "
+                            "workload token (token_id is then the trust policy's id)",
+                        },
+                        "reason": {
+                            "type": ["string", "null"],
+                            "description": "A refused token exchange: why (a reason code)",
                         },
                     },
                 },

@@ -83,6 +83,20 @@ class StoreSettings(LoaderSettings):
         le=300,
         description="Clock skew allowed when checking an access token's times",
     )
+    jwks_refetch_interval: Seconds = Field(
+        as_typed("30s"),
+        ge=0,
+        le=3600,
+        description="Workload identity: a token naming a key the cached JWKS lacks refetches "
+        "the issuer's keys at most this often",
+    )
+    jwks_max_age: Seconds = Field(
+        as_typed("5m"),
+        gt=0,
+        le=86400,
+        description="Workload identity: how long an issuer's keys (JWKS) are used before they "
+        "are fetched again",
+    )
     db_timeout: Seconds = Field(
         as_typed("5s"),
         gt=0,

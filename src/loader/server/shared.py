@@ -17,6 +17,7 @@ from loader.store.auth import Principal
 from loader.store.jwt import JwtAuthority
 from loader.store.readiness import Readiness
 from loader.store.service import StoreService
+from loader.store.workload import WorkloadVerifier
 
 
 class Authenticator(Protocol):
@@ -42,6 +43,7 @@ class ServerState:
     audit: AuditLog
     authenticate: Authenticator
     jwt: JwtAuthority | None = None
+    workload: WorkloadVerifier | None = None
     limiter: Limiter = field(default_factory=NoLimit)
     refusals: RefusalLimiter = field(default_factory=lambda: RefusalLimiter(5, 50))
     max_wait: float = 60.0

@@ -76,6 +76,8 @@ def event_json(event: AuditEvent) -> dict[str, object]:
         "outcome": event.outcome,
         "client": event.client,
         "count": event.count,
+        "subject": event.subject,
+        "reason": event.reason,
     }
 
 

@@ -96,6 +96,7 @@ class Principal:
     app_id: int | None = None
     environments: tuple[str, ...] | None = None
     expires_at: float | None = None  # POSIX time the credential stops being good (None: never)
+    subject: str | None = None  # workload identity: the workload's subject (token_id: its policy)
 
     def require(self, scope: str) -> None:
         if not grants(self.scopes, scope):

@@ -5,6 +5,10 @@ the JWT header's ``kid`` names that master key, and tokens signed under a key th
 key file stop verifying. Claims: ``iss``/``aud`` ``loader``, ``sub`` (the client id), ``iat``,
 ``nbf``, ``exp``, ``jti``, ``scope`` (space-separated), ``app`` and ``envs`` (bindings).
 A verified token is still refused when its client has been revoked since.
+
+Workload identity (:mod:`loader.store.workload`) issues the same tokens: ``sub`` is then the
+trust policy's id (``tp_...``) and ``wsub`` the workload's verified subject, for the audit; such
+a token is refused once its policy has been deleted.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from loader.crypto import Keyring
 from loader.errors import UnauthorizedError
 from loader.store.auth import Principal, usable
-from loader.store.models import TokenRecord, utcnow
+from loader.store.models import TokenRecord, TrustPolicy, utcnow
 from loader.store.repository import Repository
 from loader.store.service import KeyringSource
+from loader.store.trust import TRUST_PREFIX
 
 ISSUER = "loader"
 AUDIENCE = "loader"
@@ -64,6 +69,22 @@ class JwtAuthority:
         return key
 
     def issue(self, client: TokenRecord, scopes: frozenset[str]) -> Issued:
+        return self._issue(client.id, scopes, client.app_id, client.environments, self.ttl, {})
+
+    def issue_workload(self, policy: TrustPolicy, subject: str, ttl: int) -> Issued:
+        """An access token with ``policy``'s grant for the workload ``subject``."""
+        extra = {"wsub": subject}
+        return self._issue(policy.id, policy.scopes, policy.app_id, policy.environments, ttl, extra)
+
+    def _issue(
+        self,
+        sub: str,
+        scopes: frozenset[str],
+        app_id: int | None,
+        environments: tuple[str, ...] | None,
+        ttl: int,
+        extra: dict[str, Any],
+    ) -> Issued:
         keyring = self.keys.keyring
         kid = keyring.primary.id
         key = self._key(keyring, kid)
@@ -73,17 +94,18 @@ class JwtAuthority:
         claims: dict[str, Any] = {
             "iss": ISSUER,
             "aud": AUDIENCE,
-            "sub": client.id,
+            "sub": sub,
             "iat": now,
             "nbf": now,
-            "exp": now + self.ttl,
+            "exp": now + ttl,
             "jti": secrets.token_hex(12),
             "scope": scope,
-            "app": client.app_id,
-            "envs": list(client.environments) if client.environments is not None else None,
+            "app": app_id,
+            "envs": list(environments) if environments is not None else None,
+            **extra,
         }
         token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
-        return Issued(token, self.ttl, scope)
+        return Issued(token, ttl, scope)
 
     async def verify(self, token: str) -> Principal:
         try:
@@ -114,11 +136,24 @@ class JwtAuthority:
             raise UnauthorizedError("access token expired") from None
         except jwt.PyJWTError:
             raise UnauthorizedError("invalid token") from None
-        client = await self.repo.get_token(str(claims["sub"]))
-        if client is None or client.kind != "client" or not usable(client, utcnow()):
-            raise UnauthorizedError("access token of a revoked or unknown client")
         envs = claims.get("envs")
         expires = float(claims["exp"])
+        sub = str(claims["sub"])
+        if sub.startswith(TRUST_PREFIX):
+            if await self.repo.get_trust_policy(sub) is None:
+                raise UnauthorizedError("access token of a deleted trust policy")
+            wsub = claims.get("wsub")
+            return Principal(
+                token_id=sub,
+                scopes=frozenset(str(claims["scope"]).split()),
+                app_id=claims.get("app"),
+                environments=tuple(envs) if envs is not None else None,
+                expires_at=expires,
+                subject=wsub if isinstance(wsub, str) else None,
+            )
+        client = await self.repo.get_token(sub)
+        if client is None or client.kind != "client" or not usable(client, utcnow()):
+            raise UnauthorizedError("access token of a revoked or unknown client")
         if client.expires_at is not None:
             expires = min(expires, client.expires_at.timestamp())
         return Principal(

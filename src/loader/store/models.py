@@ -169,6 +169,28 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TrustPolicy:
+    """Workload identity: which signed tokens of an issuer (a Kubernetes cluster, a CI
+    provider) are trusted, and for what. A token whose signature verifies against the issuer's
+    JWKS, that carries ``audience`` and whose claims match every condition (exact, or a glob)
+    is exchanged at ``POST /oauth/token`` for a loader access token with this grant."""
+
+    id: str
+    issuer: str
+    audience: str
+    conditions: tuple[tuple[str, str], ...]  # (claim path, exact value or glob), sorted
+    scopes: frozenset[str]
+    app_id: int | None
+    environments: tuple[str, ...] | None
+    ttl: int  # seconds: the longest an access token issued under it lives
+    created_at: datetime
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+    description: str | None = None
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
     at: datetime
     action: str
@@ -180,6 +202,8 @@ class AuditEvent:
     client: str | None = None
     id: int | None = None
     count: int = 1  # refusals are counted: one record per client and kind per interval
+    subject: str | None = None  # workload identity: the verified subject of the workload token
+    reason: str | None = None  # workload identity: why an exchange was refused (a code)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from loader.store.models import (
     SecretMeta,
     StoredValue,
     TokenRecord,
+    TrustPolicy,
     ValueSnapshot,
     VersionMeta,
     WriteResult,
@@ -200,9 +201,9 @@ def _write_statement(
     if audit is not None:
         ctes.append(
             "a AS (INSERT INTO audit_events (at, token_id, app_id, environment, names, action, "  # noqa: S608
-            f"outcome, client) VALUES ({p(audit.at)}, {p(audit.token_id)}, {p(audit.app_id)}, "
-            f"{p(audit.environment)}, {p(','.join(audit.names))}, {p(audit.action)}, "
-            f"{p(audit.outcome)}, {p(audit.client)}))"
+            f"outcome, client, subject) VALUES ({p(audit.at)}, {p(audit.token_id)}, "
+            f"{p(audit.app_id)}, {p(audit.environment)}, {p(','.join(audit.names))}, "
+            f"{p(audit.action)}, {p(audit.outcome)}, {p(audit.client)}, {p(audit.subject)}))"
         )
     return "WITH " + ", ".join(ctes) + " SELECT id, created_at FROM s", args  # noqa: S608
 
@@ -316,7 +317,7 @@ class PostgresRepository(RepositoryBase):
         On a pool connection: the LISTEN connection only ever LISTENs. Best effort: a request
         held meanwhile still re-checks its token when its wait ends."""
         try:
-            rows = await self._fetch(sql.REVOKED_SINCE, since)
+            rows = await self._fetch(sql.REVOKED_SINCE, since, since)
         except Exception as exc:  # the database is down again: the next reconnect re-reads
             log.warning("could not re-read revocations after reconnecting: %s", exc)
             return
@@ -636,6 +637,31 @@ class PostgresRepository(RepositoryBase):
         if revoked:
             self._announce_revoked([token_id])
         return revoked
+
+    # -- trust policies --------------------------------------------------------------------
+
+    async def create_trust_policy(self, policy: TrustPolicy) -> None:
+        async def unit(tx: _Tx) -> None:
+            await tx.conn.execute(_q(sql.INSERT_TRUST_POLICY), *sql.trust_params(policy, _same))
+
+        await self._write(unit)
+
+    async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool:
+        async def unit(tx: _Tx) -> bool:
+            # Announced to every replica as a revocation when this commits.
+            row = await tx.conn.fetchrow(
+                "WITH t AS (UPDATE trust_policies SET deleted_at = $1 WHERE id = $2 AND "
+                "deleted_at IS NULL RETURNING id) SELECT pg_notify($3, id) FROM t",
+                now,
+                policy_id,
+                REVOCATIONS,
+            )
+            return row is not None
+
+        deleted = await self._write(unit)
+        if deleted:
+            self._announce_revoked([policy_id])
+        return deleted
 
     # -- audit -----------------------------------------------------------------------------
 

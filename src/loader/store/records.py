@@ -5,6 +5,7 @@ encoding of a token's scopes in its row."""
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from loader.store.models import (
     Environment,
     SecretMeta,
     TokenRecord,
+    TrustPolicy,
     parse_iso,
 )
 
@@ -92,6 +94,25 @@ def token_record(row: Row) -> TokenRecord:
     )
 
 
+def trust_record(row: Row) -> TrustPolicy:
+    envs = row["environments"]
+    return TrustPolicy(
+        id=row["id"],
+        issuer=row["issuer"],
+        audience=row["audience"],
+        conditions=tuple(sorted(json.loads(row["conditions"]).items())),
+        scopes=decode_scopes(row["scopes"]),
+        app_id=row["app_id"],
+        environments=tuple(envs.split(",")) if envs is not None else None,
+        ttl=int(row["ttl"]),
+        created_at=ts(row["created_at"]),
+        jwks_url=row["jwks_url"],
+        jwks_file=row["jwks_file"],
+        description=row["description"],
+        deleted_at=opt_ts(row["deleted_at"]),
+    )
+
+
 def audit_record(row: Row) -> AuditEvent:
     names = row["names"]
     return AuditEvent(
@@ -105,4 +126,6 @@ def audit_record(row: Row) -> AuditEvent:
         outcome=row["outcome"],
         client=row["client"],
         count=row["count"],
+        subject=row["subject"],
+        reason=row["reason"],
     )

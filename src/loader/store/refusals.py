@@ -13,7 +13,17 @@ from dataclasses import replace
 
 from loader.store.models import AuditEvent
 
-Key = tuple[str | None, str, str, str | None, int | None, str | None, tuple[str, ...]]
+Key = tuple[
+    str | None,
+    str,
+    str,
+    str | None,
+    int | None,
+    str | None,
+    tuple[str, ...],
+    str | None,
+    str | None,
+]
 
 
 class RefusalTally:
@@ -33,10 +43,12 @@ class RefusalTally:
             event.app_id,
             event.environment,
             event.names,
+            event.subject,
+            event.reason,
         )
         found = self._records.get(key)
         if found is None and len(self._records) >= self.max_records:
-            key = (None, "refused", event.outcome, None, None, None, ())
+            key = (None, "refused", event.outcome, None, None, None, (), None, None)
             event = AuditEvent(at=event.at, action="refused", outcome=event.outcome)
             found = self._records.get(key)
         if found is None:

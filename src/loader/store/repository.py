@@ -12,8 +12,9 @@ Two implementations: :mod:`loader.store.sqlite` (embedded default) and
 * ``on_commit`` listeners (:meth:`Repository.subscribe`) hear ``(env_id, revision)`` after each
   committed change, including, for PostgreSQL, changes committed by other replicas;
 * revocation listeners (:meth:`Repository.subscribe_revocations`) hear the id of every token or
-  client revoked, by this process or another (``loader store token revoke`` writes the database
-  directly; other replicas) -- at once, or within :data:`REVOCATION_POLL` seconds for SQLite.
+  client revoked, and of every trust policy deleted, by this process or another (``loader store
+  token revoke`` writes the database directly; other replicas) -- at once, or within
+  :data:`REVOCATION_POLL` seconds for SQLite.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from loader.store.records import (
     env_record,
     secret_record,
     token_record,
+    trust_record,
 )
 
 KeyWrapper = Callable[[int, int], WrappedKey]
@@ -123,6 +125,15 @@ class RepositoryBase(RevocationFeed):
     async def list_data_keys(self) -> list[models.DataKeyRecord]:
         return [data_key_record(r) for r in await self._fetch(sql.DATA_KEYS)]
 
+    async def get_trust_policy(self, policy_id: str) -> models.TrustPolicy | None:
+        row = await self._fetchrow(sql.GET_TRUST_POLICY, policy_id)
+        return trust_record(row) if row else None
+
+    async def list_trust_policies(self, issuer: str | None = None) -> list[models.TrustPolicy]:
+        if issuer is None:
+            return [trust_record(r) for r in await self._fetch(sql.LIST_TRUST_POLICIES)]
+        return [trust_record(r) for r in await self._fetch(sql.TRUST_POLICIES_OF_ISSUER, issuer)]
+
 
 class Repository(Protocol):
     backend: str
@@ -197,6 +208,12 @@ class Repository(Protocol):
     async def list_tokens(self) -> list[models.TokenRecord]: ...
     async def revoke_token(self, token_id: str, now: datetime) -> bool: ...
     async def count_tokens(self) -> int: ...
+
+    # trust policies (workload identity); a deleted one is announced like a revoked token
+    async def create_trust_policy(self, policy: models.TrustPolicy) -> None: ...
+    async def get_trust_policy(self, policy_id: str) -> models.TrustPolicy | None: ...
+    async def list_trust_policies(self, issuer: str | None = None) -> list[models.TrustPolicy]: ...
+    async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool: ...
 
     # audit
     async def append_audit(self, events: Sequence[models.AuditEvent]) -> None: ...

@@ -12,11 +12,12 @@ parameter builders take the repository's ``ts`` (:func:`loader.store.models.iso`
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from loader.store.models import AuditEvent, AuditQuery, TokenRecord
+from loader.store.models import AuditEvent, AuditQuery, TokenRecord, TrustPolicy
 from loader.store.records import encode_scopes
 
 Ts = Callable[[datetime], Any]
@@ -119,7 +120,11 @@ INSERT_TOKEN = (
 GET_TOKEN = "SELECT * FROM tokens WHERE id = ?"
 LIST_TOKENS = "SELECT * FROM tokens ORDER BY created_at"
 COUNT_TOKENS = "SELECT count(*) FROM tokens"
-REVOKED_SINCE = "SELECT id, revoked_at FROM tokens WHERE revoked_at >= ?"
+# Tokens and clients revoked, and trust policies deleted, since a time (takes it twice).
+REVOKED_SINCE = (
+    "SELECT id, revoked_at FROM tokens WHERE revoked_at >= ? "
+    "UNION ALL SELECT id, deleted_at FROM trust_policies WHERE deleted_at >= ?"
+)
 
 
 def token_params(record: TokenRecord, ts: Ts) -> tuple[Any, ...]:
@@ -138,11 +143,46 @@ def token_params(record: TokenRecord, ts: Ts) -> tuple[Any, ...]:
     )
 
 
+# -- trust policies (workload identity) -------------------------------------------------------
+
+INSERT_TRUST_POLICY = (
+    "INSERT INTO trust_policies (id, issuer, jwks_url, jwks_file, audience, conditions, scopes, "
+    "app_id, environments, ttl, description, created_at, deleted_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+)
+GET_TRUST_POLICY = "SELECT * FROM trust_policies WHERE id = ? AND deleted_at IS NULL"
+LIST_TRUST_POLICIES = "SELECT * FROM trust_policies WHERE deleted_at IS NULL ORDER BY created_at"
+TRUST_POLICIES_OF_ISSUER = (
+    "SELECT * FROM trust_policies WHERE issuer = ? AND deleted_at IS NULL ORDER BY created_at"
+)
+DELETE_TRUST_POLICY = (
+    "UPDATE trust_policies SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL RETURNING id"
+)
+
+
+def trust_params(policy: TrustPolicy, ts: Ts) -> tuple[Any, ...]:
+    environments = ",".join(policy.environments) if policy.environments is not None else None
+    return (
+        policy.id,
+        policy.issuer,
+        policy.jwks_url,
+        policy.jwks_file,
+        policy.audience,
+        json.dumps(dict(policy.conditions), sort_keys=True),
+        encode_scopes(policy.scopes),
+        policy.app_id,
+        environments,
+        policy.ttl,
+        policy.description,
+        ts(policy.created_at),
+    )
+
+
 # -- audit -------------------------------------------------------------------------------------
 
 INSERT_AUDIT = (
     "INSERT INTO audit_events (at, token_id, app_id, environment, names, action, outcome, "
-    "client, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "client, count, subject, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -158,6 +198,8 @@ def audit_params(events: Sequence[AuditEvent], ts: Ts) -> list[tuple[Any, ...]]:
             e.outcome,
             e.client,
             e.count,
+            e.subject,
+            e.reason,
         )
         for e in events
     ]

@@ -43,6 +43,7 @@ from loader.store.models import (
     SecretMeta,
     StoredValue,
     TokenRecord,
+    TrustPolicy,
     ValueSnapshot,
     VersionMeta,
     WriteResult,
@@ -591,6 +592,23 @@ class SQLiteRepository(RepositoryBase):
             self._announce_revoked([token_id])
         return revoked
 
+    # -- trust policies --------------------------------------------------------------------
+
+    async def create_trust_policy(self, policy: TrustPolicy) -> None:
+        def unit(tx: _Tx) -> None:
+            tx.execute(sql.INSERT_TRUST_POLICY, sql.trust_params(policy, iso))
+
+        await self._write(unit)
+
+    async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool:
+        def unit(tx: _Tx) -> bool:
+            return tx.execute(sql.DELETE_TRUST_POLICY, (iso(now), policy_id)).fetchone() is not None
+
+        deleted = await self._write(unit)
+        if deleted:
+            self._announce_revoked([policy_id])
+        return deleted
+
     # -- audit -----------------------------------------------------------------------------
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
@@ -679,7 +697,7 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 
 def _revoked_since(conn: sqlite3.Connection, since: datetime) -> list[tuple[str, datetime]]:
-    rows = conn.execute(sql.REVOKED_SINCE, (iso(since),)).fetchall()
+    rows = conn.execute(sql.REVOKED_SINCE, (iso(since), iso(since))).fetchall()
     return [(str(r[0]), parse_iso(r[1])) for r in rows]
 
 
