@@ -271,11 +271,14 @@ async def test_key_rotation_at_the_issuer_is_followed(
 
 
 async def test_client_credentials_still_work_beside_jwt_bearer(store: Store) -> None:
+    """The two grants share the endpoint; a grant missing its credential is refused (401)."""
     client_id, secret = await store.oauth_client("secrets:read")
     assert (await store.access_token(client_id, secret))[0]
     resp = await store.client.post(
         "/oauth/token", json={"grant_type": JWT_BEARER, "client_id": client_id}
     )
-    assert resp.status == 400
+    assert (resp.status, (await resp.json())["reason"]) == (401, "malformed")
     resp = await store.client.post("/oauth/token", json={"grant_type": "client_credentials"})
+    assert resp.status == 401
+    resp = await store.client.post("/oauth/token", json={"grant_type": "password"})
     assert resp.status == 400

@@ -543,14 +543,12 @@ async def oauth_token(call: Call[TokenRequestBody]) -> web.StreamResponse:
         return await exchange_workload_token(call)
     if body.grant_type != "client_credentials":
         raise InvalidRequestError(f"grant_type must be client_credentials or {JWT_BEARER}")
-    if body.client_id is None or body.client_secret is None:
-        raise InvalidRequestError("client_credentials takes client_id and client_secret")
     authority = call.state.jwt
     if authority is None:
         raise NotFoundError("OAuth is not enabled on this store")
-    record = await call.state.service.credential(body.client_id)
+    record = await call.state.service.credential(body.client_id or "")
     if (
-        not verify_secret(body.client_secret, record)
+        not verify_secret(body.client_secret or "", record)
         or record is None
         or record.kind != "client"
         or not usable(record, utcnow())

@@ -83,7 +83,22 @@ class TokenRequestBody(BaseModel):
     """``POST /oauth/token``: client credentials (``client_id``, ``client_secret``), or a
     workload's JWT as an authorization grant (RFC 7523: ``assertion``)."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {"grant_type": {"const": "client_credentials"}},
+                    "required": ["client_id", "client_secret"],
+                },
+                {
+                    "properties": {"grant_type": {"const": JWT_BEARER}},
+                    "required": ["assertion"],
+                },
+            ]
+        },
+    )
     grant_type: str = Field(json_schema_extra={"enum": ["client_credentials", JWT_BEARER]})
     client_id: str | None = Field(default=None, max_length=256, description="client_credentials")
     client_secret: str | None = Field(
