@@ -40,6 +40,7 @@ from loader.settingtypes import (
     seconds,
     template_targets,
 )
+from loader.workload import AUTH_MODES, DEFAULT_JWT_FILE
 
 Parser = Callable[[Any], Any]
 AGENT, RENDER = "agent", "render"
@@ -178,6 +179,18 @@ class AgentSettings:
     token_file: Path | None = setting(
         optional(path), "File holding the token, re-read when it changes (or set LOADER_TOKEN)"
     )
+    auth: str = setting(
+        Choice(AUTH_MODES, lower=True),
+        "token: LOADER_TOKEN(_FILE); jwt: trade the workload's JWT (LOADER_JWT_FILE) at the "
+        "store for access tokens",
+        default="token",
+    )
+    jwt_file: Path = setting(
+        path,
+        "LOADER_AUTH=jwt: the workload's JWT, re-read as it rotates (a projected "
+        "service-account token)",
+        default=DEFAULT_JWT_FILE,
+    )
     app: int | str = setting(app_id_or_name, "App name or id", required=True)
     environment: str = setting(
         matching(ENV_NAME_PATTERN, ENV_NAME_MAX),
@@ -264,8 +277,10 @@ class AgentSettings:
             raise bad_setting(exc) from None
 
     def __post_init__(self) -> None:
-        if self.token is None and self.token_file is None:
-            raise SettingError("", "a token is required: LOADER_TOKEN_FILE (or LOADER_TOKEN)")
+        if self.auth == "token" and self.token is None and self.token_file is None:
+            raise SettingError(
+                "", "a token is required: LOADER_TOKEN_FILE (or LOADER_TOKEN, or LOADER_AUTH=jwt)"
+            )
         if self.output is None and self.template is None:
             raise SettingError("", "nothing to render: set --output and/or --template")
         try:

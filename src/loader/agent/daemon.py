@@ -25,7 +25,7 @@ from loader.agent.presented import AgentState
 from loader.agent.renderer import Renderer, RenderResult
 from loader.agent.snapshot import Snapshot
 from loader.agent.storeclient import StoreClient
-from loader.agent.tokens import TokenSource
+from loader.agent.tokens import ExchangedTokens, TokenSource
 from loader.backoff import Backoff, Deadline, keep_running
 from loader.credentials import without_credentials
 from loader.errors import (
@@ -51,8 +51,12 @@ RenderHook = Callable[[Snapshot, RenderResult], None]
 class Agent:
     def __init__(self, settings: AgentSettings, on_render: RenderHook | None = None) -> None:
         self.settings = settings
-        token = settings.token.get_secret_value() if settings.token is not None else None
-        self.tokens = TokenSource(token, settings.token_file)
+        self.tokens: TokenSource | ExchangedTokens
+        if settings.auth == "jwt":
+            self.tokens = ExchangedTokens(settings.jwt_file)
+        else:
+            token = settings.token.get_secret_value() if settings.token is not None else None
+            self.tokens = TokenSource(token, settings.token_file)
         self.renderer = Renderer(
             output=settings.output,
             fmt=settings.format,
@@ -82,9 +86,12 @@ class Agent:
 
     def client(self) -> StoreClient:
         s = self.settings
-        return StoreClient(
+        client = StoreClient(
             s.store_url, s.app, s.environment, names=s.name_filter, ca_file=s.ca_file
         )
+        if isinstance(self.tokens, ExchangedTokens):
+            self.tokens.exchange = client.exchange
+        return client
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -283,7 +290,7 @@ class Agent:
         async with self.client() as client:
             while True:
                 try:
-                    snapshot = await client.fetch(self.tokens.token, None, 0)
+                    snapshot = await client.fetch(await self.tokens.current(), None, 0)
                     assert snapshot is not None
                     break
                 except (UnauthorizedError, InsufficientScopeError):

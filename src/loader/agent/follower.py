@@ -21,7 +21,7 @@ from loader.agent.metrics import AgentMetrics
 from loader.agent.presented import AgentState
 from loader.agent.snapshot import Snapshot
 from loader.agent.storeclient import StoreClient
-from loader.agent.tokens import TokenSource
+from loader.agent.tokens import ExchangedTokens, TokenSource
 from loader.backoff import Backoff, Outage
 from loader.errors import (
     InsufficientScopeError,
@@ -40,7 +40,7 @@ class Follower:
     def __init__(
         self,
         client: StoreClient,
-        tokens: TokenSource,
+        tokens: TokenSource | ExchangedTokens,
         state: AgentState,
         metrics: AgentMetrics,
         on_snapshot: Callable[[Snapshot], Awaitable[None]],
@@ -59,8 +59,10 @@ class Follower:
         """One request (with the long-poll hold when an ETag is known)."""
         started = time.perf_counter()
         try:
-            wait = 0.0 if self.recovering else self.wait
-            snapshot = await self.client.fetch(self.tokens.token, self.etag, wait)
+            token = await self.tokens.current()
+            # Never held past the token's renewal: the next request trades for a new one.
+            wait = 0.0 if self.recovering else min(self.wait, self.tokens.valid_for())
+            snapshot = await self.client.fetch(token, self.etag, wait)
         except LoaderError:
             self.metrics.fetch_seconds.labels("error").observe(time.perf_counter() - started)
             raise

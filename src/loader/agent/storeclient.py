@@ -67,19 +67,33 @@ class StoreClient:
     async def _get(
         self, path: str, params: dict[str, str], headers: dict[str, str], timeout: float
     ) -> tuple[int, bytes, Any]:
+        return await self._request("GET", path, params, headers, timeout)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        timeout: float,
+        form: dict[str, str] | None = None,
+    ) -> tuple[int, bytes, Any]:
         assert self._session is not None
         started = time.perf_counter()
         try:
-            async with self._session.get(
+            async with self._session.request(
+                method,
                 self.base + path,
                 params=params,
                 headers=headers,
+                data=form,
                 timeout=aiohttp.ClientTimeout(total=timeout, connect=10),
             ) as resp:
                 body = await resp.read()
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
-                        "GET %s -> %d in %.1f ms",
+                        "%s %s -> %d in %.1f ms",
+                        method,
                         route_template(path),
                         resp.status,
                         (time.perf_counter() - started) * 1000,
@@ -92,6 +106,13 @@ class StoreClient:
             raise cls(
                 f"store {self.base} unreachable: {type(exc).__name__}{_reason(exc)}"
             ) from None
+
+    async def exchange(self, request: dict[str, str]) -> bytes:
+        """``POST /oauth/token`` (form-encoded, as OAuth has it); the 200 answer's body."""
+        status, body, headers = await self._request("POST", "/oauth/token", {}, {}, 15, request)
+        if status != 200:
+            raise error_from_response(status, body, headers.get("Retry-After"), "store")
+        return body
 
     async def resolve_app(self, token: str) -> int:
         """The app id (looked up by name once, when the app was given by name)."""

@@ -19,6 +19,7 @@ from loader.settingtypes import (
     add_options,
     duration,
 )
+from loader.workload import DEFAULT_JWT_FILE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,6 +44,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("--agent-url", "a local agent: http://127.0.0.1:PORT or unix:/path.sock", "URL"),
     Option("--store-url", "the store itself (with LOADER_TOKEN or --token-file, and --app)", "URL"),
     Option("--token-file", "file holding the store token", "FILE"),
+    Option(
+        "--auth",
+        "token (LOADER_TOKEN, --token-file) or jwt: trade the workload's JWT (--jwt-file) at "
+        "the store for an access token",
+        "MODE",
+        default="token",
+    ),
+    Option(
+        "--jwt-file",
+        "the workload's JWT for --auth jwt (a projected service-account token, a CI job's "
+        "OIDC token)",
+        "FILE",
+        default=DEFAULT_JWT_FILE,
+    ),
     Option("--ca-file", "CA bundle for an https store", "FILE"),
     Option("--app", "app id (store source)", "ID"),
     Option("--env", "environment (store source)", "NAME", default="default", dest="environment"),

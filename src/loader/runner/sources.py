@@ -27,6 +27,7 @@ from loader.fsguard import read_token_file, read_trusted
 from loader.httpwire import Response
 from loader.runner import http
 from loader.settingtypes import FORMATS, TOKEN
+from loader.workload import AUTH_MODES
 
 # Stdlib basics only at import time: typing, dataclasses and pathlib cost more than the rest.
 TYPE_CHECKING = False
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from loader.runner.options import RunOptions
+    from loader.workload import Grant
 
 AGENT_HEADERS = {"X-Loader-Request": "true"}
 FOLLOW_WAIT = 30
@@ -124,18 +126,57 @@ class AgentSource:
             yield envparse.parse_shell(resp.body.decode("utf-8"))
 
 
+class WorkloadLogin:
+    """``--auth jwt``: access tokens traded for the workload's JWT at the store's
+    ``/oauth/token`` (a plain POST with the stdlib client: the store verifies the JWT, not
+    us), the file read afresh for each trade, traded again when a third of the last is left."""
+
+    def __init__(self, url: str, path: str, ca_file: str | None, timeout: float) -> None:
+        self.url, self.path, self.ca_file, self.timeout = url, path, ca_file, timeout
+        self._grant: Grant | None = None
+
+    def token(self) -> str:
+        grant = self._grant
+        if grant is None or grant.due(time.time()):
+            from loader.httpclient import HttpClient
+            from loader.workload import read_grant, token_request
+
+            request = token_request(read_token_file(self.path))
+            client = HttpClient(self.url, ca_file=self.ca_file, timeout=self.timeout)
+            try:
+                resp = client.request("POST", "/oauth/token", request)
+            finally:
+                client.close()
+            _check(resp, "store")
+            grant = self._grant = read_grant(resp.body, time.time())
+        return grant.token
+
+    def valid_for(self) -> float:
+        return self._grant.valid_for(time.time()) if self._grant is not None else 0.0
+
+    def forget(self) -> None:
+        """The store refused the access token: trade again next time."""
+        self._grant = None
+
+
 class StoreSource:
     def __init__(
         self,
         url: str,
-        token: str,
+        token: str | WorkloadLogin,
         app: int | str,
         environment: str,
         ca_file: str | None,
         timeout: float,
     ) -> None:
-        self.url, self.token, self.app, self.environment = url, token, app, environment
+        self.url, self.app, self.environment = url, app, environment
         self.ca_file, self.timeout = ca_file, timeout
+        self.login = token if isinstance(token, WorkloadLogin) else None
+        self._static = token if isinstance(token, str) else ""
+
+    @property
+    def token(self) -> str:
+        return self.login.token() if self.login is not None else self._static
 
     def describe(self) -> str:
         return f"store {self.url} (app {self.app} / {self.environment})"
@@ -163,18 +204,28 @@ class StoreSource:
     def load(self) -> dict[str, str]:
         return _retrying(self._fetch, self.timeout)
 
+    async def _poll(self, tag: str | None) -> Response:
+        import asyncio
+
+        wait = FOLLOW_WAIT
+        if self.login is not None:  # (traded in a thread: the stdlib client blocks)
+            token = await asyncio.to_thread(self.login.token)
+            wait = max(1, min(wait, int(self.login.valid_for())))  # not held past its renewal
+        else:
+            token = self._static
+        resp = await http.aget(
+            self.url,
+            f"{self.path}&wait={wait}",
+            {"Authorization": f"Bearer {token}", **({"If-None-Match": tag} if tag else {})},
+            wait + 15,
+            self.ca_file,
+        )
+        if resp.status == 401 and self.login is not None:
+            self.login.forget()
+        return resp
+
     async def follow(self) -> AsyncIterator[dict[str, str]]:
-        auth = {"Authorization": f"Bearer {self.token}"}
-        async for resp in _long_poll(
-            lambda tag: http.aget(
-                self.url,
-                f"{self.path}&wait={FOLLOW_WAIT}",
-                {**auth, **({"If-None-Match": tag} if tag else {})},
-                FOLLOW_WAIT + 15,
-                self.ca_file,
-            ),
-            self.describe(),
-        ):
+        async for resp in _long_poll(self._poll, self.describe()):
             yield _store_values(resp.body)
 
 
@@ -256,12 +307,16 @@ def make_source(opts: RunOptions, environ: Mapping[str, str]) -> Source:
             raise ConfigError(
                 "bad setting: LOADER_STORE_URL must be http(s)://host[:port]"
             ) from None
+        ca_file = opts.get("ca_file")
+        auth = opts.choice("auth", AUTH_MODES)
         return StoreSource(
             store,
-            _token(opts, environ),
+            WorkloadLogin(store, opts.get("jwt_file") or "", ca_file, timeout)
+            if auth == "jwt"
+            else _token(opts, environ),
             _app(opts.get("app")),
             opts.get("environment") or "",
-            opts.get("ca_file"),
+            ca_file,
             timeout,
         )
     raise ConfigError(
