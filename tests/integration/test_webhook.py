@@ -28,6 +28,8 @@ from loader.httpclient import HttpClient
 from loader.webhook.inject import TEMPLATE_DIR, TOKEN_DIR
 from loader.webhook.server import create_app
 from loader.webhook.settings import WebhookSettings, load_settings
+from loader.workload import DEFAULT_JWT_FILE
+from tests.issuer import ISSUER, Issuer
 from tests.procs import (
     LOADER,
     Proc,
@@ -201,9 +203,16 @@ async def test_webhook_injects_volume_init_container_sidecar_and_mounts(post: Po
     volumes = spec["volumes"]
     assert volumes[0]["name"] == "kube-api-access-x7k2p"
     assert by_name(volumes, "loader-secrets")["emptyDir"]["medium"] == "Memory"
-    token = by_name(volumes, "loader-token")["secret"]
-    assert token["secretName"] == "loader-agent-token"
-    assert token["items"] == [{"key": "token", "path": "token"}]
+    token = by_name(volumes, "loader-token")["projected"]
+    assert token["sources"] == [
+        {
+            "serviceAccountToken": {
+                "audience": "loader-store",
+                "expirationSeconds": 600,
+                "path": "loader",
+            }
+        }
+    ]
     assert by_name(volumes, "loader-template")["configMap"]["name"] == "spice-spicepod"
 
     (init,) = spec["initContainers"]
@@ -216,7 +225,10 @@ async def test_webhook_injects_volume_init_container_sidecar_and_mounts(post: Po
     assert env["LOADER_ENVIRONMENT"] == "prod"
     assert env["LOADER_FORMAT"] == "dotenv"
     assert env["LOADER_OUTPUT"] == "/secrets/app.env"
-    assert env["LOADER_TOKEN_FILE"] == f"{TOKEN_DIR}/token"
+    assert (env["LOADER_AUTH"], env["LOADER_JWT_FILE"]) == ("jwt", DEFAULT_JWT_FILE)
+    assert "LOADER_TOKEN_FILE" not in env
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    assert f"{mounts['loader-token']}/loader" == DEFAULT_JWT_FILE
     assert env["LOADER_TEMPLATE"] == f"{TEMPLATE_DIR}/spicepod.yaml"
     assert env["LOADER_TEMPLATE_OUTPUT"] == "/secrets/spicepod.yaml"
     assert "LOADER_TOKEN" not in env
@@ -242,7 +254,7 @@ async def test_webhook_injects_volume_init_container_sidecar_and_mounts(post: Po
     for container in (init, agent):
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts["/secrets"]["name"] == "loader-secrets"
-        assert mounts[TOKEN_DIR]["readOnly"] is True
+        assert mounts["/var/run/secrets/tokens"]["readOnly"] is True
 
     assert result["metadata"]["annotations"]["loader.dev/injected"] == "true"
     assert result["metadata"]["labels"] == {
@@ -436,6 +448,40 @@ async def test_webhook_annotations_and_settings_shape_the_injection(post: Post) 
     assert result["metadata"]["labels"]["team.example/loader"] == "yes"
 
 
+async def test_webhook_auth_mode_projected_token_or_token_secret(post: Post) -> None:
+    """auth=jwt (default): a projected token with the webhook's audience and expiry; the
+    webhook set to auth=token mounts the Secret; a pod's loader.dev/auth overrides either; a
+    bad loader.dev/auth is denied with a message naming it."""
+    base = {"loader.dev/inject": "true", "loader.dev/app": "3"}
+
+    async def injected(annotations: dict[str, str], conf: WebhookSettings) -> dict[str, Any]:
+        pod = make_pod({**base, **annotations})
+        result = patched(pod, await post(admission_review(pod), conf))
+        volume = by_name(result["spec"]["volumes"], "loader-token")
+        return {"volume": volume, "env": env_of(result["spec"]["containers"][-1])}
+
+    jwt_conf = settings(token_audience="https://store.example", token_expiration=3600)
+    got = await injected({}, jwt_conf)
+    (source,) = got["volume"]["projected"]["sources"]
+    assert source["serviceAccountToken"] == {
+        "audience": "https://store.example",
+        "expirationSeconds": 3600,
+        "path": "loader",
+    }
+    assert got["env"]["LOADER_AUTH"] == "jwt" and "LOADER_TOKEN_FILE" not in got["env"]
+    got = await injected({"loader.dev/auth": "token"}, jwt_conf)
+    assert got["volume"]["secret"]["secretName"] == "loader-agent-token"
+    assert (
+        got["env"]["LOADER_TOKEN_FILE"] == f"{TOKEN_DIR}/token" and "LOADER_AUTH" not in got["env"]
+    )
+    token_conf = settings(auth="token")
+    assert "secret" in (await injected({}, token_conf))["volume"]
+    assert "projected" in (await injected({"loader.dev/auth": "jwt"}, token_conf))["volume"]
+    pod = make_pod({**base, "loader.dev/auth": "password"})
+    response = await post(admission_review(pod))
+    assert response["allowed"] is False and "loader.dev/auth" in response["status"]["message"]
+
+
 async def test_webhook_runs_the_agent_as_the_apps_uid(post: Post) -> None:
     """The agent writes 0600 files: injected containers take the app's non-root uid when its
     containers agree on one, else 65532 (an app running as root reads them anyway)."""
@@ -524,13 +570,16 @@ class Live:
         client.call("POST", path, {"name": name, "value": value})
         client.close()
 
-    def agent_token(self) -> str:
+    def trust_pods(self, jwks: Path) -> None:
+        """A trust policy for the pods of namespace shop, service account api (the issuer's
+        keys in ``jwks``), as docs/kubernetes.md shows it."""
         out = run_loader(
-            "store", "token", "create", "--data-dir", str(self.data), "--scopes",
-            "secrets:reveal", "--app", str(self.app), "--env", "prod", "--json",
+            "store", "trust", "create", "--data-dir", str(self.data), "--issuer", ISSUER,
+            "--jwks-file", str(jwks), "--audience", "loader-store", "--k8s-namespace", "shop",
+            "--k8s-service-account", "api", "--scopes", "secrets:reveal", "--app",
+            str(self.app), "--env", "prod",
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
-        return str(json.loads(out.stdout)["token"])
 
 
 @pytest.fixture
@@ -578,7 +627,9 @@ def test_injected_containers_render_and_serve_against_a_real_store(
     port); 2. the init container's exact command and environment, run against the real store,
     render the env file and the spicepod (values exact, files 0600); 3. the sidecar's, run as a
     process, passes its readiness and liveness probes (their exact exec commands); 4. a change
-    in the store reaches the spicepod; 5. the sidecar gone, its liveness probe fails."""
+    in the store reaches the spicepod; 5. the sidecar gone, its liveness probe fails. The
+    token is the pod's projected service-account token (auth=jwt), traded at the store under
+    a trust policy for its namespace and service account."""
     from loader.webhook.inject import review
 
     port = free_port()
@@ -597,10 +648,14 @@ def test_injected_containers_render_and_serve_against_a_real_store(
     init = result["spec"]["initContainers"][-1]
     sidecar = result["spec"]["containers"][-1]
 
-    dirs = {TOKEN_DIR: tmp_path / "token", TEMPLATE_DIR: tmp_path / "template"}
+    jwt_dir = os.path.dirname(DEFAULT_JWT_FILE)
+    dirs = {jwt_dir: tmp_path / "token", TEMPLATE_DIR: tmp_path / "template"}
     for d in dirs.values():
         d.mkdir()
-    (dirs[TOKEN_DIR] / "token").write_text(live.agent_token() + "\n")
+    issuer = Issuer()
+    issuer.write_jwks(tmp_path / "jwks.json")
+    live.trust_pods(tmp_path / "jwks.json")
+    (dirs[jwt_dir] / "loader").write_text(issuer.sign() + "\n")
     (dirs[TEMPLATE_DIR] / "spicepod.yaml").write_text(TEMPLATE)
 
     argv, env = runnable(init, dirs)

@@ -9,7 +9,10 @@ A pod annotated ``loader.dev/inject: "true"`` (and not yet ``loader.dev/injected
 - ``loader-agent``: the sidecar, ``loader agent``, which keeps them fresh and serves
   ``/healthz`` and ``/readyz`` on ``127.0.0.1:8701`` (probed with an exec, since kubelet's
   ``httpGet`` goes to the pod IP and the agent listens on loopback only);
-- the token Secret (and, if asked, the template ConfigMap and the store's CA) as volumes;
+- the workload's identity: a projected service-account token for the store's audience (the
+  agent trades it at the store, ``LOADER_AUTH=jwt``; the default), or the token Secret
+  (``auth=token``, or a pod that names ``loader.dev/token-secret``); and, if asked, the template
+  ConfigMap and the store's CA, as volumes;
 - the annotation ``loader.dev/injected: "true"`` (so a re-invocation changes nothing) and the
   client label the store's NetworkPolicy admits.
 
@@ -51,6 +54,7 @@ from loader.names import APP_ID_PATTERN, ENV_NAME_MAX, ENV_NAME_PATTERN, MAX_ID
 from loader.settingtypes import FORMATS, seconds
 from loader.webhook import envinject
 from loader.webhook.settings import WebhookSettings, is_k8s_name
+from loader.workload import AUTH_MODES, DEFAULT_JWT_FILE
 
 log = logging.getLogger("loader.webhook")
 
@@ -64,6 +68,7 @@ FORMAT = "loader.dev/format"
 TEMPLATE = "loader.dev/template"
 TEMPLATE_KEY = "loader.dev/template-key"
 TOKEN_SECRET = "loader.dev/token-secret"
+AUTH = "loader.dev/auth"
 SHARED_PROCESSES = "loader.dev/allow-shared-process-namespace"
 
 SECRETS_VOLUME = "loader-secrets"
@@ -73,6 +78,7 @@ CA_VOLUME = "loader-ca"
 INIT_CONTAINER = "loader-render"
 SIDECAR = "loader-agent"
 TOKEN_DIR = "/var/run/secrets/loader"
+JWT_DIR, JWT_NAME = DEFAULT_JWT_FILE.rsplit("/", 1)  # the projected service-account token
 TEMPLATE_DIR = "/etc/loader/template"
 CA_DIR = "/etc/loader/ca"
 DEFAULT_TEMPLATE_KEY = "spicepod.yaml"
@@ -104,6 +110,7 @@ class Wish:
     template: str | None
     template_key: str
     token_secret: str
+    auth: str = "jwt"  # jwt: a projected service-account token; token: the token Secret
 
 
 # -- reading the pod --------------------------------------------------------------------------
@@ -152,6 +159,11 @@ def read_wish(annotations: dict[str, Any], settings: WebhookSettings) -> Wish:
         raise AnnotationError(
             f"{TOKEN_SECRET} must name a Secret (a DNS-1123 name), got {_shown(token_secret)}"
         )
+    # A pod that names its token Secret wants the Secret, unless it says otherwise.
+    default_auth = "token" if TOKEN_SECRET in annotations else settings.auth
+    auth = str(annotations.get(AUTH, default_auth)).strip().lower()
+    if auth not in AUTH_MODES:
+        raise AnnotationError(f"{AUTH} must be one of {', '.join(AUTH_MODES)}, got {_shown(auth)}")
     return Wish(
         app=int(app_text),
         environment=environment,
@@ -159,6 +171,7 @@ def read_wish(annotations: dict[str, Any], settings: WebhookSettings) -> Wish:
         template=template_name,
         template_key=key,
         token_secret=token_secret,
+        auth=auth,
     )
 
 
@@ -280,7 +293,14 @@ def agent_env(wish: Wish, settings: WebhookSettings) -> list[dict[str, str]]:
     mount = settings.mount_path
     env = [
         {"name": "LOADER_STORE_URL", "value": settings.store_url},
-        {"name": "LOADER_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
+        *(
+            [
+                {"name": "LOADER_AUTH", "value": "jwt"},
+                {"name": "LOADER_JWT_FILE", "value": DEFAULT_JWT_FILE},
+            ]
+            if wish.auth == "jwt"
+            else [{"name": "LOADER_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"}]
+        ),
         {"name": "LOADER_APP", "value": str(wish.app)},
         {"name": "LOADER_ENVIRONMENT", "value": wish.environment},
         {"name": "LOADER_OUTPUT", "value": f"{mount}/{output_name(wish.format)}"},
@@ -299,7 +319,11 @@ def agent_env(wish: Wish, settings: WebhookSettings) -> list[dict[str, str]]:
 def _agent_mounts(wish: Wish, settings: WebhookSettings) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
         {"name": SECRETS_VOLUME, "mountPath": settings.mount_path},
-        {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+        {
+            "name": TOKEN_VOLUME,
+            "mountPath": JWT_DIR if wish.auth == "jwt" else TOKEN_DIR,
+            "readOnly": True,
+        },
     ]
     if wish.template is not None:
         mounts.append({"name": TEMPLATE_VOLUME, "mountPath": TEMPLATE_DIR, "readOnly": True})
@@ -366,17 +390,37 @@ def _sidecar(wish: Wish, settings: WebhookSettings, uid: int, gid: int | None) -
     }
 
 
+def token_source(wish: Wish, settings: WebhookSettings) -> dict[str, Any]:
+    """The token volume's source: a projected service-account token for the store's audience
+    (auth=jwt: nothing to create or rotate by hand), or the token Secret."""
+    if wish.auth == "jwt":
+        return {
+            "projected": {
+                "defaultMode": TOKEN_MODE,
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "audience": settings.token_audience,
+                            "expirationSeconds": settings.token_expiration,
+                            "path": JWT_NAME,
+                        }
+                    }
+                ],
+            }
+        }
+    return {
+        "secret": {
+            "secretName": wish.token_secret,
+            "defaultMode": TOKEN_MODE,
+            "items": [{"key": settings.token_secret_key, "path": "token"}],
+        }
+    }
+
+
 def volumes(wish: Wish, settings: WebhookSettings) -> list[dict[str, Any]]:
     added: list[dict[str, Any]] = [
         {"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SECRETS_SIZE_LIMIT}},
-        {
-            "name": TOKEN_VOLUME,
-            "secret": {
-                "secretName": wish.token_secret,
-                "defaultMode": TOKEN_MODE,
-                "items": [{"key": settings.token_secret_key, "path": "token"}],
-            },
-        },
+        {"name": TOKEN_VOLUME, **token_source(wish, settings)},
     ]
     if wish.template is not None:
         added.append(

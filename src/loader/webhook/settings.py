@@ -20,13 +20,16 @@ from loader.settingtypes import (
     seconds,
     tls_pair,
 )
+from loader.workload import AUTH_MODES
 
 if TYPE_CHECKING:
     LogLevel = str
     PullPolicy = str
+    AuthMode = str
 else:
     LogLevel = Annotated[one_of(LOG_LEVELS), Lower]
     PullPolicy = one_of(PULL_POLICIES)
+    AuthMode = Annotated[one_of(AUTH_MODES), Lower]
 
 # Kubernetes names: a DNS-1123 subdomain (Secrets, ConfigMaps) and a label value.
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -67,9 +70,28 @@ class WebhookSettings(LoaderSettings):
     store_url: str = Field(
         description="The store as pods reach it, e.g. http://loader-store.loader:8700"
     )
+    auth: AuthMode = Field(
+        "jwt",
+        description="How injected agents authenticate: jwt (a projected service-account token "
+        "traded at the store, see `loader store trust`) or token (a token Secret); a pod's "
+        "loader.dev/auth annotation, or its loader.dev/token-secret, chooses for itself",
+    )
+    token_audience: str = Field(
+        "loader-store",
+        min_length=1,
+        max_length=253,
+        description="auth=jwt: the audience of the projected token (the trust policy's)",
+    )
+    token_expiration: int = Field(
+        600,
+        ge=600,
+        le=86400,
+        description="auth=jwt: the projected token's lifetime in seconds (the kubelet renews "
+        "it before it ends; Kubernetes' minimum is 600)",
+    )
     token_secret: str = Field(
         "loader-agent-token",
-        description="Secret holding the agent token, in the pod's namespace",
+        description="auth=token: Secret holding the agent token, in the pod's namespace",
     )
     token_secret_key: str = Field("token", description="Key of the token in that Secret")
     ca_configmap: str | None = Field(
