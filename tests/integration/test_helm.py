@@ -28,6 +28,7 @@ from dotenv import dotenv_values
 from loader.httpclient import HttpClient
 from loader.server.settings import StoreSettings
 from loader.webhook.settings import WebhookSettings
+from loader.workload import DEFAULT_JWT_FILE
 from tests import tools
 from tests.procs import Proc, free_port, loader_env, spawn, wait_for_line
 
@@ -248,6 +249,7 @@ def test_agent_pods_use_a_memory_volume_and_probe_healthz_and_readyz(
     ]
     if "exampleApp.enabled=true" in CASES[case] or "spice-app" in case:
         assert agents, case
+    walkthrough = "spice-app" in case
     for name, spec in agents:
         volume = named(spec["volumes"], "loader-secrets")
         assert volume["emptyDir"]["medium"] == "Memory", name
@@ -257,15 +259,34 @@ def test_agent_pods_use_a_memory_volume_and_probe_healthz_and_readyz(
         assert agent["args"] == ["agent"]
         for c in (agent, render_once):
             assert named(c["volumeMounts"], "loader-secrets")["mountPath"] == "/secrets"
-            assert env_of(c)["LOADER_TOKEN_FILE"] == "/var/run/secrets/loader/token"
+            token_mount = named(c["volumeMounts"], "loader-token")["mountPath"]
+            if walkthrough:  # the spice-app example keeps its token Secret (auth: token)
+                assert env_of(c)["LOADER_TOKEN_FILE"] == "/var/run/secrets/loader/token"
+                assert token_mount == "/var/run/secrets/loader"
+            else:  # auth=jwt by default: the projected service-account token
+                assert env_of(c)["LOADER_AUTH"] == "jwt"
+                assert env_of(c)["LOADER_JWT_FILE"] == DEFAULT_JWT_FILE
+                assert token_mount == "/var/run/secrets/tokens"
+                assert "LOADER_TOKEN_FILE" not in env_of(c)
         live = agent["livenessProbe"]["exec"]["command"]
         ready = agent["readinessProbe"]["exec"]["command"]
         assert live[:2] == ["python", "-c"]
         assert "http://127.0.0.1:8701/healthz" in live[2]
         assert "http://127.0.0.1:8701/readyz" in ready[2]
         assert env_of(agent)["LOADER_LISTEN"] == "127.0.0.1:8701"
-        token = named(spec["volumes"], "loader-token")["secret"]
-        assert token["secretName"] == "loader-agent-token"
+        token_volume = named(spec["volumes"], "loader-token")
+        if walkthrough:
+            assert token_volume["secret"]["secretName"] == "loader-agent-token"
+        else:
+            assert token_volume["projected"]["sources"] == [
+                {
+                    "serviceAccountToken": {
+                        "audience": "loader-store",
+                        "expirationSeconds": 600,
+                        "path": "loader",
+                    }
+                }
+            ]
         for c in spec["containers"]:
             if c["name"] != "loader-agent":
                 mount = named(c["volumeMounts"], "loader-secrets")
@@ -405,6 +426,11 @@ def test_webhook_manifests_and_the_settings_they_give_it() -> None:
     assert settings.store_url == "https://loader-store.loader.svc:8700"
     assert settings.image == "secret-loader:0.1.0"
     assert settings.token_secret == "loader-agent-token"
+    assert (settings.auth, settings.token_audience, settings.token_expiration) == (
+        "jwt",
+        "loader-store",
+        600,
+    )
     assert settings.listen == "0.0.0.0:8443"
     assert settings.label == ("loader.dev/client", "true")
     assert str(settings.tls_cert).startswith("/etc/loader/webhook-tls/")
@@ -419,6 +445,23 @@ def test_webhook_manifests_and_the_settings_they_give_it() -> None:
     assert config["webhooks"][0]["clientConfig"]["caBundle"]
     assert "annotations" not in config["metadata"]
     assert not of_kind(own, "Certificate")
+
+
+def test_agent_auth_token_keeps_the_token_secret() -> None:
+    """agent.auth=token: the example app's agent mounts the token Secret instead of a projected
+    token, and the webhook is told to do the same."""
+    _, docs = render(
+        *CASES["everything"], "--set", "agent.auth=token", "--set", "agent.tokenSecret=app-tok"
+    )
+    for _, spec in pod_specs(docs):
+        if any(c["name"] == "loader-agent" for c in spec["containers"]):
+            assert named(spec["volumes"], "loader-token")["secret"]["secretName"] == "app-tok"
+            env = env_of(named(spec["containers"], "loader-agent"))
+            assert env["LOADER_TOKEN_FILE"] == "/var/run/secrets/loader/token"
+            assert "LOADER_AUTH" not in env
+    (webhook,) = component(docs, "Deployment", "webhook")
+    (container,) = webhook["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["LOADER_WEBHOOK_AUTH"] == "token"
 
 
 @pytest.mark.parametrize(

@@ -190,7 +190,12 @@ Parameters (defaults in brackets):
   environment     [default]
   format          dotenv | dotenv-expand | shell | docker | json [dotenv]
   output          the env file [<mountPath>/app.env]
-  tokenSecret     Secret holding the agent token [loader-agent-token]
+  auth            jwt: a projected service-account token traded at the store (see
+                  `loader store trust`); token: a token Secret [token when tokenSecret is
+                  given, else jwt]
+  tokenAudience   auth=jwt: the projected token's audience [from root, else loader-store]
+  tokenExpiration auth=jwt: its lifetime in seconds, at least 600 [from root, else 600]
+  tokenSecret     auth=token: Secret holding the agent token [loader-agent-token]
   tokenKey        its key [token]
   template        ConfigMap holding a template (a spicepod) [none]
   templateKey     its key, also the rendered file's name [spicepod.yaml]
@@ -225,6 +230,14 @@ Parameters (defaults in brackets):
 {{- end }}
 {{- end }}
 
+{{- define "loader.agent.auth" -}}
+{{- $auth := .auth | default (ternary "token" "jwt" (hasKey . "tokenSecret")) -}}
+{{- if not (has $auth (list "jwt" "token")) }}
+{{- fail (printf "loader agent helpers: \"auth\" must be jwt or token, got %v" $auth) }}
+{{- end -}}
+{{ $auth }}
+{{- end }}
+
 {{- define "loader.agent.env" -}}
 {{- if not (regexMatch "^[1-9][0-9]*$" (toString .app)) }}
 {{- fail (printf "loader.agentSidecar / loader.initContainer: \"app\" must be the app id (a positive integer), got %v" .app) }}
@@ -233,8 +246,15 @@ Parameters (defaults in brackets):
 {{- $format := .format | default "dotenv" }}
 - name: LOADER_STORE_URL
   value: {{ include "loader.agent.storeUrl" . | quote }}
+{{- if eq (include "loader.agent.auth" .) "jwt" }}
+- name: LOADER_AUTH
+  value: jwt
+- name: LOADER_JWT_FILE
+  value: /var/run/secrets/tokens/loader
+{{- else }}
 - name: LOADER_TOKEN_FILE
   value: /var/run/secrets/loader/token
+{{- end }}
 - name: LOADER_APP
   value: {{ toString .app | quote }}
 - name: LOADER_ENVIRONMENT
@@ -259,7 +279,7 @@ Parameters (defaults in brackets):
 - name: {{ .volumeName | default "loader-secrets" }}
   mountPath: {{ .mountPath | default "/secrets" }}
 - name: loader-token
-  mountPath: /var/run/secrets/loader
+  mountPath: {{ ternary "/var/run/secrets/tokens" "/var/run/secrets/loader" (eq (include "loader.agent.auth" .) "jwt") }}
   readOnly: true
 {{- if .template }}
 - name: loader-template
@@ -387,17 +407,30 @@ failureThreshold: {{ .failures | default 3 }}
   readOnly: true
 {{- end }}
 
-{{/* The token Secret (and the template ConfigMap and CA, when given) for the agent. The token
+{{/* The agent's identity -- a projected service-account token for the store's audience
+(auth=jwt), or the token Secret -- and the template ConfigMap and CA, when given. The token
 file is 0444: only loader's containers mount it, and without a pod fsGroup a 0400 root-owned
 file would be unreadable to the non-root agent. */}}
 {{- define "loader.agentVolumes" -}}
+{{- $values := .root | default dict }}
+{{- $agentValues := ($values.Values | default dict).agent | default dict }}
 - name: loader-token
+{{- if eq (include "loader.agent.auth" .) "jwt" }}
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          audience: {{ .tokenAudience | default $agentValues.tokenAudience | default "loader-store" | quote }}
+          expirationSeconds: {{ .tokenExpiration | default $agentValues.tokenExpirationSeconds | default 600 }}
+          path: loader
+{{- else }}
   secret:
     secretName: {{ .tokenSecret | default "loader-agent-token" }}
     defaultMode: 0444
     items:
       - key: {{ .tokenKey | default "token" }}
         path: token
+{{- end }}
 {{- if .template }}
 - name: loader-template
   configMap:
