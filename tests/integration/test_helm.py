@@ -464,6 +464,18 @@ def test_agent_auth_token_keeps_the_token_secret() -> None:
     assert env_of(container)["LOADER_WEBHOOK_AUTH"] == "token"
 
 
+def test_store_jwks_configmap_is_mounted_read_only() -> None:
+    _, docs = render(*MASTER, "--set", "store.jwksConfigMap=cluster-jwks")
+    (deployment,) = component(docs, "Deployment", "store")
+    spec = deployment["spec"]["template"]["spec"]
+    assert named(spec["volumes"], "jwks")["configMap"]["name"] == "cluster-jwks"
+    mount = named(named(spec["containers"], "store")["volumeMounts"], "jwks")
+    assert mount == {"name": "jwks", "mountPath": "/etc/loader/jwks", "readOnly": True}
+    _, plain = render(*MASTER)
+    (deployment,) = component(plain, "Deployment", "store")
+    assert all(v["name"] != "jwks" for v in deployment["spec"]["template"]["spec"]["volumes"])
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

@@ -161,6 +161,11 @@ Refusals: settings that cannot work, with the reason and the fix.
   mountPath: /etc/loader/tls
   readOnly: true
 {{- end }}
+{{- if .Values.store.jwksConfigMap }}
+- name: jwks
+  mountPath: /etc/loader/jwks
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
