@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Credentials without a telling word in their name (a database URL holds its password).
 NAMED = frozenset({"LOADER_DATABASE_URL", "LOADER_MASTER_KEY_FILE"})
 # Any LOADER_* setting whose name holds one of these is treated as a credential.
-MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "JWT")
 
 
 def is_credential(name: str) -> bool:

@@ -63,6 +63,8 @@ def test_group_writable_directory_of_the_owners_own_group_is_fine() -> None:
         ("LOADER_DATABASE_URL_FILE", True),  # where the URL is: as good as the URL
         ("loader_database_url_file", True),
         ("LOADER_MASTER_KEY_FILE", True),
+        ("LOADER_JWT_FILE", True),  # the workload's JWT: traded for access at the store
+        ("LOADER_AUTH", False),
         ("LOADER_DATA_DIR", False),
         ("LOADER_DB_PASSWORD", True),
         ("LOADER_AGENT_URL", False),
