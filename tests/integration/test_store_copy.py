@@ -18,6 +18,7 @@ from loader.store.models import AuditEvent, TokenRecord, utcnow
 from loader.store.service import StoreService
 from loader.store.sqlite import SQLiteRepository
 from loader.store.transfer import TABLES
+from loader.store.trust import make_policy
 from tests.pg import PostgresServer
 from tests.procs import run_loader, start_store
 
@@ -110,6 +111,23 @@ async def fill(path: Path, keyring: Keyring) -> dict[str, str]:
         await repo.append_audit(
             [AuditEvent(at=utcnow(), action="reveal", outcome="ok", app_id=1) for _ in range(100)]
         )
+        for n in range(2):  # workload identity: a live trust policy and a deleted one
+            policy = make_policy(
+                issuer="https://issuer.example", audience="loader-store",
+                conditions={"kubernetes.io.namespace": f"ns{n}"}, scopes=frozenset({"*"}),
+                app_id=1, environments=("prod",), ttl=600, now=utcnow(),
+                jwks_url="https://issuer.example/jwks",
+            )  # fmt: skip
+            await repo.create_trust_policy(policy)
+        await repo.delete_trust_policy(policy.id, utcnow())
+        await repo.append_audit(
+            [
+                AuditEvent(
+                    at=utcnow(), action="issue_access_token", outcome="unauthorized",
+                    token_id=policy.id, subject="system:serviceaccount:ns1:api", reason="expired",
+                )
+            ]
+        )  # fmt: skip
     finally:
         await repo.close()
     return expected
@@ -161,6 +179,7 @@ def test_copy_sqlite_to_postgresql_and_back_keeps_every_row(
     assert report["counts"]["secrets"] == SECRETS - 3
     assert report["counts"]["secret_versions"] > SECRETS
     assert report["counts"]["tokens"] == 7
+    assert report["counts"]["trust_policies"] == 2
     assert report["counts"]["audit_events"] > SECRETS
     assert report["values_decrypted"] > 0 and report["data_keys_checked"] == 8
 

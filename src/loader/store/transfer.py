@@ -1,11 +1,12 @@
 """``loader store copy``: every row of one store's database into another, either backend.
 
-Secrets, versions, data keys, audit, tokens and clients, apps and environments move with their
-ids, revisions and timestamps (millisecond precision, SQLite's), and each id sequence continues
-where the source's left off: the ciphertexts are bound to their app and environment ids, so the
-same master key opens them in the target. The source is read in one snapshot; the target is
-written in one transaction, and before it commits the copy is checked -- every table's count,
-every data key unwrapped, a sample of values decrypted. A target that holds anything is refused.
+Secrets, versions, data keys, audit, tokens and clients, trust policies, apps and environments
+move with their ids, revisions and timestamps (millisecond precision, SQLite's), and each id
+sequence continues where the source's left off: the ciphertexts are bound to their app and
+environment ids, so the same master key opens them in the target. The source is read in one
+snapshot; the target is written in one transaction, and before it commits the copy is checked
+-- every table's count, every data key unwrapped, a sample of values decrypted. A target that
+holds anything is refused.
 """
 
 from __future__ import annotations
@@ -105,8 +106,30 @@ TABLES: tuple[Table, ...] = (
             "outcome",
             "client",
             "count",
+            "subject",
+            "reason",
         ),
         ("at",),
+    ),
+    Table(
+        "trust_policies",
+        (
+            "id",
+            "issuer",
+            "jwks_url",
+            "jwks_file",
+            "audience",
+            "conditions",
+            "scopes",
+            "app_id",
+            "environments",
+            "ttl",
+            "description",
+            "created_at",
+            "deleted_at",
+        ),
+        ("created_at", "deleted_at"),
+        serial=False,
     ),
 )
 
