@@ -26,7 +26,39 @@ from loader.store.workload import WorkloadRefused
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def token_response(issued: Issued) -> web.Response:
+def narrowed(granted: frozenset[str], scope: str | None, grantor: str) -> frozenset[str]:
+    """The scopes an access token gets: all ``granted``, or the asked-for subset of them."""
+    if not scope:
+        return granted
+    wanted = frozenset(scope.split())
+    if not wanted <= granted:
+        raise InvalidRequestError(f"scope asks for more than the {grantor} grants")
+    return wanted
+
+
+def issued(
+    call: Call[TokenRequestBody],
+    token: Issued,
+    token_id: str,
+    app_id: int | None,
+    subject: str | None = None,
+) -> web.Response:
+    """Audit an access token's issue (never the token) and answer with it."""
+    call.state.audit.record(
+        AuditEvent(
+            at=utcnow(),
+            action="issue_access_token",
+            outcome="ok",
+            token_id=token_id,
+            app_id=app_id,
+            client=call.client,
+            subject=subject,
+        )
+    )
+    return _token_response(token)
+
+
+def _token_response(issued: Issued) -> web.Response:
     return json_response(
         {
             "access_token": issued.token,
@@ -63,27 +95,11 @@ async def exchange_workload_token(call: Call[TokenRequestBody]) -> web.StreamRes
         call.state.audit.refused(_event(call, "unauthorized", exc))
         raise
     policy = match.policy
-    scopes = policy.scopes
-    if body.scope:
-        wanted = frozenset(body.scope.split())
-        if not wanted <= policy.scopes:
-            raise InvalidRequestError("scope asks for more than the trust policy grants")
-        scopes = wanted
+    scopes = narrowed(policy.scopes, body.scope, "trust policy")
     ttl = min(policy.ttl, int(match.expires_at - time.time()))
     if ttl < 1:  # expired within the leeway: nothing left to grant
         late = WorkloadRefused("expired", policy, match.subject)
         call.state.audit.refused(_event(call, "unauthorized", late))
         raise late
-    issued = authority.issue_workload(replace(policy, scopes=scopes), match.subject, ttl)
-    call.state.audit.record(
-        AuditEvent(
-            at=utcnow(),
-            action="issue_access_token",
-            outcome="ok",
-            token_id=policy.id,
-            app_id=policy.app_id,
-            client=call.client,
-            subject=match.subject,
-        )
-    )
-    return token_response(issued)
+    token = authority.issue_workload(replace(policy, scopes=scopes), match.subject, ttl)
+    return issued(call, token, policy.id, policy.app_id, match.subject)

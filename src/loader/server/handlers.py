@@ -30,7 +30,7 @@ from loader.names import (
     check_secret_name,
 )
 from loader.server import etags, ops
-from loader.server.exchange import exchange_workload_token, token_response
+from loader.server.exchange import exchange_workload_token, issued, narrowed
 from loader.server.routing import Call, Param, Route, json_response
 from loader.server.schemas import (
     AppBody,
@@ -47,7 +47,6 @@ from loader.store.auth import usable, verify_secret
 from loader.store.models import (
     UNSET,
     App,
-    AuditEvent,
     AuditQuery,
     Environment,
     SecretMeta,
@@ -555,24 +554,8 @@ async def oauth_token(call: Call[TokenRequestBody]) -> web.StreamResponse:
     ):
         call.state.audit.refused(call.event("issue_access_token", "unauthorized"))
         raise UnauthorizedError("invalid client credentials")
-    scopes = record.scopes
-    if body.scope:
-        wanted = frozenset(body.scope.split())
-        if not wanted <= record.scopes:
-            raise InvalidRequestError("scope asks for more than the client was granted")
-        scopes = wanted
-    issued = authority.issue(record, scopes)
-    call.state.audit.record(
-        AuditEvent(
-            at=utcnow(),
-            action="issue_access_token",
-            outcome="ok",
-            token_id=record.id,
-            app_id=record.app_id,
-            client=call.client,
-        )
-    )
-    return token_response(issued)
+    scopes = narrowed(record.scopes, body.scope, "client")
+    return issued(call, authority.issue(record, scopes), record.id, record.app_id)
 
 
 # -- the table -----------------------------------------------------------------------------

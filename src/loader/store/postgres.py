@@ -622,21 +622,25 @@ class PostgresRepository(RepositoryBase):
         await self._write(unit)
 
     async def revoke_token(self, token_id: str, now: datetime) -> bool:
+        return await self._retire(sql.REVOKE_TOKEN, token_id, now)
+
+    async def _retire(self, update: str, item_id: str, now: datetime) -> bool:
+        """Revoke a token or delete a trust policy (``update``: ``(now, id)``, ``RETURNING
+        id``), announced to every replica's LISTEN as a revocation when it commits."""
+
         async def unit(tx: _Tx) -> bool:
-            # The notification reaches every replica's LISTEN when this commits.
             row = await tx.conn.fetchrow(
-                "WITH t AS (UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS "
-                "NULL RETURNING id) SELECT pg_notify($3, id) FROM t",
+                f"WITH t AS ({_q(update)}) SELECT pg_notify($3, id) FROM t",  # noqa: S608
                 now,
-                token_id,
+                item_id,
                 REVOCATIONS,
             )
             return row is not None
 
-        revoked = await self._write(unit)
-        if revoked:
-            self._announce_revoked([token_id])
-        return revoked
+        retired = await self._write(unit)
+        if retired:
+            self._announce_revoked([item_id])
+        return retired
 
     # -- trust policies --------------------------------------------------------------------
 
@@ -647,21 +651,7 @@ class PostgresRepository(RepositoryBase):
         await self._write(unit)
 
     async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool:
-        async def unit(tx: _Tx) -> bool:
-            # Announced to every replica as a revocation when this commits.
-            row = await tx.conn.fetchrow(
-                "WITH t AS (UPDATE trust_policies SET deleted_at = $1 WHERE id = $2 AND "
-                "deleted_at IS NULL RETURNING id) SELECT pg_notify($3, id) FROM t",
-                now,
-                policy_id,
-                REVOCATIONS,
-            )
-            return row is not None
-
-        deleted = await self._write(unit)
-        if deleted:
-            self._announce_revoked([policy_id])
-        return deleted
+        return await self._retire(sql.DELETE_TRUST_POLICY, policy_id, now)
 
     # -- audit -----------------------------------------------------------------------------
 

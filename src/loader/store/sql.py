@@ -117,6 +117,7 @@ INSERT_TOKEN = (
     "INSERT INTO tokens (id, kind, digest, scopes, app_id, environments, description, "
     "created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
 )
+REVOKE_TOKEN = "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id"
 GET_TOKEN = "SELECT * FROM tokens WHERE id = ?"
 LIST_TOKENS = "SELECT * FROM tokens ORDER BY created_at"
 COUNT_TOKENS = "SELECT count(*) FROM tokens"

@@ -580,17 +580,17 @@ class SQLiteRepository(RepositoryBase):
         await self._write(unit)
 
     async def revoke_token(self, token_id: str, now: datetime) -> bool:
-        def unit(tx: _Tx) -> bool:
-            cur = tx.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (iso(now), token_id),
-            )
-            return cur.rowcount > 0
+        return await self._retire(sql.REVOKE_TOKEN, token_id, now)
 
-        revoked = await self._write(unit)
-        if revoked:
-            self._announce_revoked([token_id])
-        return revoked
+    async def _retire(self, update: str, item_id: str, now: datetime) -> bool:
+        """Revoke a token or delete a trust policy (``update``: ``(now, id)``, ``RETURNING
+        id``); other processes notice it (:meth:`watch_changes`)."""
+        retired = await self._write(
+            lambda tx: tx.execute(update, (iso(now), item_id)).fetchone() is not None
+        )
+        if retired:
+            self._announce_revoked([item_id])
+        return retired
 
     # -- trust policies --------------------------------------------------------------------
 
@@ -601,13 +601,7 @@ class SQLiteRepository(RepositoryBase):
         await self._write(unit)
 
     async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool:
-        def unit(tx: _Tx) -> bool:
-            return tx.execute(sql.DELETE_TRUST_POLICY, (iso(now), policy_id)).fetchone() is not None
-
-        deleted = await self._write(unit)
-        if deleted:
-            self._announce_revoked([policy_id])
-        return deleted
+        return await self._retire(sql.DELETE_TRUST_POLICY, policy_id, now)
 
     # -- audit -----------------------------------------------------------------------------
 
