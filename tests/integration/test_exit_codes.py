@@ -272,6 +272,17 @@ def cases(w: World) -> list[tuple[str, str, list[str], str, bytes | None]]:
         ["store", "client", "create", *d, "--scopes", "*", "--app", "4242"],
     )
     add("store client create", "configuration", ["store", "client", "create", "--scopes", "*"])
+    trust = ["store", "trust", "create", *d, "--issuer", "https://k8s", "--audience", "loader"]
+    trust += ["--jwks-url", "https://k8s/jwks", "--scopes", "secrets:reveal"]
+    add("store trust create", "usage", trust)  # no claim condition
+    add("store trust create", "usage", [*trust, "--claim", "novalue"])
+    add("store trust create", "not found", [*trust, "--k8s-namespace", "x", "--app", "nope"])
+    add("store trust create", "configuration", [*trust[:3], *trust[5:], "--k8s-namespace", "x"])
+    add("store trust list", "usage", ["store", "trust", "list", *d, "extra"])
+    add("store trust list", "configuration", ["store", "trust", "list"])
+    add("store trust delete", "usage", ["store", "trust", "delete", *d])
+    add("store trust delete", "not found", ["store", "trust", "delete", *d, "tp_000000000000"])
+    add("store trust delete", "configuration", ["store", "trust", "delete", "tp_000000000000"])
     add("store rotate-key", "usage", ["store", "rotate-key", *d])
     add(
         "store rotate-key",
