@@ -113,7 +113,10 @@ class ExchangedTokens:
         self._grant = None
         path = self.path
         jwt = reread(lambda: read_token_file(path), self._jwt, "workload token", log)
-        return jwt is not None
+        if jwt is None:
+            return False
+        self._jwt = jwt
+        return True
 
     async def watch(self) -> None:
         """Follow the JWT file until cancelled: a new JWT while no access token is held (the

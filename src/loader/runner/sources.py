@@ -135,18 +135,24 @@ class WorkloadLogin:
         self.url, self.path, self.ca_file, self.timeout = url, path, ca_file, timeout
         self._grant: Grant | None = None
 
-    def token(self) -> str:
+    def token(self, client: Any = None) -> str:
+        """The access token, traded first when due; over ``client`` (an open
+        :class:`~loader.httpclient.HttpClient` to the store, kept alive for the read that
+        follows) or a connection of its own."""
         grant = self._grant
         if grant is None or grant.due(time.time()):
             from loader.httpclient import HttpClient
             from loader.workload import read_grant, token_request
 
             request = token_request(read_token_file(self.path))
-            client = HttpClient(self.url, ca_file=self.ca_file, timeout=self.timeout)
+            own = client is None
+            if own:
+                client = HttpClient(self.url, ca_file=self.ca_file, timeout=self.timeout)
             try:
                 resp = client.request("POST", "/oauth/token", request)
             finally:
-                client.close()
+                if own:
+                    client.close()
             _check(resp, "store")
             grant = self._grant = read_grant(resp.body, time.time())
         return grant.token
@@ -174,10 +180,6 @@ class StoreSource:
         self.login = token if isinstance(token, WorkloadLogin) else None
         self._static = token if isinstance(token, str) else ""
 
-    @property
-    def token(self) -> str:
-        return self.login.token() if self.login is not None else self._static
-
     def describe(self) -> str:
         return f"store {self.url} (app {self.app} / {self.environment})"
 
@@ -191,8 +193,10 @@ class StoreSource:
     def _fetch(self) -> dict[str, str]:
         from loader.httpclient import HttpClient
 
-        client = HttpClient(self.url, token=self.token, ca_file=self.ca_file, timeout=self.timeout)
+        client = HttpClient(self.url, ca_file=self.ca_file, timeout=self.timeout)
         try:
+            # (--auth jwt: the trade and the read share one connection)
+            client.token = self.login.token(client) if self.login is not None else self._static
             if isinstance(self.app, str):
                 self.app = _resolve_app(client, self.app)
             resp = client.request("GET", self.path)
