@@ -5,6 +5,7 @@ Spice-compatible routes. Zero 5xx, zero responses that break the document."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,12 @@ from tests.integration.test_store_schemathesis import (
     run_schemathesis,
 )
 from tests.procs import init_store, start_store
+
+# A fixed seed by default, so CI is repeatable (an unseeded run once found a replayed
+# Idempotency-Key for an app deleted since, a 404 its stateful check counts as a failure, and
+# failed one CI run in several). FUZZ_SEED=random explores new sequences; FUZZ_SEED=N replays one.
+_SEED = os.environ.get("FUZZ_SEED", "20261130")
+SEED_ARGS = [] if _SEED == "random" else ["--seed", _SEED]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 def test_fuzz_own_document_with_a_token(live, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc, token = live
     report = tmp_path / "st.ndjson"
-    code, output = run_schemathesis(proc.url, token, report, "--max-examples", "80")
+    code, output = run_schemathesis(proc.url, token, report, "--max-examples", "80", *SEED_ARGS)
     requests = count_requests(report)
     print(f"schemathesis, own document, with a token: {requests} requests, exit {code}")
     assert code == 0, output
@@ -49,7 +56,7 @@ def test_fuzz_own_document_with_a_token(live, tmp_path: Path) -> None:  # type: 
 def test_fuzz_own_document_without_a_token(live, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc, _ = live
     report = tmp_path / "st.ndjson"
-    code, output = run_schemathesis(proc.url, None, report, "--max-examples", "20")
+    code, output = run_schemathesis(proc.url, None, report, "--max-examples", "20", *SEED_ARGS)
     requests = count_requests(report)
     print(f"schemathesis, own document, no token: {requests} requests, exit {code}")
     assert code == 0, output
@@ -73,6 +80,7 @@ def test_fuzz_the_vendor_document_on_the_spice_routes(live, tmp_path: Path) -> N
         proc.url,
         "--exclude-checks",
         "positive_data_acceptance",
+        *SEED_ARGS,
         schema=str(SEED),
     )
     requests = count_requests(report)
