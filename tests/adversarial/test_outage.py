@@ -280,6 +280,8 @@ def test_slow_clients_do_not_starve_others(live: LiveStore, tmp_path: Path, shm:
         env=loader_env(LOADER_STORE_URL=live.url, LOADER_TOKEN=reveal, LOADER_APP=str(live.app)),
     )
     agent_port = int(agent.url.rsplit(":", 1)[1])
+    # The agent serves nothing before its first render: wait for it, then starve it.
+    wait_until((shm / "env").exists, what="first render")
     slow = _slowloris(live.port, 150) + _slowloris(agent_port, 150)
     try:
         for _ in range(3):  # keep trickling header bytes, never finishing
