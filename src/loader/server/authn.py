@@ -1,12 +1,14 @@
 """Bearer-token authentication: loader tokens (``lt_...``) and, when enabled, OAuth JWTs.
 
+Token records come from memory (:mod:`loader.store.tokencache`), dropped the moment a
+revocation is announced: a revoked token is refused on the very next request.
+
 A request held by a long-poll is authenticated again when its wait ends (:meth:`recheck`): a
 token revoked, or a credential expired, while the request waited gets no answer but a 401.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Protocol
 
@@ -14,8 +16,9 @@ from aiohttp import web
 
 from loader.errors import UnauthorizedError
 from loader.store.auth import Principal, split_token, usable, verify_secret
-from loader.store.models import TokenRecord, utcnow
+from loader.store.models import utcnow
 from loader.store.repository import Repository
+from loader.store.tokencache import TokenCache
 from loader.store.trust import TRUST_PREFIX
 
 
@@ -38,7 +41,7 @@ class TokenAuthenticator:
     def __init__(self, repo: Repository, jwt: JwtVerifier | None = None) -> None:
         self.repo = repo
         self.jwt = jwt
-        self._lookups: dict[str, asyncio.Future[TokenRecord | None]] = {}
+        self.tokens = TokenCache(repo)
 
     async def __call__(self, request: web.Request) -> Principal:
         credential = bearer(request)
@@ -49,7 +52,7 @@ class TokenAuthenticator:
             verify_secret(credential, None)  # same work as a real check
             raise UnauthorizedError("invalid token")
         token_id, secret = parts
-        record = await self.repo.get_token(token_id)
+        record = await self.tokens.get(token_id)
         if (
             not verify_secret(secret, record)
             or record is None
@@ -69,25 +72,6 @@ class TokenAuthenticator:
             if await self.repo.get_trust_policy(principal.token_id) is None:
                 raise UnauthorizedError("the trust policy was deleted while the request was held")
             return
-        record = await self._lookup(principal.token_id)
+        record = await self.tokens.get(principal.token_id)
         if record is None or not usable(record, utcnow()):
             raise UnauthorizedError("the token was revoked while the request was held")
-
-    async def _lookup(self, token_id: str) -> TokenRecord | None:
-        pending = self._lookups.get(token_id)
-        if pending is not None:
-            return await pending  # no shield: handlers are not cancelled on disconnect
-        fut: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
-        self._lookups[token_id] = fut
-        try:
-            record = await self.repo.get_token(token_id)
-        except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: the first caller re-raises it
-            raise
-        finally:
-            del self._lookups[token_id]
-        if not fut.done():
-            fut.set_result(record)
-        return record

@@ -241,6 +241,9 @@ class PostgresRepository(RepositoryBase):
         self.health = DatabaseHealth()
         self.schema_change = SchemaChange(0, 0)
         self._listeners: list[ChangeListener] = []
+        # Bumped at every LISTEN that is up; None while not listening (revocation_epoch).
+        self._epoch: int | None = None
+        self._listens = 0
 
     @classmethod
     async def open(
@@ -323,6 +326,14 @@ class PostgresRepository(RepositoryBase):
             return
         self._announce_revoked([str(r["id"]) for r in rows])
 
+    async def revocation_epoch(self) -> int | None:
+        """Every replica hears every revocation by NOTIFY, delivered to its LISTEN connection
+        when the revoking transaction commits (the revoking replica announces its own at once).
+        While that connection is up nothing is missed; a new one is a new epoch (what was read
+        before it is read again); while there is none, None. (A connection that is lost without
+        a word -- half-open -- is noticed by the check every 15 s.)"""
+        return self._epoch
+
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
         """LISTEN until cancelled; after every (re)connect, re-check what is being watched and
         re-read the revocations that could have been missed while not listening. Reconnects
@@ -349,6 +360,8 @@ class PostgresRepository(RepositoryBase):
                 started = utcnow()
                 await conn.add_listener(CHANNEL, self._on_notify)
                 await conn.add_listener(REVOCATIONS, self._on_revoke)
+                self._listens += 1
+                self._epoch = self._listens
                 backoff.reset()
                 outage.recovered()
                 await self._revoked_since(listening_since - REVOCATION_SKEW)
@@ -370,6 +383,7 @@ class PostgresRepository(RepositoryBase):
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.debug("change notifications: %s", exc)
             finally:
+                self._epoch = None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
             delay = backoff.next()

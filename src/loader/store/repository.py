@@ -14,7 +14,10 @@ Two implementations: :mod:`loader.store.sqlite` (embedded default) and
 * revocation listeners (:meth:`Repository.subscribe_revocations`) hear the id of every token or
   client revoked, and of every trust policy deleted, by this process or another (``loader store
   token revoke`` writes the database directly; other replicas) -- at once, or within
-  :data:`REVOCATION_POLL` seconds for SQLite.
+  :data:`REVOCATION_POLL` seconds for SQLite;
+* :meth:`Repository.revocation_epoch` tells the cache of token records
+  (:mod:`loader.store.tokencache`) whether it may answer: every revocation committed before the
+  call has then been announced.
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ class RepositoryBase(RevocationFeed):
     async def _fetchrow(self, statement: str, *args: Any) -> Any:
         raise NotImplementedError
 
+    async def _fetchkey(self, statement: str, *args: Any) -> Any:
+        """A row by its key, on every request's path (its environment, a token)."""
+        return await self._fetchrow(statement, *args)
+
     async def probe(self) -> list[models.DataKeyRecord]:
         """One round trip; returns a data key per master key in use (for the key self-test)."""
         return [data_key_record(r) for r in await self._fetch(sql.DATA_KEY_PER_MASTER_KEY)]
@@ -105,7 +112,7 @@ class RepositoryBase(RevocationFeed):
         return [env_record(r) for r in await self._fetch(sql.LIST_ENVIRONMENTS, app_id)]
 
     async def get_environment(self, app_id: int, name: str) -> models.Environment | None:
-        row = await self._fetchrow(sql.GET_ENVIRONMENT, app_id, name)
+        row = await self._fetchkey(sql.GET_ENVIRONMENT, app_id, name)
         return env_record(row) if row else None
 
     async def get_secret(self, env_id: int, name: str) -> models.SecretMeta | None:
@@ -113,7 +120,7 @@ class RepositoryBase(RevocationFeed):
         return secret_record(row) if row else None
 
     async def get_token(self, token_id: str) -> models.TokenRecord | None:
-        row = await self._fetchrow(sql.GET_TOKEN, token_id)
+        row = await self._fetchkey(sql.GET_TOKEN, token_id)
         return token_record(row) if row else None
 
     async def list_tokens(self) -> list[models.TokenRecord]:
@@ -161,6 +168,14 @@ class Repository(Protocol):
 
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
         """Follow changes and revocations made by other processes until cancelled."""
+        ...
+
+    async def revocation_epoch(self) -> int | None:
+        """Once this returns, every revocation committed before the call has been announced to
+        the revocation listeners -- so a token record read since, and not announced revoked, is
+        still good. The number changes whenever announcements may have been missed in between
+        (a lost LISTEN connection): what was read before is then to be read again. None: no such
+        promise can be made now (not listening); read the database."""
         ...
 
     # apps and environments

@@ -10,7 +10,6 @@ each in its own savepoint), and a read is one consistent WAL snapshot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import threading
@@ -69,6 +68,10 @@ from loader.store.repository import (
 from loader.store.writeplan import compares_value, plan_delete, plan_write
 
 T = TypeVar("T")
+
+LOOP_STEPS = 20
+"""A statement on the event loop's own connection is interrupted (and goes to a reader
+thread) after this many thousand virtual-machine steps: a few hundred microseconds."""
 
 # A secret with its current value (still sealed), to tell a write of the same value.
 _CURRENT_AND_VALUE = (
@@ -146,6 +149,14 @@ class SQLiteRepository(RepositoryBase):
         self._writer = GroupCommitWriter(self._connection, name="loader-sqlite-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="loader-sqlite-reader")
         self._listeners: list[ChangeListener] = []
+        # Revocations by other processes (see revocation_epoch): the event loop's own
+        # connection for PRAGMA data_version, and the catching up it triggers.
+        self._gate: sqlite3.Connection | None = None
+        self._loop_steps = 0
+        self._seen_version = -1
+        self._revoked_after = utcnow() - REVOCATION_SKEW
+        self._catching_up: asyncio.Future[None] | None = None
+        self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -187,6 +198,10 @@ class SQLiteRepository(RepositoryBase):
         return repo
 
     async def close(self) -> None:
+        self._closed = True
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown)
         if self._lock_fd is not None:
@@ -221,25 +236,74 @@ class SQLiteRepository(RepositoryBase):
 
     async def watch_changes(self, reconnected: Callable[[], Awaitable[None]]) -> None:
         """One process serves a SQLite store, and announces its own changes. But the CLI writes
-        the file directly (``loader store token revoke``): follow other connections' commits by
-        polling ``PRAGMA data_version`` on a connection of our own, and announce the tokens
-        revoked since the last look."""
-        conn = _PollConnection(await asyncio.to_thread(connect, self.path))
+        the file directly (``loader store token revoke``): look for other connections' commits
+        every :data:`REVOCATION_POLL` seconds too, so a request held by a revoked token is
+        woken even when no other request comes."""
+        while True:
+            await asyncio.sleep(REVOCATION_POLL)
+            await self.revocation_epoch()
+
+    async def revocation_epoch(self) -> int | None:
+        """The store announces its own revocations as they commit; the CLI's are another
+        connection's commits, which ``PRAGMA data_version`` on the event loop's own connection
+        shows at once (microseconds: the WAL index in shared memory; it never waits -- busy reads
+        as None). When it moved (any commit, the store's own included), the revocations since
+        the last look are read and announced before this returns: on the loop while that stays
+        within :data:`LOOP_STEPS`, else on a reader thread (once for every request that asks
+        meanwhile). The epoch never changes: nothing is missed while the file is readable."""
         try:
-            since = utcnow() - REVOCATION_SKEW
-            version = await asyncio.to_thread(conn.run, _data_version)
-            while True:
-                await asyncio.sleep(REVOCATION_POLL)
-                current = await asyncio.to_thread(conn.run, _data_version)
-                if current == version:
-                    continue
-                version = current
-                revoked = await asyncio.to_thread(conn.run, _revoked_since, since)
-                if revoked:
-                    since = max(at for _, at in revoked) - REVOCATION_SKEW
-                    self._announce_revoked([token_id for token_id, _ in revoked])
+            version = _data_version(self._loop_connection())
+        except sqlite3.Error:
+            return None
+        while self._seen_version < version:
+            since = self._revoked_after
+            try:
+                self._caught_up(version, self._on_loop(sql.REVOKED_SINCE, iso(since), iso(since)))
+                continue
+            except sqlite3.Error:  # too long for the loop (many tokens), or busy
+                pass
+            pending = self._catching_up
+            if pending is None:
+                pending = self._catching_up = asyncio.ensure_future(self._catch_up(version))
+            try:
+                await asyncio.shield(pending)
+            except Exception:  # reported by whoever reads the database next
+                return None
+        return 0
+
+    async def _catch_up(self, version: int) -> None:
+        try:
+            # On a reader thread, whose read begins after ``version`` was seen.
+            since = iso(self._revoked_after)
+            self._caught_up(version, await self._fetch(sql.REVOKED_SINCE, since, since))
         finally:
-            conn.close()
+            self._catching_up = None
+
+    def _caught_up(self, version: int, rows: list[Any]) -> None:
+        revoked = [(str(r[0]), parse_iso(r[1])) for r in rows]
+        if revoked:
+            self._revoked_after = max(at for _, at in revoked) - REVOCATION_SKEW
+            self._announce_revoked([token_id for token_id, _ in revoked])
+        self._seen_version = max(self._seen_version, version)
+
+    def _loop_connection(self) -> sqlite3.Connection:
+        """The event loop's own connection, used only on the loop's thread: it never waits for
+        a lock, and a statement that runs past :data:`LOOP_STEPS` is interrupted."""
+        if self._gate is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the repository is closed")
+            self._gate = connect(self.path, busy_timeout=0)
+            self._gate.set_progress_handler(self._loop_step, 1000)
+        return self._gate
+
+    def _loop_step(self) -> int:
+        self._loop_steps += 1
+        return 1 if self._loop_steps > LOOP_STEPS else 0
+
+    def _on_loop(self, statement: str, *args: Any) -> list[Any]:
+        conn = self._loop_connection()
+        self._loop_steps = 0
+        return conn.execute(statement, args).fetchall()
 
     # -- health --------------------------------------------------------------------------------
 
@@ -306,6 +370,17 @@ class SQLiteRepository(RepositoryBase):
 
     async def _fetchrow(self, statement: str, *args: Any) -> Any:
         return await self._read(lambda conn: conn.execute(statement, args).fetchone())
+
+    async def _fetchkey(self, statement: str, *args: Any) -> Any:
+        """A row by its key, read on the event loop's own connection: tens of microseconds
+        where a reader thread's round trip costs several times that. A WAL read never waits for
+        the writer, and this connection does not wait at all: busy (or any trouble) and the read
+        goes to a reader thread as any other."""
+        try:
+            rows = self._on_loop(statement, *args)
+        except sqlite3.Error:
+            return await self._fetchrow(statement, *args)
+        return rows[0] if rows else None
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         timeouts = self.timeouts
@@ -662,37 +737,8 @@ class SQLiteRepository(RepositoryBase):
         return await self._write(unit)
 
 
-class _PollConnection:
-    """The change watcher's own connection. Cancelling an ``asyncio.to_thread`` call does not stop
-    its thread: closing the connection while that thread still runs a statement on it crashes
-    the interpreter (a segfault in ``PRAGMA data_version``, seen in CI when a store stopped). So
-    each use and the close take one lock, and a use after the close is refused."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn: sqlite3.Connection | None = conn
-        self._lock = threading.Lock()
-
-    def run(self, work: Callable[..., T], *args: Any) -> T:
-        with self._lock:
-            if self._conn is None:
-                raise sqlite3.ProgrammingError("the watcher's connection is closed")
-            return work(self._conn, *args)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.close()
-                self._conn = None
-
-
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-def _revoked_since(conn: sqlite3.Connection, since: datetime) -> list[tuple[str, datetime]]:
-    rows = conn.execute(sql.REVOKED_SINCE, (iso(since), iso(since))).fetchall()
-    return [(str(r[0]), parse_iso(r[1])) for r in rows]
 
 
 def connect(path: Path, busy_timeout: float = 30.0) -> sqlite3.Connection:
