@@ -65,6 +65,7 @@ from loader.store.repository import (
     Resealer,
     SchemaChange,
 )
+from loader.store.walindex import WalIndex
 from loader.store.writeplan import compares_value, plan_delete, plan_write
 
 T = TypeVar("T")
@@ -72,6 +73,9 @@ T = TypeVar("T")
 LOOP_STEPS = 20
 """A statement on the event loop's own connection is interrupted (and goes to a reader
 thread) after this many thousand virtual-machine steps: a few hundred microseconds."""
+
+KEY_READS = 10_000
+"""Rows read by key kept for as long as nothing is committed (environments, tokens)."""
 
 # A secret with its current value (still sealed), to tell a write of the same value.
 _CURRENT_AND_VALUE = (
@@ -153,6 +157,9 @@ class SQLiteRepository(RepositoryBase):
         # connection for PRAGMA data_version, and the catching up it triggers.
         self._gate: sqlite3.Connection | None = None
         self._loop_steps = 0
+        self._wal = WalIndex(path)
+        self._caught_up_at: bytes | None = None
+        self._key_reads: dict[tuple[str, tuple[Any, ...]], tuple[bytes, Any]] = {}
         self._seen_version = -1
         self._revoked_after = utcnow() - REVOCATION_SKEW
         self._catching_up: asyncio.Future[None] | None = None
@@ -199,6 +206,7 @@ class SQLiteRepository(RepositoryBase):
 
     async def close(self) -> None:
         self._closed = True
+        self._wal.close()
         if self._gate is not None:
             self._gate.close()
             self._gate = None
@@ -245,12 +253,16 @@ class SQLiteRepository(RepositoryBase):
 
     async def revocation_epoch(self) -> int | None:
         """The store announces its own revocations as they commit; the CLI's are another
-        connection's commits, which ``PRAGMA data_version`` on the event loop's own connection
-        shows at once (microseconds: the WAL index in shared memory; it never waits -- busy reads
-        as None). When it moved (any commit, the store's own included), the revocations since
-        the last look are read and announced before this returns: on the loop while that stays
-        within :data:`LOOP_STEPS`, else on a reader thread (once for every request that asks
+        connection's commits. Nothing committed since the last look (the WAL index's header
+        unchanged, :mod:`loader.store.walindex`: one ``pread``) and the answer is immediate.
+        Otherwise ``PRAGMA data_version`` on the event loop's own connection (it never waits:
+        busy reads as None) tells what the last look covered, and the revocations since are
+        read and announced before this returns: on the loop while that stays within
+        :data:`LOOP_STEPS`, else on a reader thread (once for every request that asks
         meanwhile). The epoch never changes: nothing is missed while the file is readable."""
+        mark = self._mark()
+        if mark is not None and mark == self._caught_up_at:
+            return 0  # nothing committed since the last catching up
         try:
             version = _data_version(self._loop_connection())
         except sqlite3.Error:
@@ -269,6 +281,7 @@ class SQLiteRepository(RepositoryBase):
                 await asyncio.shield(pending)
             except Exception:  # reported by whoever reads the database next
                 return None
+        self._caught_up_at = mark  # seen before the catching up: a later commit changes it
         return 0
 
     async def _catch_up(self, version: int) -> None:
@@ -294,7 +307,17 @@ class SQLiteRepository(RepositoryBase):
                 raise sqlite3.ProgrammingError("the repository is closed")
             self._gate = connect(self.path, busy_timeout=0)
             self._gate.set_progress_handler(self._loop_step, 1000)
+            _data_version(self._gate)  # a read: the WAL index exists from here on
+            self._wal.open()
         return self._gate
+
+    def _mark(self) -> bytes | None:
+        """The WAL index's header now (None: unsure), with the loop's connection open."""
+        try:
+            self._loop_connection()
+        except sqlite3.Error:
+            return None
+        return self._wal.mark()
 
     def _loop_step(self) -> int:
         self._loop_steps += 1
@@ -375,12 +398,24 @@ class SQLiteRepository(RepositoryBase):
         """A row by its key, read on the event loop's own connection: tens of microseconds
         where a reader thread's round trip costs several times that. A WAL read never waits for
         the writer, and this connection does not wait at all: busy (or any trouble) and the read
-        goes to a reader thread as any other."""
+        goes to a reader thread as any other. While nothing is committed (the WAL index's header
+        unchanged since), the row read last is the row: it is served again."""
+        mark = self._mark()
+        key = (statement, args)
+        if mark is not None:
+            kept = self._key_reads.get(key)
+            if kept is not None and kept[0] == mark:
+                return kept[1]  # nothing committed since that read: the same row
         try:
             rows = self._on_loop(statement, *args)
         except sqlite3.Error:
             return await self._fetchrow(statement, *args)
-        return rows[0] if rows else None
+        row = rows[0] if rows else None
+        if mark is not None:
+            if len(self._key_reads) >= KEY_READS:
+                self._key_reads.clear()
+            self._key_reads[key] = (mark, row)
+        return row
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         timeouts = self.timeouts
