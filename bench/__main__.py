@@ -22,6 +22,7 @@ BENCHMARKS = [
     "refusals",
     "spicelist",
     "spice",
+    "scale",
 ]
 
 

@@ -3,6 +3,11 @@ how long until every watcher has its answer. Prints one JSON line.
 
     python -m bench.fanout_client loader URL TOKEN APP N
     python -m bench.fanout_client minimal URL - - N
+    python -m bench.fanout_client loader URL TOKEN APP N --watch-only
+
+``--watch-only`` (several clients on several servers, one write made by the orchestrator):
+no write, no "go"; once every watcher has its answer, prints the arrival times as
+``time.perf_counter()`` readings (CLOCK_MONOTONIC: comparable between processes).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ async def request(
 
 async def main() -> None:
     kind, url, token, app, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    watch_only = sys.argv[6:] == ["--watch-only"]
     host, port = url.removeprefix("http://").split(":")
     port_n = int(port)
     auth = {"Authorization": f"Bearer {token}"} if kind == "loader" else {}
@@ -97,6 +103,12 @@ async def main() -> None:
     tasks = [asyncio.create_task(watch(r, w)) for r, w in connections]
     await asyncio.sleep(max(2.0, n / 2000))  # every request parked on the server
     print(json.dumps({"ready": True}), flush=True)  # the orchestrator samples memory now
+    if watch_only:
+        await asyncio.gather(*tasks)
+        arrivals.sort()
+        at = {"first": arrivals[0], "p50": arrivals[len(arrivals) // 2], "last": arrivals[-1]}
+        print(json.dumps({"n": n, **at}), flush=True)
+        return
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     start = time.perf_counter()
     if kind == "loader":
