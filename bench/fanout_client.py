@@ -7,7 +7,9 @@ how long until every watcher has its answer. Prints one JSON line.
 
 ``--watch-only`` (several clients on several servers, one write made by the orchestrator):
 no write, no "go"; once every watcher has its answer, prints the arrival times as
-``time.perf_counter()`` readings (CLOCK_MONOTONIC: comparable between processes).
+``time.perf_counter()`` readings (CLOCK_MONOTONIC: comparable between processes). Its
+watchers arrive at :data:`ARRIVALS_PER_S` (a store replica reads the environment from
+PostgreSQL for each arriving request: an instant burst of 10,000 queues on its pool).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import asyncio
 import json
 import sys
 import time
+
+ARRIVALS_PER_S = 1000
+PACE = 200
 
 
 async def read_response(reader: asyncio.StreamReader) -> int:
@@ -100,8 +105,16 @@ async def main() -> None:
         assert status == 200, status
         writer.close()
 
-    tasks = [asyncio.create_task(watch(r, w)) for r, w in connections]
-    await asyncio.sleep(max(2.0, n / 2000))  # every request parked on the server
+    if watch_only:  # watchers arrive over a few seconds (a burst is measured on its own)
+        tasks = []
+        for i, (r, w) in enumerate(connections):
+            tasks.append(asyncio.create_task(watch(r, w)))
+            if i % PACE == PACE - 1:
+                await asyncio.sleep(PACE / ARRIVALS_PER_S)
+        await asyncio.sleep(2.0)
+    else:
+        tasks = [asyncio.create_task(watch(r, w)) for r, w in connections]
+        await asyncio.sleep(max(2.0, n / 2000))  # every request parked on the server
     print(json.dumps({"ready": True}), flush=True)  # the orchestrator samples memory now
     if watch_only:
         await asyncio.gather(*tasks)

@@ -130,3 +130,25 @@ async def test_a_failing_audit_file_refuses_reveals_and_a_rotation_is_reopened(
     assert '"action":"one"' in (tmp_path / "audit.jsonl.1").read_text()
     assert '"action":"two"' in path.read_text()
     assert '"action":"one"' not in path.read_text()
+
+
+async def test_a_large_queue_is_stored_in_bounded_batches() -> None:
+    """10,000 woken watchers queue 10,000 reveals at once: stored in transactions of at most
+    BATCH records, in order, none lost."""
+    from loader.store.audit import BATCH
+
+    class Recording:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+
+        async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+            self.batches.append([e.action for e in events])
+
+    repo = Recording()
+    log = AuditLog(cast(Repository, repo), flush_interval=0, max_queue=10 * BATCH)
+    names = [f"reveal-{i}" for i in range(2 * BATCH + 7)]
+    for name in names:
+        log.record(event(name))
+    await log.flush()
+    assert [len(b) for b in repo.batches] == [BATCH, BATCH, 7]
+    assert [a for b in repo.batches for a in b] == names

@@ -33,6 +33,7 @@ from loader.store.refusals import RefusalTally
 from loader.store.repository import Repository
 
 log = logging.getLogger("loader.audit")
+BATCH = 1000  # audit records stored per transaction
 
 # One vocabulary for what was done and what was refused (a refused request is recorded under
 # the action it attempted, with outcome unauthorized/forbidden).
@@ -212,7 +213,9 @@ class AuditLog:
 
     async def _flush_queued(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue, []
+            # In bounded batches: one write that wakes 10,000 watchers queues 10,000 reveals,
+            # and a single insert of them all can outlast the statement timeout.
+            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             try:
                 await self.repo.append_audit(batch)
             except Exception as exc:  # the store may be briefly unwritable; keep the records
