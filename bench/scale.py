@@ -24,6 +24,7 @@ from tests.procs import Proc, loader_env, wait_for_line
 
 from bench.common import Figure, Section, bench_venv
 from bench.fanout import UNCAPPED
+from bench.fanout_client import ARRIVALS_PER_S
 from bench.procs import Stack, start_server
 from bench.throughput import UPSERT_LUA, _lua, wrk
 
@@ -219,6 +220,9 @@ def run(quick: bool) -> Section:
         "connections per address) and --audit-queue-max 100000: at 10,000 watchers a replica "
         "wakes, the default queue of 10,000 audit records is full and the excess reveals are "
         "refused (503) until it drains.",
+        f"Watchers arrive at {ARRIVALS_PER_S:,}/s per client (each opens its connection as it "
+        "arrives): an instant burst of 10,000 per replica queued on the replicas' PostgreSQL "
+        "pools (each arriving request reads its environment) past their timeout (503).",
         f"{repeats} runs. Servers ({REPLICAS} store replicas, or {REPLICAS} minimal servers) "
         f"pinned to core {SERVER_CPU}, the {REPLICAS} watcher clients (asyncio, {n:,} "
         f"connections each, open-file limits raised) to core {CLIENT_CPU}; PostgreSQL not "
