@@ -29,6 +29,17 @@ UNCAPPED = (
 )
 
 
+PROFILE = (
+    "Where the time goes (issue 21, py-spy --gil on the store while 10,000 watchers wake): "
+    "41% event loop and aiohttp internals, 29% writing the responses, 8% closing the "
+    "connections -- what the minimal server pays too -- and 22% the store's own work: the "
+    "handler after the wait (11%: the token re-check, now from memory; the prepared reveal; "
+    "the audit record), the route pipeline (7%: metrics, access log hook) and the audit rows' "
+    "insert on the writer thread (5%). Reaching 1.2x needs that 22% halved; the audit record "
+    "per woken reveal is the largest single piece (docs/scale.md)."
+)
+
+
 def _client(bin_dir: Path, server: Proc, args: list[str]) -> tuple[dict[str, float], float]:
     client = subprocess.Popen(
         [str(bin_dir / "python"), "-m", "bench.fanout_client", *args],
@@ -117,6 +128,7 @@ def run(quick: bool) -> Section:
         "headers; the store's write is a durable SQLite commit. Memory per watcher: the "
         "server's RSS growth while the watchers are parked, / N."
     )
+    section.notes.append(PROFILE)
     section.commands.append("bench/run fanout")
     return section
 

@@ -66,16 +66,25 @@ def _watchers(
     return clients
 
 
-def _last_answer(clients: list[subprocess.Popen[str]], start: float) -> tuple[float, float]:
-    """(ms to the last answer, ms to the median client's median answer) after ``start``."""
+def _answered(
+    clients: list[subprocess.Popen[str]], start: float, before: list[int], held: list[int]
+) -> dict[str, float]:
+    """ms from ``start`` to the last answer and to the median client's median answer; the
+    servers' memory growth (KiB, ``before`` -> ``held``) per watcher."""
     results = []
     for c in clients:
         assert c.stdout is not None
-        results.append(json.loads(c.stdout.readline()))
+        line = c.stdout.readline()
+        if not line:
+            raise RuntimeError("a watcher client failed (see its traceback above)")
+        results.append(json.loads(line))
         c.wait(60)
-    last = max(r["last"] for r in results) - start
-    p50 = statistics.median(r["p50"] for r in results) - start
-    return last * 1000, p50 * 1000
+    watchers = sum(r["n"] for r in results)
+    return {
+        "last_ms": (max(r["last"] for r in results) - start) * 1000,
+        "p50_ms": (statistics.median(r["p50"] for r in results) - start) * 1000,
+        "kib_per_watcher": (sum(held) - sum(before)) / watchers,
+    }
 
 
 def _pg_connections(pg: object, database: str) -> int:
@@ -106,11 +115,8 @@ def _ours(bin_dir: Path, pg: object, n: int, seconds: int) -> dict[str, float]:
         start = time.perf_counter()
         client.call("POST", f"/v1/apps/{app}/secrets", {"name": "A", "value": "rotated"})
         client.close()
-        last_ms, p50_ms = _last_answer(clients, start)
         return {
-            "last_ms": last_ms,
-            "p50_ms": p50_ms,
-            "kib_per_watcher": (sum(held) - sum(before)) / (n * REPLICAS),
+            **_answered(clients, start, before, held),
             "pg_connections": connections,
             "writes_per_s": writes,
             "rss_mib": sum(held) / 1024 / REPLICAS,
@@ -157,12 +163,7 @@ def _floor(bin_dir: Path, n: int) -> dict[str, float]:
         barrier.wait()
         for t in threads:
             t.join()
-        last_ms, p50_ms = _last_answer(clients, start)
-        return {
-            "last_ms": last_ms,
-            "p50_ms": p50_ms,
-            "kib_per_watcher": (sum(held) - sum(before)) / (n * REPLICAS),
-        }
+        return _answered(clients, start, before, held)
     finally:
         for s in servers:
             s.stop()

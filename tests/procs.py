@@ -40,8 +40,10 @@ def run_loader(
     )
 
 
-def init_store(data_dir: Path) -> str:
-    out = run_loader("store", "init", "--data-dir", str(data_dir), "--json")
+def init_store(data_dir: Path, env: dict[str, str] | None = None) -> str:
+    """``loader store init`` (its database from ``env``'s LOADER_DATABASE_URL, if any); the
+    admin token."""
+    out = run_loader("store", "init", "--data-dir", str(data_dir), "--json", env=env)
     assert out.returncode == 0, out.stderr
     return str(json.loads(out.stdout)["admin_token"])
 

@@ -26,6 +26,7 @@ from tests.pg import PostgresServer
 from tests.procs import (
     LiveStore,
     create_token,
+    init_store,
     loader_env,
     run_loader,
     start_store,
@@ -242,11 +243,7 @@ async def test_cli_revocation_ends_held_requests_on_every_postgres_replica(
     url = pg_server.url(pg_server.create_database())
     env = loader_env(LOADER_DATABASE_URL=url)
     keys = tmp_path / "keys"
-    out = await asyncio.to_thread(
-        run_loader, "store", "init", "--data-dir", str(keys), "--json", env=env
-    )
-    assert out.returncode == 0, out.stderr
-    admin = json.loads(out.stdout)["admin_token"]
+    admin = await asyncio.to_thread(init_store, keys, env)
     replicas = [await asyncio.to_thread(start_store, keys, env=env) for _ in range(2)]
     try:
         a, b = replicas

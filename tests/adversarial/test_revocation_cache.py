@@ -20,7 +20,7 @@ from loader.server.authn import TokenAuthenticator
 from loader.store.backends import open_repository
 from loader.store.models import utcnow
 from tests.pg import PostgresServer
-from tests.procs import LiveStore, create_token, loader_env, run_loader, start_store
+from tests.procs import LiveStore, create_token, init_store, loader_env, run_loader, start_store
 from tests.store_harness import Store, running_store
 
 CANARY = "cache-canary-after-revoke-91c3"
@@ -133,11 +133,7 @@ async def test_cli_revocation_bites_on_the_next_request_to_every_postgres_replic
     url = pg_server.url(pg_server.create_database())
     env = loader_env(LOADER_DATABASE_URL=url)
     keys = tmp_path / "keys"
-    out = await asyncio.to_thread(
-        run_loader, "store", "init", "--data-dir", str(keys), "--json", env=env
-    )
-    assert out.returncode == 0, out.stderr
-    admin = {"Authorization": f"Bearer {json.loads(out.stdout)['admin_token']}"}
+    admin = {"Authorization": f"Bearer {await asyncio.to_thread(init_store, keys, env)}"}
     replicas = [await asyncio.to_thread(start_store, keys, env=env) for _ in range(2)]
     try:
         a, b = replicas
@@ -199,5 +195,5 @@ async def test_cli_revocation_bites_on_the_next_request_to_every_postgres_replic
             assert await status(a.url, other) == 200
             assert await status(b.url, other) == 200
     finally:
-        for r in replicas:
-            r.stop()
+        for replica in replicas:
+            replica.stop()
