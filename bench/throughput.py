@@ -268,7 +268,7 @@ def run(quick: bool) -> Section:
         f"Median render times: {_medians_note(section)}.",
         "Where the time goes (issue 21; CPU time per request read from /proc, A/B in one run): "
         "`rendered?mode=full` cost ~150 us of CPU before this issue, ~110 us with the token "
-        "cache, ~95 us with the WAL-index marks too (the floor: 28-30 us). The token and the "
+        "cache, ~100 us with the WAL-index marks too (the floor: 28-30 us). The token and the "
         "environment are no longer read on a reader thread (the token cache; SQLite rows read "
         "by key on the event loop's own connection, served again while the WAL index shows no "
         "commit). What is left: the reveal's audit record, ~33 us per request (measured by "

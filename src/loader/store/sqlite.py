@@ -206,12 +206,12 @@ class SQLiteRepository(RepositoryBase):
 
     async def close(self) -> None:
         self._closed = True
-        self._wal.close()
         if self._gate is not None:
             self._gate.close()
             self._gate = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown)
+        self._wal.close()  # after every connection (see loader.store.walindex)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
