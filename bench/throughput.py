@@ -273,7 +273,12 @@ def run(quick: bool) -> Section:
         "by key on the event loop's own connection, served again while the WAL index shows no "
         "commit). What is left: the reveal's audit record, ~33 us per request (measured by "
         "switching it off), queued and inserted in batches on the writer thread; the route "
-        "pipeline and aiohttp's response. Upserts are bound by the fsync, as the floor's are.",
+        "pipeline and aiohttp's response.",
+        "Upserts: on a busy disk the fsync bounds both (0.96x in an earlier run), on a "
+        "quieter one 0.75x: py-spy --gil gives the event loop's write path 23% (handing the unit "
+        "to the writer thread, decrypting the current value to tell a write that changes nothing, "
+        "sealing the new one, the acquire timeout's timer), aiohttp 35%, body validation 9%, the "
+        "writer thread's statements 12%.",
     ]
     section.commands.append("bench/run throughput")
     return section
