@@ -6,6 +6,7 @@ declared scope drifts from the contract fails here.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -180,6 +181,20 @@ async def test_malformed_authorization_is_401(store: Store, header: str) -> None
     resp = await store.client.get("/v1/apps", headers={"Authorization": header})
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("credential", [b"\xae", b"lt_0123456789ab_\xff\xfe", b"a.\xc3.b"])
+async def test_undecodable_bytes_in_the_credential_are_401(store: Store, credential: bytes) -> None:
+    """Found by the fuzzer: bytes that are not UTF-8 arrive as lone surrogates (500 before)."""
+    server = store.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(
+        b"GET /v1/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + credential + b"\r\n\r\n"
+    )
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"401", status_line
 
 
 async def test_public_routes_need_no_token(store: Store) -> None:

@@ -34,6 +34,8 @@ def bearer(request: web.Request) -> str:
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
         raise UnauthorizedError("the Authorization header must read Bearer <token>")
+    if not credential.isascii():  # no token or JWT is; bytes not UTF-8 arrive as surrogates
+        raise UnauthorizedError("invalid token")
     return credential
 
 
