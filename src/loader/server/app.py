@@ -32,6 +32,7 @@ from loader.server.shared import SHARED, Limiter, NoLimit, ServerState
 from loader.serving import serve
 from loader.store.audit import AuditLog
 from loader.store.backends import open_repository
+from loader.store.consumers import Consumers
 from loader.store.health import DatabaseTimeouts
 from loader.store.jwks import JwksCache
 from loader.store.jwt import JwtAuthority
@@ -112,6 +113,13 @@ async def store_state(
         )
         with contextlib.suppress(LoaderError):  # the data keys the key self-test will open
             readiness.remember(await repo.probe())
+        consumers = Consumers(
+            repo,
+            ttl=settings.consumer_ttl,
+            flush_interval=settings.consumer_flush_interval,
+            lease=settings.restart_lease,
+        )
+        await stack.enter_async_context(consumers.running())
         idempotency = Idempotency()
         authority = JwtAuthority(
             repo, keyring, settings.access_token_ttl, leeway=settings.jwt_leeway
@@ -128,7 +136,8 @@ async def store_state(
             ),
             limiter=limiter or NoLimit(),
             readiness=readiness,
-            metrics=StoreMetrics(repo.health, service.notifier, audit, idempotency),
+            consumers=consumers,
+            metrics=StoreMetrics(repo.health, service.notifier, audit, idempotency, consumers),
             idempotency=idempotency,
             max_long_polls_per_token=settings.max_long_polls_per_token,
             refusals=RefusalLimiter(settings.refusal_rate_limit, settings.refusal_burst),

@@ -29,7 +29,7 @@ from loader.names import (
     check_environment_name,
     check_secret_name,
 )
-from loader.server import etags, ops
+from loader.server import etags, ops, rollouts
 from loader.server.exchange import exchange_workload_token, issued, narrowed
 from loader.server.routing import Call, Param, Route, json_response
 from loader.server.schemas import (
@@ -415,6 +415,7 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     variant = zlib.crc32(f"{mode}|{fmt}|{','.join(sorted(names or ['*']))}".encode())
     service = call.state.service
     env = await service.environment(call.app_id, call.env_name)
+    rollouts.note_report(call, env)
     inm = call.request.headers.get("If-None-Match")
     current = rendered_etag(env.id, env.revision, variant)
     if inm is not None and current in etags.parse_etags(inm):
@@ -917,11 +918,13 @@ ROUTES: tuple[Route, ...] = (
                 "The ETag of the values you hold: 304 while unchanged",
                 "header",
             ),
+            rollouts.REPORT_PARAM,
         ),
         description="The only route that returns plaintext (mode=full). Cache-Control: "
         "no-store. The ETag never derives from plaintext.",
         action="read_rendered",
     ),
+    *rollouts.ROUTES,
     Route(
         "GET",
         "/v1/apps/{appId}/audit",

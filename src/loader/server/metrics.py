@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from loader.server.idempotency import Idempotency
 from loader.store.audit import AuditLog
+from loader.store.consumers import Consumers
+from loader.store.fleet import Consumer, rollout
 from loader.store.health import DatabaseHealth
 from loader.store.notifier import ChangeNotifier
 
@@ -54,6 +56,55 @@ class _Counts:
         )
 
 
+class _Fleet:
+    """The fleet of every environment (read from the database at scrape, at most every few
+    seconds; :meth:`loader.store.consumers.Consumers.live`): consumers per state and the lag
+    (the newest revision minus the oldest a live consumer runs). Labels: app id, environment."""
+
+    def __init__(self, consumers: Consumers) -> None:
+        self.consumers = consumers
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        by_env: dict[tuple[str, str], tuple[int, list[Consumer]]] = {}
+        for live in self.consumers.last_live:
+            key = (str(live.app_id), live.environment)
+            by_env.setdefault(key, (live.newest, []))[1].append(live.consumer)
+        states = GaugeMetricFamily(
+            "loader_store_consumers",
+            "Live consumers (agents, runners, render --once) by environment and state",
+            labels=["app", "environment", "state"],
+        )
+        lag = GaugeMetricFamily(
+            "loader_store_rollout_lag_revisions",
+            "Newest revision minus the oldest revision a live consumer runs",
+            labels=["app", "environment"],
+        )
+        for (app, env), (newest, members) in sorted(by_env.items()):
+            summary = rollout(members, newest)
+            for name, count in summary.counts.items():
+                states.add_metric([app, env, name], count)
+            lag.add_metric([app, env], summary.lag)
+        yield states
+        yield lag
+        c = self.consumers
+        yield CounterMetricFamily(
+            "loader_store_consumer_reports", "Consumer reports received", value=c.reports
+        )
+        yield CounterMetricFamily(
+            "loader_store_consumer_rows_written",
+            "Consumer rows written by the batched report writer",
+            value=c.rows_written,
+        )
+        yield CounterMetricFamily(
+            "loader_store_consumer_batches",
+            "Transactions of the batched report writer",
+            value=c.batches,
+        )
+
+
 class StoreMetrics:
     def __init__(
         self,
@@ -61,6 +112,7 @@ class StoreMetrics:
         notifier: ChangeNotifier,
         audit: AuditLog,
         idempotency: Idempotency,
+        consumers: Consumers | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -88,6 +140,8 @@ class StoreMetrics:
             "loader_store_audit_queue", "Audit records waiting to be stored", registry=self.registry
         ).set_function(lambda: float(audit.queue_depth))
         self.registry.register(_Counts(health, audit, idempotency))
+        if consumers is not None:
+            self.registry.register(_Fleet(consumers))
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

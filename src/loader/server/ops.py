@@ -11,6 +11,7 @@ from loader.server.routing import Call, json_response
 
 NO_STORE = {"Cache-Control": "no-store"}
 RETRY_AFTER = 5
+FLEET_MAX_AGE = 5.0
 
 
 async def ready(call: Call[Any]) -> web.StreamResponse:
@@ -39,5 +40,8 @@ async def ready(call: Call[Any]) -> web.StreamResponse:
 
 async def metrics(call: Call[Any]) -> web.StreamResponse:
     registry = call.state.metrics
+    consumers = call.state.consumers
+    if consumers is not None:  # the fleet's gauges: read from the database, at most every 5 s
+        await consumers.live(FLEET_MAX_AGE)
     body = registry.render() if registry is not None else b""
     return web.Response(body=body, headers={**NO_STORE, "Content-Type": CONTENT_TYPE})

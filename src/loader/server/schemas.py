@@ -15,6 +15,7 @@ from loader.names import (
     SECRET_NAME_MAX,
     SECRET_NAME_PATTERN,
 )
+from loader.store.fleet import STATES
 from loader.workload import JWT_BEARER
 
 MAX_VALUE_BYTES = 64 * 1024
@@ -115,6 +116,23 @@ class TokenRequestBody(BaseModel):
         max_length=1024,
         description="Space-separated subset of the scopes the client or policy grants",
     )
+
+
+class RolloutPolicyBody(BaseModel):
+    """``PUT .../rollout``: the restart budget (null: none)."""
+
+    model_config = _STRICT
+    max_unavailable: str | int | None = Field(
+        description="How many runners may restart at once: a count (3) or a percentage of the "
+        "live runners ('10%'); null for no budget",
+    )
+
+
+class RestartBody(BaseModel):
+    """``POST .../restarts``: a runner asks for a restart slot to move to ``revision``."""
+
+    model_config = _STRICT
+    revision: int = Field(ge=0, le=2**63 - 1)
 
 
 _TIMESTAMP = {"type": "string", "format": "date-time"}
@@ -306,6 +324,63 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "expires_in": {"type": "integer"},
             "scope": {"type": "string"},
         },
+    },
+    "ConsumerList": {
+        "type": "object",
+        "required": ["environment", "revision", "consumers", "rollout"],
+        "properties": {
+            "environment": {"type": "string"},
+            "revision": {"type": "integer", "minimum": 0, "description": "The newest revision"},
+            "consumers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "kind", "state", "last_seen"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "kind": {"type": "string", "enum": ["agent", "runner", "render"]},
+                        "host": {"type": "string"},
+                        "version": {"type": "string"},
+                        "rendered_revision": {"type": ["integer", "null"]},
+                        "running_revision": {"type": ["integer", "null"]},
+                        "failed_revision": {"type": ["integer", "null"]},
+                        "health": {"type": ["string", "null"]},
+                        "state": {"type": "string", "enum": list(STATES)},
+                        "last_seen": _TIMESTAMP,
+                    },
+                },
+            },
+            "rollout": {"$ref": "#/components/schemas/Rollout"},
+        },
+    },
+    "Rollout": {
+        "type": "object",
+        "required": ["max_unavailable", "slots", "in_use", "counts", "lag", "done", "paused"],
+        "properties": {
+            "max_unavailable": {"type": ["string", "null"]},
+            "slots": {"type": ["integer", "null"], "description": "null: no budget"},
+            "in_use": {"type": "integer", "minimum": 0},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "lag": {"type": "integer", "minimum": 0},
+            "done": {"type": "boolean"},
+            "paused": {"type": "boolean"},
+        },
+    },
+    "RestartGrant": {
+        "type": "object",
+        "required": ["granted", "reason", "slots", "in_use", "lease_seconds"],
+        "properties": {
+            "granted": {"type": "boolean"},
+            "reason": {"type": "string", "enum": ["granted", "renewed", "budget", "paused"]},
+            "slots": {"type": ["integer", "null"]},
+            "in_use": {"type": "integer", "minimum": 0},
+            "lease_seconds": {"type": "number"},
+        },
+    },
+    "RestartRelease": {
+        "type": "object",
+        "required": ["released"],
+        "properties": {"released": {"type": "boolean", "description": "false: held no slot"}},
     },
     "Health": {
         "type": "object",

@@ -118,6 +118,24 @@ class StoreSettings(LoaderSettings):
     min_free_space_mb: int = Field(
         8, ge=0, description="/v1/ready fails below this much free disk, in MiB (SQLite; 0: none)"
     )
+    consumer_ttl: Seconds = Field(
+        as_typed("150s"),
+        ge=10,
+        le=86400,
+        description="A consumer (agent, runner) not seen for this long is no longer live",
+    )
+    consumer_flush_interval: Seconds = Field(
+        as_typed("2s"),
+        gt=0,
+        le=60,
+        description="Consumer reports are written to the database in a batch this often",
+    )
+    restart_lease: Seconds = Field(
+        as_typed("90s"),
+        ge=5,
+        le=3600,
+        description="A restart slot not renewed or released for this long is free again",
+    )
     log_level: LogLevel = Field("info", description="debug|info|warning|error")
     log_file: Path | None = Field(
         None, description="Log to this file instead of stderr; SIGHUP reopens it"

@@ -14,6 +14,7 @@ from loader.server.limits import RefusalLimiter
 from loader.server.metrics import StoreMetrics
 from loader.store.audit import AuditLog
 from loader.store.auth import Principal
+from loader.store.consumers import Consumers
 from loader.store.jwt import JwtAuthority
 from loader.store.readiness import Readiness
 from loader.store.service import StoreService
@@ -50,6 +51,7 @@ class ServerState:
     max_long_polls_per_token: int = 1000
     openapi: dict[str, object] = field(default_factory=dict)
     readiness: Readiness | None = None
+    consumers: Consumers | None = None
     metrics: StoreMetrics | None = None
     idempotency: Idempotency = field(default_factory=Idempotency)
     bodies: BodyCache = field(default_factory=BodyCache)

@@ -61,6 +61,11 @@ ACTIONS = frozenset(
         "list_versions",
         "read_rendered",
         "list_audit",
+        "list_consumers",
+        "get_rollout",
+        "set_rollout",
+        "acquire_restart",
+        "release_restart",
     }
 )
 

@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -36,6 +36,7 @@ from loader.errors import (
     nobody_listening,
 )
 from loader.store import migrations, sql
+from loader.store.fleet import Consumer, Grant, decide
 from loader.store.health import DatabaseHealth, DatabaseTimeouts
 from loader.store.models import (
     App,
@@ -84,6 +85,9 @@ def _same(value: datetime) -> datetime:
 CHANNEL = "loader_changes"
 REVOCATIONS = "loader_revocations"
 MIGRATION_LOCK = 0x10ADE5  # pg_advisory_lock key: one replica migrates at a time
+# Restart-slot grants of one environment, one at a time across replicas (a transaction lock in
+# its own key space, beside the migration lock's).
+_SLOT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('loader.restart_slots', $1))"
 _BUMP = (
     "WITH e AS (UPDATE environments SET revision = revision + 1 WHERE id = $1 "
     "RETURNING app_id, revision, data_key_id) "
@@ -681,6 +685,60 @@ class PostgresRepository(RepositoryBase):
             total = await conn.fetchval(sql.numbered(count), *params)
             rows = await conn.fetch(sql.numbered(page), *params, query.limit, query.offset)
         return [audit_record(r) for r in rows], int(total)
+
+    # -- consumers and the restart budget -----------------------------------------------------
+
+    async def upsert_consumers(self, consumers: Sequence[Consumer]) -> None:
+        rows = sql.consumer_params(consumers, _same)
+        if rows:
+            async with self._connection(write=True) as conn:
+                await conn.executemany(_q(sql.UPSERT_CONSUMER), rows)
+
+    async def forget_consumers(self, before: datetime) -> int:
+        async with self._connection(write=True) as conn:
+            status = await conn.execute(_q(sql.FORGET_CONSUMERS), before)
+        return int(status.split()[-1])
+
+    async def set_rollout_policy(self, env_id: int, max_unavailable: str | None) -> None:
+        async with self._connection(write=True) as conn:
+            if max_unavailable is None:
+                await conn.execute(_q(sql.CLEAR_POLICY), env_id)
+            else:
+                await conn.execute(_q(sql.SET_POLICY), env_id, max_unavailable)
+
+    async def acquire_slot(
+        self, consumer: Consumer, revision: int, lease: timedelta, live_since: datetime
+    ) -> Grant:
+        now = consumer.last_seen
+
+        async def unit(tx: _Tx) -> Grant:
+            conn, env_id = tx.conn, consumer.env_id
+            # Grants for one environment run one at a time, whichever replica makes them.
+            await conn.execute(_SLOT_LOCK, env_id)
+            await conn.executemany(_q(sql.UPSERT_CONSUMER), sql.consumer_params([consumer], _same))
+            await conn.execute(_q(sql.EXPIRE_SLOTS), env_id, now)
+            row = await conn.fetchrow(_q(sql.BUDGET_INPUTS), live_since, live_since, env_id)
+            if row is None:
+                raise NotFoundError("environment not found")
+            held = [r[0] for r in await conn.fetch(_q(sql.HELD_SLOTS), env_id)]
+            grant = decide(consumer.report.id, row[1], row[2], held, paused=row[3] > 0)
+            if grant.granted:
+                await conn.execute(
+                    _q(sql.PUT_SLOT), env_id, consumer.report.id, revision, now, now + lease
+                )
+            return grant
+
+        return await self._write(unit)
+
+    async def release_slot(self, consumer: Consumer) -> bool:
+        async def unit(tx: _Tx) -> bool:
+            conn = tx.conn
+            await conn.execute(_SLOT_LOCK, consumer.env_id)
+            await conn.executemany(_q(sql.UPSERT_CONSUMER), sql.consumer_params([consumer], _same))
+            status = await conn.execute(_q(sql.RELEASE_SLOT), consumer.env_id, consumer.report.id)
+            return bool(status != "DELETE 0")
+
+        return await self._write(unit)
 
     # -- keys ------------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from loader.consumer import Report
 from loader.crypto import WrappedKey
+from loader.store.fleet import Consumer, Slot
 from loader.store.models import (
     App,
     AuditEvent,
@@ -129,3 +131,22 @@ def audit_record(row: Row) -> AuditEvent:
         subject=row["subject"],
         reason=row["reason"],
     )
+
+
+def consumer_record(row: Row) -> Consumer:
+    report = Report(
+        row["consumer_id"],
+        row["kind"],
+        row["host"],
+        row["version"],
+        row["rendered"],
+        row["running"],
+        row["health"],
+        row["failed"],
+        row["seq"],
+    )
+    return Consumer(row["env_id"], report, ts(row["last_seen"]))
+
+
+def slot_record(row: Row) -> Slot:
+    return Slot(row["consumer_id"], row["revision"], ts(row["granted_at"]), ts(row["expires_at"]))

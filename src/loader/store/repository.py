@@ -28,13 +28,15 @@ from typing import Any, NamedTuple, Protocol
 
 from loader.crypto import Sealed, WrappedKey
 from loader.errors import DatabaseUnavailableError
-from loader.store import models, sql
+from loader.store import fleet, models, sql
 from loader.store.health import DatabaseHealth
 from loader.store.records import (
     app_record,
+    consumer_record,
     data_key_record,
     env_record,
     secret_record,
+    slot_record,
     token_record,
     trust_record,
 )
@@ -141,6 +143,29 @@ class RepositoryBase(RevocationFeed):
             return [trust_record(r) for r in await self._fetch(sql.LIST_TRUST_POLICIES)]
         return [trust_record(r) for r in await self._fetch(sql.TRUST_POLICIES_OF_ISSUER, issuer)]
 
+    async def get_rollout_policy(self, env_id: int) -> str | None:
+        row = await self._fetchrow(sql.GET_POLICY, env_id)
+        return str(row[0]) if row else None
+
+    async def list_consumers(self, env_id: int, since: datetime) -> list[fleet.Consumer]:
+        rows = await self._fetch(sql.CONSUMERS_OF_ENVIRONMENT, env_id, self._ts(since))
+        return [consumer_record(r) for r in rows]
+
+    async def live_consumers(self, since: datetime) -> list[fleet.LiveConsumer]:
+        rows = await self._fetch(sql.LIVE_CONSUMERS, self._ts(since))
+        return [
+            fleet.LiveConsumer(consumer_record(r), r["app_id"], r["env_name"], r["newest"])
+            for r in rows
+        ]
+
+    async def list_slots(self, env_id: int, now: datetime) -> list[fleet.Slot]:
+        return [slot_record(r) for r in await self._fetch(sql.LIST_SLOTS, env_id, self._ts(now))]
+
+    @staticmethod
+    def _ts(value: datetime) -> Any:
+        """A timestamp as this backend stores it (SQLite: ISO text; PostgreSQL: as it is)."""
+        return value
+
 
 class Repository(Protocol):
     backend: str
@@ -233,6 +258,29 @@ class Repository(Protocol):
     # audit
     async def append_audit(self, events: Sequence[models.AuditEvent]) -> None: ...
     async def list_audit(self, query: models.AuditQuery) -> tuple[list[models.AuditEvent], int]: ...
+
+    # consumers and the restart budget (:mod:`loader.store.fleet`)
+    async def upsert_consumers(self, consumers: Sequence[fleet.Consumer]) -> None:
+        """Record reports in one transaction (a report older than the stored one is skipped)."""
+        ...
+
+    async def list_consumers(self, env_id: int, since: datetime) -> list[fleet.Consumer]: ...
+    async def live_consumers(self, since: datetime) -> list[fleet.LiveConsumer]: ...
+    async def forget_consumers(self, before: datetime) -> int: ...
+    async def get_rollout_policy(self, env_id: int) -> str | None: ...
+    async def set_rollout_policy(self, env_id: int, max_unavailable: str | None) -> None: ...
+    async def acquire_slot(
+        self, consumer: fleet.Consumer, revision: int, lease: timedelta, live_since: datetime
+    ) -> fleet.Grant:
+        """Record ``consumer``'s report and grant (or renew) it a restart slot if the budget
+        allows, in one transaction that no other grant for the environment runs beside."""
+        ...
+
+    async def release_slot(self, consumer: fleet.Consumer) -> bool:
+        """Record ``consumer``'s report and free its slot (True if it held one)."""
+        ...
+
+    async def list_slots(self, env_id: int, now: datetime) -> list[fleet.Slot]: ...
 
     # keys
     async def list_data_keys(self) -> list[models.DataKeyRecord]: ...

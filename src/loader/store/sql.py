@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from loader.store.fleet import Consumer
 from loader.store.models import AuditEvent, AuditQuery, TokenRecord, TrustPolicy
 from loader.store.records import encode_scopes
 
@@ -229,6 +230,80 @@ def audit_page(query: AuditQuery, ts: Ts) -> tuple[str, str, list[Any]]:
         f"SELECT * FROM audit_events WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
         params,
     )
+
+
+# -- consumers and the restart budget (issue 20) -------------------------------------------------
+
+CONSUMER_COLUMNS = (
+    "env_id, consumer_id, kind, host, version, rendered, running, health, failed, seq, last_seen"
+)
+# A report older than the one stored (a late request: lower ``seq``) changes nothing.
+UPSERT_CONSUMER = (
+    f"INSERT INTO consumers ({CONSUMER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+    "ON CONFLICT (env_id, consumer_id) DO UPDATE SET kind = excluded.kind, "
+    "host = excluded.host, version = excluded.version, rendered = excluded.rendered, "
+    "running = excluded.running, health = excluded.health, failed = excluded.failed, "
+    "seq = excluded.seq, last_seen = excluded.last_seen WHERE excluded.seq >= consumers.seq"
+)
+CONSUMERS_OF_ENVIRONMENT = (
+    f"SELECT {CONSUMER_COLUMNS} FROM consumers "  # noqa: S608
+    "WHERE env_id = ? AND last_seen > ? ORDER BY consumer_id"
+)
+# Every live consumer with its environment (the metrics: lag and states per environment).
+LIVE_CONSUMERS = (
+    "SELECT c.env_id, c.consumer_id, c.kind, c.host, c.version, c.rendered, c.running, "
+    "c.health, c.failed, c.seq, c.last_seen, e.app_id, e.name AS env_name, "
+    "e.revision AS newest FROM consumers c JOIN environments e ON e.id = c.env_id "
+    "WHERE c.last_seen > ?"
+)
+FORGET_CONSUMERS = "DELETE FROM consumers WHERE last_seen < ?"
+GET_POLICY = "SELECT max_unavailable FROM rollout_policies WHERE env_id = ?"
+SET_POLICY = (
+    "INSERT INTO rollout_policies (env_id, max_unavailable) VALUES (?, ?) "
+    "ON CONFLICT (env_id) DO UPDATE SET max_unavailable = excluded.max_unavailable"
+)
+CLEAR_POLICY = "DELETE FROM rollout_policies WHERE env_id = ?"
+# What a slot grant decides on, read inside its transaction: the newest revision, the policy,
+# the live runners and how many of them failed at the newest revision (a paused rollout).
+BUDGET_INPUTS = (
+    "SELECT e.revision, (SELECT max_unavailable FROM rollout_policies p WHERE p.env_id = e.id), "
+    "(SELECT count(*) FROM consumers c WHERE c.env_id = e.id AND c.kind = 'runner' "
+    "AND c.last_seen > ?), "
+    "(SELECT count(*) FROM consumers c WHERE c.env_id = e.id AND c.kind = 'runner' "
+    "AND c.last_seen > ? AND c.failed IS NOT NULL AND c.failed >= e.revision) "
+    "FROM environments e WHERE e.id = ?"
+)
+EXPIRE_SLOTS = "DELETE FROM restart_slots WHERE env_id = ? AND expires_at <= ?"
+HELD_SLOTS = "SELECT consumer_id FROM restart_slots WHERE env_id = ?"
+PUT_SLOT = (
+    "INSERT INTO restart_slots (env_id, consumer_id, revision, granted_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (env_id, consumer_id) DO UPDATE SET "
+    "revision = excluded.revision, expires_at = excluded.expires_at"
+)
+RELEASE_SLOT = "DELETE FROM restart_slots WHERE env_id = ? AND consumer_id = ?"
+LIST_SLOTS = (
+    "SELECT consumer_id, revision, granted_at, expires_at FROM restart_slots "
+    "WHERE env_id = ? AND expires_at > ? ORDER BY granted_at, consumer_id"
+)
+
+
+def consumer_params(consumers: Sequence[Consumer], ts: Ts) -> list[tuple[Any, ...]]:
+    return [
+        (
+            c.env_id,
+            c.report.id,
+            c.report.kind,
+            c.report.host,
+            c.report.version,
+            c.report.rendered,
+            c.report.running,
+            c.report.health,
+            c.report.failed,
+            c.report.seq,
+            ts(c.last_seen),
+        )
+        for c in consumers
+    ]
 
 
 # -- schema migrations -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from loader.errors import (
     NotFoundError,
 )
 from loader.store import migrations, sql, sqlitefile
+from loader.store.fleet import Consumer, Grant, decide
 from loader.store.groupcommit import GroupCommitWriter
 from loader.store.health import DatabaseHealth, DatabaseTimeouts
 from loader.store.models import (
@@ -729,6 +730,61 @@ class SQLiteRepository(RepositoryBase):
             return [audit_record(r) for r in rows], total
 
         return await self._read(unit)
+
+    # -- consumers and the restart budget -----------------------------------------------------
+
+    @staticmethod
+    def _ts(value: datetime) -> Any:
+        return iso(value)
+
+    async def upsert_consumers(self, consumers: Sequence[Consumer]) -> None:
+        rows = sql.consumer_params(consumers, iso)
+        if rows:
+            await self._write(lambda tx: tx.conn.executemany(sql.UPSERT_CONSUMER, rows))
+
+    async def forget_consumers(self, before: datetime) -> int:
+        return await self._write(
+            lambda tx: tx.execute(sql.FORGET_CONSUMERS, (iso(before),)).rowcount
+        )
+
+    async def set_rollout_policy(self, env_id: int, max_unavailable: str | None) -> None:
+        def unit(tx: _Tx) -> None:
+            if max_unavailable is None:
+                tx.execute(sql.CLEAR_POLICY, (env_id,))
+            else:
+                tx.execute(sql.SET_POLICY, (env_id, max_unavailable))
+
+        await self._write(unit)
+
+    async def acquire_slot(
+        self, consumer: Consumer, revision: int, lease: timedelta, live_since: datetime
+    ) -> Grant:
+        # The one writer thread runs each unit alone: no other grant interleaves with this one.
+        now = consumer.last_seen
+
+        def unit(tx: _Tx) -> Grant:
+            tx.conn.executemany(sql.UPSERT_CONSUMER, sql.consumer_params([consumer], iso))
+            env_id = consumer.env_id
+            tx.execute(sql.EXPIRE_SLOTS, (env_id, iso(now)))
+            since = iso(live_since)
+            row = tx.execute(sql.BUDGET_INPUTS, (since, since, env_id)).fetchone()
+            if row is None:
+                raise NotFoundError("environment not found")
+            held = [r[0] for r in tx.execute(sql.HELD_SLOTS, (env_id,))]
+            grant = decide(consumer.report.id, row[1], row[2], held, paused=row[3] > 0)
+            if grant.granted:
+                slot = (env_id, consumer.report.id, revision, iso(now), iso(now + lease))
+                tx.execute(sql.PUT_SLOT, slot)
+            return grant
+
+        return await self._write(unit)
+
+    async def release_slot(self, consumer: Consumer) -> bool:
+        def unit(tx: _Tx) -> bool:
+            tx.conn.executemany(sql.UPSERT_CONSUMER, sql.consumer_params([consumer], iso))
+            return tx.execute(sql.RELEASE_SLOT, (consumer.env_id, consumer.report.id)).rowcount > 0
+
+        return await self._write(unit)
 
     # -- keys ------------------------------------------------------------------------------
 
