@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "envs": ("manage", "Create, list and delete environments"),
     "secrets": ("manage", "Set, inspect, list, version, import and download secrets"),
     "audit": ("audit", "Show an app's audit log (names, never values)"),
+    "rollout": ("rollout", "Follow a rotation through the fleet; set its restart budget"),
     "agent": ("agent", "Run the sidecar: follow the store, render files, serve the local endpoint"),
     "render": ("agent", "Fetch and render once, then exit (Kubernetes init container)"),
     "run": ("run", "Exec CMD with its secrets in its environment (or supervise it with --watch)"),

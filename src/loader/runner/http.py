@@ -71,18 +71,23 @@ def target(url: str) -> Target:
     return Target(url, host=host, port=port, tls=tls, base_path=base)
 
 
-def request_bytes(t: Target, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"GET {t.base_path}{path} HTTP/1.1", f"Host: {t.host_header}", "Connection: close"]
+def request_bytes(
+    t: Target, path: str, headers: dict[str, str], method: str = "GET", body: bytes | None = None
+) -> bytes:
+    lines = [f"{method} {t.base_path}{path} HTTP/1.1", f"Host: {t.host_header}"]
+    lines.append("Connection: close")
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
 
 
-def parse_response(data: bytes) -> Response:
+def parse_response(data: bytes, method: str = "GET") -> Response:
     """The whole answer read off a ``Connection: close`` request (:mod:`loader.httpwire`)."""
     import io
 
     try:
-        return read_response(io.BytesIO(data))[0]
+        return read_response(io.BytesIO(data), method)[0]
     except Closed:
         raise ValueError("empty HTTP response") from None
 
@@ -166,6 +171,19 @@ async def aget(
     url: str, path: str, headers: dict[str, str], timeout: float, ca_file: str | None = None
 ) -> Response:
     """The same GET with asyncio streams; cancellable; https verified against ``ca_file``."""
+    return await arequest("GET", url, path, headers, timeout, ca_file)
+
+
+async def arequest(
+    method: str,
+    url: str,
+    path: str,
+    headers: dict[str, str],
+    timeout: float,
+    ca_file: str | None = None,
+    body: bytes | None = None,
+) -> Response:
+    """Any request (a JSON ``body``) with asyncio streams, as :func:`aget`."""
     import asyncio
     import ssl
 
@@ -188,7 +206,7 @@ async def aget(
                     t.host, t.port, ssl=ctx, server_hostname=t.host if ctx else None
                 )
             try:
-                writer.write(request_bytes(t, path, headers))
+                writer.write(request_bytes(t, path, headers, method, body))
                 await writer.drain()
                 chunks = []
                 size = 0
@@ -197,7 +215,7 @@ async def aget(
                     chunks.append(chunk)
             finally:
                 writer.close()
-        return parse_response(b"".join(chunks))
+        return parse_response(b"".join(chunks), method)
     except ssl.SSLError as exc:
         raise tls_failure(url, str(exc.reason or exc)) from None
     except (OSError, ValueError) as exc:

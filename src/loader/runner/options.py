@@ -127,6 +127,31 @@ OPTIONS: tuple[Option, ...] = (
         "LEVEL",
         default="warning",
     ),
+    # The rollout (issue 20): a restarted CMD is healthy once these say so; until then the
+    # runner holds its restart slot, and if it never is, CMD goes back to the previous secrets.
+    Option(
+        "--ready-check",
+        "after a restart, CMD is healthy once this command exits 0 or this http(s) URL "
+        "answers 2xx (tried every 0.5s)",
+        "CMD|URL",
+    ),
+    Option(
+        "--min-ready",
+        "after a restart, CMD is healthy once it has run this long",
+        "DURATION",
+        default="0s",
+    ),
+    Option(
+        "--ready-timeout",
+        "a restarted CMD not healthy by then goes back to the previous secrets",
+        "DURATION",
+        default="60s",
+    ),
+    Option(
+        "--consumer-id",
+        "how this runner names itself to the store (default: random per process)",
+        "ID",
+    ),
 )
 _BY_FLAG = {flag: o for o in OPTIONS for flag in o.flags}
 _BY_DEST = {o.dest: o for o in OPTIONS}

@@ -32,9 +32,11 @@ from loader.workload import AUTH_MODES
 # Stdlib basics only at import time: typing, dataclasses and pathlib cost more than the rest.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from asyncio import Event
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from typing import Any
 
+    from loader.consumer import Report
     from loader.runner.options import RunOptions
     from loader.workload import Grant
 
@@ -179,6 +181,10 @@ class StoreSource:
         self.ca_file, self.timeout = ca_file, timeout
         self.login = token if isinstance(token, WorkloadLogin) else None
         self._static = token if isinstance(token, str) else ""
+        # --watch: what the runner reports on each long-poll (loader.runner.rollout), and the
+        # event that re-issues the held long-poll when the report changes.
+        self.report: Report | None = None
+        self._nudged: Event | None = None
 
     def describe(self) -> str:
         return f"store {self.url} (app {self.app} / {self.environment})"
@@ -208,27 +214,57 @@ class StoreSource:
     def load(self) -> dict[str, str]:
         return _retrying(self._fetch, self.timeout)
 
+    async def bearer(self) -> str:
+        """The token to send now (--auth jwt: traded in a thread, the stdlib client blocks)."""
+        import asyncio
+
+        if self.login is not None:
+            return await asyncio.to_thread(self.login.token)
+        return self._static
+
+    def nudge(self) -> None:
+        """Send the report now: the held long-poll is given up and asked again."""
+        if self._nudged is not None:
+            self._nudged.set()
+
     async def _poll(self, tag: str | None) -> Response:
         import asyncio
 
+        from loader.consumer import HEADER
+
+        nudged = self._nudged
+        if nudged is not None:
+            nudged.clear()
         wait = FOLLOW_WAIT
-        if self.login is not None:  # (traded in a thread: the stdlib client blocks)
-            token = await asyncio.to_thread(self.login.token)
+        token = await self.bearer()
+        if self.login is not None:
             wait = max(1, min(wait, int(self.login.valid_for())))  # not held past its renewal
-        else:
-            token = self._static
-        resp = await http.aget(
-            self.url,
-            f"{self.path}&wait={wait}",
-            {"Authorization": f"Bearer {token}", **({"If-None-Match": tag} if tag else {})},
-            wait + 15,
-            self.ca_file,
+        headers = {"Authorization": f"Bearer {token}", **({"If-None-Match": tag} if tag else {})}
+        if self.report is not None:
+            headers[HEADER] = self.report.header()
+        get = asyncio.ensure_future(
+            http.aget(self.url, f"{self.path}&wait={wait}", headers, wait + 15, self.ca_file)
         )
+        waits: list[asyncio.Future[Any]] = [get]
+        if nudged is not None:
+            waits.append(asyncio.ensure_future(nudged.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                if not task.done():
+                    task.cancel()
+        if not get.done() or get.cancelled():
+            return Response(304, {}, b"")  # nudged: ask again at once, with the new report
+        resp = get.result()
         if resp.status == 401 and self.login is not None:
             self.login.forget()
         return resp
 
     async def follow(self) -> AsyncIterator[dict[str, str]]:
+        import asyncio
+
+        self._nudged = asyncio.Event()
         async for resp in _long_poll(self._poll, self.describe()):
             yield _store_values(resp.body)
 
@@ -247,11 +283,22 @@ def _resolve_app(client: Any, name: str) -> int:
     return find_app(json.loads(resp.body)["apps"], name)
 
 
+class Revisioned(dict[str, str]):
+    """Values read from the store, with the revision they are of."""
+
+    __slots__ = ("revision",)
+
+    def __init__(self, values: Mapping[str, str], revision: int | None) -> None:
+        super().__init__(values)
+        self.revision = revision
+
+
 def _store_values(body: bytes) -> dict[str, str]:
     import json
 
     data = json.loads(body)
-    return dict(data["secrets"])
+    revision = data.get("revision")
+    return Revisioned(data["secrets"], revision if isinstance(revision, int) else None)
 
 
 async def _long_poll(

@@ -34,6 +34,7 @@ from loader.runner.changes import follow_into, latest, settle
 from loader.runner.command import child_env, resolve
 from loader.runner.mask import Masker
 from loader.runner.options import RunOptions
+from loader.runner.rollout import Rollout, revision_of
 from loader.runner.sources import AgentSource, FileSource, StoreSource
 from loader.settingtypes import LOG_LEVELS, RESTART_POLICIES
 
@@ -95,11 +96,19 @@ class Supervisor:
         self.child: asyncio.subprocess.Process | None = None
         self.env: dict[str, str] = {}
         self.values: dict[str, str] = {}
+        self.running: int | None = None  # the store revision the child started with
         self.stopping = False
         self.restarting = False
         self.restarted = asyncio.Event()
         self.failure: LoaderError | None = None
         self._pumps: list[asyncio.Task[None]] = []
+        self.rollout = Rollout(
+            source,
+            consumer_id=opts.get("consumer_id"),
+            ready_check=opts.get("ready_check"),
+            min_ready=opts.duration("min_ready"),
+            ready_timeout=opts.duration("ready_timeout"),
+        )
 
     # -- the child -------------------------------------------------------------------------
 
@@ -227,6 +236,17 @@ class Supervisor:
                     log.info("secrets changed; acting in %.1fs (--splay)", delay)
                     await asyncio.sleep(delay)
                     step = self.plan(latest(queue, values))
+                if step is not None and step[2].restart and self.reload_signal is None:
+                    # The restart budget: wait for a slot (the newest values meanwhile win).
+                    slot = await self.rollout.slot(
+                        lambda v: latest(queue, v), step[0], lambda: self.stopping
+                    )
+                    step = self.plan(slot) if slot is not None else None
+                    if step is not None and not step[2].restart:  # (no restart after all)
+                        await self.apply(*step)
+                        revision = revision_of(step[0])
+                        await self.rollout.done(revision, False, revision)
+                        continue
                 if step is not None:
                     await self.apply(*step)
         finally:
@@ -273,8 +293,10 @@ class Supervisor:
                 log.error("keeping the running command and the last good files: %s", exc)
                 return
         log.info("%s", decision.line)
+        revision = revision_of(values)
         if not decision.restart:
             self.values = values  # the files carry it; the child keeps its environment
+            self.rollout.reported(rendered=revision, running=revision, health="healthy")
             return
         if self.reload_signal is not None:
             self.values, self.env = values, env
@@ -282,19 +304,42 @@ class Supervisor:
             if self.child is not None and self.child.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     self.child.send_signal(self.reload_signal)
+            self.rollout.reported(rendered=revision, running=revision, health="healthy")
             return
         log.info("secrets changed; restarting %s", self.command[0])
+        previous = (self.values, self.env, self.running)
         self.restarting = True
         self.restarted.clear()
         try:
             await self.stop_child(self.restart_signal)
             if not self.stopping:
                 await self.start(values, env)
+                await self._settle(previous, revision)
         except LoaderError as exc:
             self.failure = exc  # the command is gone (deleted, no longer executable)
         finally:
             self.restarting = False
             self.restarted.set()
+
+    async def _settle(
+        self, previous: tuple[dict[str, str], dict[str, str], int | None], revision: int | None
+    ) -> None:
+        """The new child healthy: the slot goes back. Not: the previous secrets again."""
+        assert self.child is not None
+        problem = await self.rollout.settle(self.child, revision)
+        if self.stopping:
+            problem = None  # it was stopped, not failed
+        if problem is not None:
+            log.error(
+                "%s did not become healthy (%s); going back to the previous secrets",
+                self.command[0],
+                problem,
+            )
+            await self.stop_child(self.restart_signal)
+            await self.start(previous[0], previous[1])
+        else:
+            self.running = revision
+        await self.rollout.done(revision, problem is not None, self.running)
 
     # -- main ------------------------------------------------------------------------------
 
@@ -303,6 +348,8 @@ class Supervisor:
         if self.templates is not None:
             self.templates.write(values)
         await self.start(values, child_env(self.opts, os.environ, values))
+        self.running = revision_of(values)
+        self.rollout.reported(rendered=self.running, running=self.running, health="healthy")
         loop = asyncio.get_running_loop()
         for sig in FORWARDED:
             loop.add_signal_handler(sig, self.forward, sig)

@@ -131,6 +131,33 @@ TABLES: tuple[Table, ...] = (
         ("created_at", "deleted_at"),
         serial=False,
     ),
+    Table(
+        "consumers",
+        (
+            "env_id",
+            "consumer_id",
+            "kind",
+            "host",
+            "version",
+            "rendered",
+            "running",
+            "health",
+            "failed",
+            "seq",
+            "last_seen",
+        ),
+        ("last_seen",),
+        order="env_id, consumer_id",
+        serial=False,
+    ),
+    Table("rollout_policies", ("env_id", "max_unavailable"), order="env_id", serial=False),
+    Table(
+        "restart_slots",
+        ("env_id", "consumer_id", "revision", "granted_at", "expires_at"),
+        ("granted_at", "expires_at"),
+        order="env_id, consumer_id",
+        serial=False,
+    ),
 )
 
 _SAMPLE = (
