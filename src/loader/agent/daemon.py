@@ -27,6 +27,7 @@ from loader.agent.snapshot import Snapshot
 from loader.agent.storeclient import StoreClient
 from loader.agent.tokens import ExchangedTokens, TokenSource
 from loader.backoff import Backoff, Deadline, keep_running
+from loader.consumer import new_report
 from loader.credentials import without_credentials
 from loader.errors import (
     ConfigError,
@@ -83,11 +84,18 @@ class Agent:
         self._missing: list[str] = []
         self._applied: dict[str, str] | None = None  # the values the files show
         self._edited: TemplateFile | None = None  # a template whose text changed
+        self.report = new_report("agent")
 
-    def client(self) -> StoreClient:
+    def client(self, kind: str = "agent") -> StoreClient:
         s = self.settings
+        self.report.kind = kind  # what it says about itself on each request (loader.consumer)
         client = StoreClient(
-            s.store_url, s.app, s.environment, names=s.name_filter, ca_file=s.ca_file
+            s.store_url,
+            s.app,
+            s.environment,
+            names=s.name_filter,
+            ca_file=s.ca_file,
+            report=self.report,
         )
         if isinstance(self.tokens, ExchangedTokens):
             self.tokens.exchange = client.exchange
@@ -125,6 +133,8 @@ class Agent:
                 )
         else:
             self.state.rendered_ok(snapshot)
+            if snapshot.revision != self.report.rendered:
+                self.report.update(rendered=snapshot.revision)
             self.metrics.revision.set(snapshot.revision)
             for path in result.written:
                 self.metrics.renders.labels(path.name).inc()
@@ -287,7 +297,7 @@ class Agent:
         deadline = Deadline(
             timeout, Backoff(self.settings.backoff_initial, self.settings.backoff_max)
         )
-        async with self.client() as client:
+        async with self.client("render") as client:
             while True:
                 try:
                     snapshot = await client.fetch(await self.tokens.current(), None, 0)

@@ -14,6 +14,7 @@ import aiohttp
 
 from loader import __version__
 from loader.agent.snapshot import Snapshot
+from loader.consumer import HEADER, Report
 from loader.errors import (
     InsufficientScopeError,
     ServiceUnavailableError,
@@ -37,8 +38,10 @@ class StoreClient:
         *,
         names: list[str] | None = None,
         ca_file: Path | None = None,
+        report: Report | None = None,
     ) -> None:
         self.base = store_url.rstrip("/")
+        self.report = report  # sent on every read (X-Loader-Consumer): who asks, what it holds
         self.app = app  # an id, or a name looked up with the first request's token
         self.environment = environment
         self.names = names
@@ -138,6 +141,8 @@ class StoreClient:
         if self.names:
             params["names"] = ",".join(self.names)
         headers = {"Authorization": f"Bearer {token}"}
+        if self.report is not None:
+            headers[HEADER] = self.report.header()
         if etag is not None:
             headers["If-None-Match"] = etag
             if wait > 0:
