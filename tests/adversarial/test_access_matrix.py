@@ -22,9 +22,11 @@ class Rule:
     query: str = ""
     body: Any = None
     ok: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 READ_SECRETS = frozenset({"secrets:read", "secrets:write"})
+RUNNER = ("X-Loader-Consumer", "id=r1;kind=runner;seq=1")
 RULES: dict[str, Rule] = {
     "health": Rule(frozenset(SCOPES), app_bound=False),
     "openapi": Rule(frozenset(SCOPES), app_bound=False),
@@ -60,6 +62,13 @@ RULES: dict[str, Rule] = {
     "renderSecrets": Rule(frozenset({"secrets:reveal"}), env_bound=True, query="mode=full"),
     "renderSecrets?preview": Rule(READ_SECRETS, env_bound=True, query="mode=preview"),
     "listAuditEvents": Rule(frozenset({"apps:write"})),
+    "listConsumers": Rule(frozenset({"apps:read", "apps:write"}), env_bound=True),
+    "getRollout": Rule(frozenset({"apps:read", "apps:write"}), env_bound=True),
+    "setRollout": Rule(frozenset({"apps:write"}), env_bound=True, body={"max_unavailable": 2}),
+    "acquireRestartSlot": Rule(
+        frozenset({"secrets:reveal"}), env_bound=True, body={"revision": 1}, headers=(RUNNER,)
+    ),
+    "releaseRestartSlot": Rule(frozenset({"secrets:reveal"}), env_bound=True, headers=(RUNNER,)),
 }
 
 CALLERS = ["none", "bad", "expired", "revoked", *SCOPES, "*", "other-app", "other-env"]
@@ -135,7 +144,7 @@ async def test_access_matrix(store: Store, caller: str) -> None:
         )
         if rule.query:
             path += "?" + rule.query
-        headers = store.auth(token) if token else {}
+        headers = {**(store.auth(token) if token else {}), **dict(rule.headers)}
         body = rule.body
         if op == "issueAccessToken":
             body = {"grant_type": "password", "client_id": "x", "client_secret": "y"}

@@ -41,6 +41,11 @@ ALLOWED: dict[str, set[str]] = {
     "renderSecrets:preview": {"secrets:read", "secrets:write"},
     "renderSecrets:full": {"secrets:reveal"},
     "listAuditEvents": {"apps:write"},
+    "listConsumers": {"apps:read", "apps:write"},
+    "getRollout": {"apps:read", "apps:write"},
+    "setRollout": {"apps:write"},
+    "acquireRestartSlot": {"secrets:reveal"},
+    "releaseRestartSlot": {"secrets:reveal"},
 }
 
 BODIES: dict[str, Any] = {
@@ -51,7 +56,10 @@ BODIES: dict[str, Any] = {
     "updateEnvironmentSecret": {"description": "d"},
     "setSecretValue": {"value": "v2"},
     "rollbackSecret": {"version": 1},
+    "setRollout": {"max_unavailable": "10%"},
+    "acquireRestartSlot": {"revision": 1},
 }
+RUNNER = {"X-Loader-Consumer": "id=r1;kind=runner;seq=1"}
 
 
 def cases() -> list[tuple[str, str, str, str | None]]:
@@ -85,7 +93,10 @@ async def test_scope_table(store: Store, scope: str) -> None:
         token = await store.token(scope)
         path = _path(template, app) + (f"?{query}" if query else "")
         resp = await store.client.request(
-            method, path, json=BODIES.get(key.split(":")[0]), headers=store.auth(token)
+            method,
+            path,
+            json=BODIES.get(key.split(":")[0]),
+            headers={**store.auth(token), **RUNNER},
         )
         allowed = scope == "*" or scope in ALLOWED[key]
         if allowed:
