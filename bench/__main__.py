@@ -23,6 +23,7 @@ BENCHMARKS = [
     "spicelist",
     "spice",
     "scale",
+    "rollout",
 ]
 
 

@@ -26,6 +26,13 @@ MAX_HEADER = 512
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
 _LIMITS = {"id": 64, "host": 253, "version": 32}
 _INTS = ("rendered", "running", "failed", "seq")
+_WORD = "[A-Za-z0-9._:-]"
+# The header as :meth:`Report.header` writes it (fields in this order), for the API document.
+PATTERN = (
+    f"^id={_WORD}{{1,64}};kind=(agent|runner|render)(;host={_WORD}{{0,253}})?"
+    f"(;version={_WORD}{{0,32}})?(;rendered=[0-9]{{1,18}})?(;running=[0-9]{{1,18}})?"
+    f"(;health=(starting|healthy|failed|waiting))?(;failed=[0-9]{{1,18}})?(;seq=[0-9]{{1,18}})?$"
+)
 
 
 class ReportError(ValueError):

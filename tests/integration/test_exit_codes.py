@@ -310,6 +310,13 @@ def cases(w: World) -> list[tuple[str, str, list[str], str, bytes | None]]:
     add("store copy", "exists", [*copy, "--from", f"sqlite:///{walk}", "--to", into])
     add("store copy", "not found", [*copy, "--from", f"sqlite:///{w.tmp / 'no.db'}", "--to", into])
     add("store copy", "configuration", [*copy, "--from", "mysql://db/x", "--to", into])
+    # rollouts
+    client("rollout status", ["rollout", "status"])
+    add("rollout status", "usage", ["rollout", "status", "--timeout", "soon"])
+    add("rollout status", "not found", ["rollout", "status", "--env", "nope"])
+    client("rollout budget", ["rollout", "budget"])
+    add("rollout budget", "usage", ["rollout", "budget", "--max-unavailable", "lots"])
+    add("rollout budget", "not found", ["rollout", "budget", "--env", "nope"])
     # the agent and render --once
     agent_out = ["--output", str(shm / "agent.env")]
     add("agent", "usage", ["agent", "--bogus"])

@@ -83,7 +83,7 @@ def _operation(route: Route) -> dict[str, Any]:
         {
             "in": p.where,
             "name": p.name,
-            "required": False,
+            "required": p.required,
             "schema": p.schema,
             "description": p.description,
         }

@@ -21,12 +21,18 @@ from loader.store.models import Environment, iso
 
 NO_STORE = {"Cache-Control": "no-store"}
 _ENV = "/v1/apps/{appId}/environments/{env}"
-REPORT_PARAM = Param(
-    consumer.HEADER,
-    {"type": "string", "maxLength": consumer.MAX_HEADER},
+_REPORT_DOC = (
     "Who asks: id=...;kind=agent|runner|render;host=...;version=...;rendered=N;running=N;"
-    "health=starting|healthy|failed|waiting;failed=N;seq=N",
+    "health=starting|healthy|failed|waiting;failed=N;seq=N"
+)
+_REPORT_SCHEMA = {"type": "string", "maxLength": consumer.MAX_HEADER, "pattern": consumer.PATTERN}
+REPORT_PARAM = Param(consumer.HEADER, _REPORT_SCHEMA, _REPORT_DOC, "header")
+_RUNNER_REPORT = Param(
+    consumer.HEADER,
+    {**_REPORT_SCHEMA, "pattern": consumer.PATTERN.replace("(agent|runner|render)", "runner")},
+    _REPORT_DOC,
     "header",
+    required=True,
 )
 
 
@@ -206,7 +212,7 @@ ROUTES: tuple[Route, ...] = (
         body=RestartBody,
         response="RestartGrant",
         errors=(404,),
-        params=(REPORT_PARAM,),
+        params=(_RUNNER_REPORT,),
         action="acquire_restart",
         description="granted: restart now and release the slot once the new child is healthy "
         "(the lease ends it otherwise). Not granted: every slot is taken (budget) or a runner "
@@ -222,7 +228,7 @@ ROUTES: tuple[Route, ...] = (
         tag="Environments",
         response="RestartRelease",
         errors=(404,),
-        params=(REPORT_PARAM,),
+        params=(_RUNNER_REPORT,),
         action="release_restart",
     ),
 )

@@ -63,6 +63,7 @@ class Param:
     schema: dict[str, Any]
     description: str
     where: str = "query"
+    required: bool = False
 
 
 @dataclass(frozen=True)

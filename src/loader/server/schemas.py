@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -15,7 +15,7 @@ from loader.names import (
     SECRET_NAME_MAX,
     SECRET_NAME_PATTERN,
 )
-from loader.store.fleet import STATES
+from loader.store.fleet import MAX_POLICY, STATES
 from loader.workload import JWT_BEARER
 
 MAX_VALUE_BYTES = 64 * 1024
@@ -122,7 +122,11 @@ class RolloutPolicyBody(BaseModel):
     """``PUT .../rollout``: the restart budget (null: none)."""
 
     model_config = _STRICT
-    max_unavailable: str | int | None = Field(
+    max_unavailable: (
+        Annotated[str, Field(pattern=r"^([1-9][0-9]{0,6}|[1-9][0-9]?%|100%)$")]
+        | Annotated[int, Field(ge=1, le=MAX_POLICY)]
+        | None
+    ) = Field(
         description="How many runners may restart at once: a count (3) or a percentage of the "
         "live runners ('10%'); null for no budget",
     )

@@ -4,9 +4,11 @@ batches, so a long-poll does not cost a write.
 A report (the ``X-Loader-Consumer`` header, :mod:`loader.consumer`) is noted in memory as its
 request arrives (:meth:`Consumers.seen`). Every ``flush_interval`` the reports noted since go to
 the database in one transaction -- but only those that say something new (a higher ``seq``:
-the consumer changed) or whose row's ``last_seen`` is older than ``heartbeat``. A consumer
-that only long-polls costs one row write per ``heartbeat``, whatever its poll rate; a change
-is written within ``flush_interval``. A consumer not seen for ``ttl`` is no longer live (its row
+the consumer changed) or whose row's ``last_seen`` is older than ``heartbeat`` (half the
+``ttl``: a row is at most a heartbeat, a long-poll and a flush old, well inside the ttl while
+long-polls hold at most 60 s). A consumer that only long-polls costs one row write per
+heartbeat (75 s by default), whatever its poll rate; a change is written within
+``flush_interval``. A consumer not seen for ``ttl`` is no longer live (its row
 is deleted after ``10 * ttl``). Restart-slot grants and releases write their consumer's report
 in their own transaction, at once (:mod:`loader.store.fleet`).
 
@@ -54,7 +56,7 @@ class Consumers:
     ) -> None:
         self.repo = repo
         self.ttl, self.flush_interval, self.lease = ttl, flush_interval, lease
-        self.heartbeat = heartbeat if heartbeat is not None else ttl / 3
+        self.heartbeat = heartbeat if heartbeat is not None else ttl / 2
         self._pending: dict[tuple[int, str], Consumer] = {}
         self._written: dict[tuple[int, str], _Written] = {}
         self._wakeup = asyncio.Event()
