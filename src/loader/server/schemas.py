@@ -57,6 +57,13 @@ class DescriptionBody(BaseModel):
     description: str | None = Field(max_length=MAX_DESCRIPTION)
 
 
+def whole(value: Any) -> Any:
+    """JSON has one number type: 3.0 is the integer 3 (as JSON Schema's "integer" says)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class RollbackBody(BaseModel):
     model_config = _STRICT
     version: int = Field(ge=1, le=2**63 - 1)
@@ -64,10 +71,7 @@ class RollbackBody(BaseModel):
     @field_validator("version", mode="before")
     @classmethod
     def _integral(cls, value: Any) -> Any:
-        # JSON has one number type: 3.0 is the integer 3 (as JSON Schema's "integer" says).
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
+        return whole(value)
 
 
 class AppBody(BaseModel):
@@ -131,12 +135,22 @@ class RolloutPolicyBody(BaseModel):
         "live runners ('10%'); null for no budget",
     )
 
+    @field_validator("max_unavailable", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        return whole(value)
+
 
 class RestartBody(BaseModel):
     """``POST .../restarts``: a runner asks for a restart slot to move to ``revision``."""
 
     model_config = _STRICT
     revision: int = Field(ge=0, le=2**63 - 1)
+
+    @field_validator("revision", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        return whole(value)
 
 
 _TIMESTAMP = {"type": "string", "format": "date-time"}
