@@ -105,7 +105,11 @@ def _rotate(stack: Stack, app: int, value: str, probe: Probe, n: int) -> dict[st
     started = time.monotonic()
     in_use, lag = [], []
     while True:
-        fleet = c.call("GET", f"{path}/consumers").json()
+        answer = c.request("GET", f"{path}/consumers")
+        if answer.status != 200:  # (a busy store: 503 with Retry-After)
+            time.sleep(0.2)
+            continue
+        fleet = answer.json()
         rollout = fleet["rollout"]
         in_use.append(rollout["in_use"])
         lag.append(rollout["lag"])
@@ -199,7 +203,7 @@ def run(quick: bool) -> Section:
         c.close()
         paced = _rotate(stack, app, "v3", probe, n)
         intervals: list[list[float]] = []
-        requests = 0
+        requests = errors = 0
         for client in clients:
             assert client.stdin is not None and client.stdout is not None
             client.stdin.write("stop\n")
@@ -207,6 +211,7 @@ def run(quick: bool) -> Section:
             result = json.loads(client.stdout.readline())
             intervals += result["intervals"]
             requests += result["requests"]
+            errors += result["errors"]
             client.wait(60)
         clients = []
         most = _most_at_once(intervals, paced["revision"])
@@ -226,6 +231,10 @@ def run(quick: bool) -> Section:
             f"other replica) exited {paced['status_exit']} after "
             f"{paced['status_seconds']:.1f} s (the rollout was done at "
             f"{paced['seconds']:.1f} s; it polls every second)."
+        )
+        section.notes.append(
+            f"Consumers' requests in all: {requests:,}; answered with an error (and retried, "
+            f"as a runner does): {errors:,}."
         )
         if most > budget or paced["max_in_use"] > budget:
             section.notes.append("BUDGET EXCEEDED")

@@ -30,16 +30,25 @@ class Consumer:
         self.report = Report(cid, "runner", "bench", "0", seq=int(time.time() * 1000))
         self.intervals: list[tuple[int, float, float]] = []
         self.requests = 0
+        self.errors = 0
 
     def headers(self, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", HEADER: self.report.header(), **extra}
 
     async def call(self, method: str, path: str, body: dict[str, int] | None = None) -> object:
-        self.requests += 1
+        """As the runner does: errors (a 503 from a busy store) are retried with backoff."""
         raw = json.dumps(body).encode() if body is not None else None
-        resp = await http.arequest(method, self.url, path, self.headers(), 30, None, raw)
-        assert resp.status == 200, resp.body[:200]
-        return resp.json()
+        backoff = Backoff(0.5, 8.0)
+        while True:
+            self.requests += 1
+            try:
+                resp = await http.arequest(method, self.url, path, self.headers(), 30, None, raw)
+            except Exception:
+                resp = None
+            if resp is not None and resp.status == 200:
+                return resp.json()
+            self.errors += 1
+            await asyncio.sleep(backoff.next())
 
     async def run(self, ready: asyncio.Event, count: list[int], total: int) -> None:
         etag = None
@@ -57,6 +66,9 @@ class Consumer:
                 await asyncio.sleep(random.uniform(0.5, 1.5))
                 continue
             if resp.status != 200:
+                if resp.status != 304:
+                    self.errors += 1
+                    await asyncio.sleep(random.uniform(0.5, 1.5))
                 continue
             etag = resp.headers.get("etag")
             revision = int(resp.json()["revision"])
@@ -106,6 +118,7 @@ async def main() -> None:
             {
                 "intervals": [iv for c in consumers for iv in c.intervals],
                 "requests": sum(c.requests for c in consumers),
+                "errors": sum(c.errors for c in consumers),
             }
         ),
         flush=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from loader.errors import DATABASE_CODES
 from loader.names import (
@@ -64,14 +64,13 @@ def whole(value: Any) -> Any:
     return value
 
 
+# An integer field that takes 3.0 as 3.
+Whole = Annotated[int, BeforeValidator(whole)]
+
+
 class RollbackBody(BaseModel):
     model_config = _STRICT
-    version: int = Field(ge=1, le=2**63 - 1)
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _integral(cls, value: Any) -> Any:
-        return whole(value)
+    version: Whole = Field(ge=1, le=2**63 - 1)
 
 
 class AppBody(BaseModel):
@@ -128,29 +127,19 @@ class RolloutPolicyBody(BaseModel):
     model_config = _STRICT
     max_unavailable: (
         Annotated[str, Field(pattern=r"^([1-9][0-9]{0,6}|[1-9][0-9]?%|100%)$")]
-        | Annotated[int, Field(ge=1, le=MAX_POLICY)]
+        | Annotated[int, Field(ge=1, le=MAX_POLICY), BeforeValidator(whole)]
         | None
     ) = Field(
         description="How many runners may restart at once: a count (3) or a percentage of the "
         "live runners ('10%'); null for no budget",
     )
 
-    @field_validator("max_unavailable", mode="before")
-    @classmethod
-    def _integral(cls, value: Any) -> Any:
-        return whole(value)
-
 
 class RestartBody(BaseModel):
     """``POST .../restarts``: a runner asks for a restart slot to move to ``revision``."""
 
     model_config = _STRICT
-    revision: int = Field(ge=0, le=2**63 - 1)
-
-    @field_validator("revision", mode="before")
-    @classmethod
-    def _integral(cls, value: Any) -> Any:
-        return whole(value)
+    revision: Whole = Field(ge=0, le=2**63 - 1)
 
 
 _TIMESTAMP = {"type": "string", "format": "date-time"}

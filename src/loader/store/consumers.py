@@ -65,6 +65,7 @@ class Consumers:
         self.rows_written = 0  # consumer rows written by the batches
         self.batches = 0  # batch transactions
         self._summary: tuple[float, list[LiveConsumer]] | None = None
+        self._grant_locks: dict[int, asyncio.Lock] = {}
 
     # -- reports ---------------------------------------------------------------------------
 
@@ -167,17 +168,32 @@ class Consumers:
     # -- restart slots ---------------------------------------------------------------------
 
     async def acquire(self, env: Environment, report: Report, revision: int) -> Grant:
+        """A slot for ``report``'s runner, decided in one transaction -- one at a time per
+        environment in this process, so the grants queue here rather than each holding a
+        database connection while it waits for the environment's lock. With no budget set,
+        every restart may go: the report is noted as a long-poll's is, and nothing locked."""
+        if await self.repo.get_rollout_policy(env.id) is None:
+            self.seen(env, report)
+            return Grant(True, "granted", None, 0)
         consumer = Consumer(env.id, report, utcnow())
         self._pending.pop((env.id, report.id), None)
-        grant = await self.repo.acquire_slot(
-            consumer, revision, timedelta(seconds=self.lease), self.live_since()
-        )
+        async with self._grant_lock(env.id):
+            grant = await self.repo.acquire_slot(
+                consumer, revision, timedelta(seconds=self.lease), self.live_since()
+            )
         self._written[(env.id, report.id)] = _Written(report.seq, time.monotonic())
         return grant
 
+    def _grant_lock(self, env_id: int) -> asyncio.Lock:
+        lock = self._grant_locks.get(env_id)
+        if lock is None:
+            lock = self._grant_locks[env_id] = asyncio.Lock()
+        return lock
+
     async def release(self, env: Environment, report: Report) -> bool:
         self._pending.pop((env.id, report.id), None)
-        released = await self.repo.release_slot(Consumer(env.id, report, utcnow()))
+        async with self._grant_lock(env.id):
+            released = await self.repo.release_slot(Consumer(env.id, report, utcnow()))
         self._written[(env.id, report.id)] = _Written(report.seq, time.monotonic())
         return released
 
