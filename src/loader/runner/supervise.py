@@ -307,7 +307,7 @@ class Supervisor:
             self.rollout.reported(rendered=revision, running=revision, health="healthy")
             return
         log.info("secrets changed; restarting %s", self.command[0])
-        previous = (self.values, self.env, self.running)
+        previous = (self.values, self.env)
         self.restarting = True
         self.restarted.clear()
         try:
@@ -322,7 +322,7 @@ class Supervisor:
             self.restarted.set()
 
     async def _settle(
-        self, previous: tuple[dict[str, str], dict[str, str], int | None], revision: int | None
+        self, previous: tuple[dict[str, str], dict[str, str]], revision: int | None
     ) -> None:
         """The new child healthy: the slot goes back. Not: the previous secrets again."""
         assert self.child is not None
