@@ -82,7 +82,7 @@ class Consumer:
 
     async def restart(self, revision: int) -> None:
         self.report.update(rendered=revision, health="waiting")
-        backoff = Backoff(1.0, 8.0)
+        backoff = Backoff(0.5, 4.0)  # as loader.runner.rollout
         while True:
             grant = await self.call("POST", f"{self.path}/restarts", {"revision": revision})
             assert isinstance(grant, dict)

@@ -5,9 +5,10 @@ when the new child does not become healthy.
 * The report (:mod:`loader.consumer`) rides on the runner's long-poll to the store; a change of
   it re-issues the long-poll at once (:meth:`~loader.runner.sources.StoreSource.nudge`).
 * Before a restart the runner asks the store for a slot (``POST .../restarts``), again and
-  again with jittered backoff while the budget is spent or the rollout paused; a newer revision
-  arriving meanwhile is the one it restarts to. While the store cannot be reached the old child
-  keeps running. The slot's lease is renewed while the new child gets ready.
+  again with jittered backoff (0.5 s doubling to 4 s) while the budget is spent or the rollout
+  is paused; a newer revision arriving meanwhile is the one it restarts to. While the store
+  cannot be reached the old child keeps running. The slot's lease is renewed while the new
+  child gets ready.
 * The new child is healthy when :func:`~loader.runner.readiness.wait_ready` says so; then the
   slot is released (``DELETE .../restarts``) with ``health=healthy``. If not, the runner starts
   the child again with the previous revision's secrets and releases the slot with
@@ -128,7 +129,7 @@ class Rollout:
         meanwhile, via ``fresh(values)``), or None when the runner is stopping."""
         if self.slots is None:
             return values
-        backoff = Backoff(1.0, 8.0)
+        backoff = Backoff(0.5, 4.0)
         outage = Outage(log, "restart budget")
         waiting_logged = False
         while not stopping():

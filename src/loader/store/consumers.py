@@ -36,6 +36,7 @@ from loader.store.repository import Repository
 
 log = logging.getLogger("loader.store")
 PURGE_AFTER = 10  # ttls
+FULL_FOR = 0.5  # seconds a "every slot taken" answer is given again without the database
 
 
 @dataclass
@@ -66,6 +67,10 @@ class Consumers:
         self.batches = 0  # batch transactions
         self._summary: tuple[float, list[LiveConsumer]] | None = None
         self._grant_locks: dict[int, asyncio.Lock] = {}
+        # Per environment: when a runner was last refused because every slot was taken. For
+        # FULL_FOR seconds after, new asks (health=waiting) get the same answer without a
+        # transaction; renewals by slot holders (health=starting) always reach the database.
+        self._full: dict[int, tuple[float, Grant]] = {}
 
     # -- reports ---------------------------------------------------------------------------
 
@@ -172,6 +177,12 @@ class Consumers:
         environment in this process, so the grants queue here rather than each holding a
         database connection while it waits for the environment's lock. With no budget set,
         every restart may go: the report is noted as a long-poll's is, and nothing locked."""
+        full = self._full.get(env.id)
+        if report.health == "waiting" and full is not None:
+            at, refused = full
+            if time.monotonic() - at < FULL_FOR:  # every slot was taken a moment ago
+                self.seen(env, report)
+                return refused
         if await self.repo.get_rollout_policy(env.id) is None:
             self.seen(env, report)
             return Grant(True, "granted", None, 0)
@@ -182,6 +193,10 @@ class Consumers:
                 consumer, revision, timedelta(seconds=self.lease), self.live_since()
             )
         self._written[(env.id, report.id)] = _Written(report.seq, time.monotonic())
+        if grant.reason == "budget":
+            self._full[env.id] = (time.monotonic(), grant)
+        else:
+            self._full.pop(env.id, None)
         return grant
 
     def _grant_lock(self, env_id: int) -> asyncio.Lock:
@@ -192,6 +207,7 @@ class Consumers:
 
     async def release(self, env: Environment, report: Report) -> bool:
         self._pending.pop((env.id, report.id), None)
+        self._full.pop(env.id, None)
         async with self._grant_lock(env.id):
             released = await self.repo.release_slot(Consumer(env.id, report, utcnow()))
         self._written[(env.id, report.id)] = _Written(report.seq, time.monotonic())
