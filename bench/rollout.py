@@ -50,8 +50,8 @@ def _metric(text: str, name: str) -> float:
 class Probe:
     """The store's cost so far: CPU of the replicas and PostgreSQL, commits, metrics."""
 
-    def __init__(self, stack: Stack, pg: Any, database: str) -> None:
-        self.stack, self.pg, self.database = stack, pg, database
+    def __init__(self, stack: Stack, pg: Any, database: str, settle: float) -> None:
+        self.stack, self.pg, self.database, self.settle = stack, pg, database, settle
 
     def read(self) -> dict[str, float]:
         pids = [p.pid for p in self.stack.stores]
@@ -124,7 +124,7 @@ def _rotate(stack: Stack, app: int, value: str, probe: Probe, n: int) -> dict[st
     code = status.wait(60)
     status_after = time.monotonic() - started
     c.close()
-    time.sleep(SETTLE)  # PostgreSQL's counters of idle backends catch up
+    time.sleep(probe.settle)  # PostgreSQL's counters of idle backends catch up
     after["commits"] = probe.read()["commits"]
     return {
         "revision": revision,
@@ -151,7 +151,7 @@ def _most_at_once(intervals: list[list[float]], revision: int) -> int:
 
 def run(quick: bool) -> Section:
     bin_dir = bench_venv(quick)
-    n, procs, min_ready, idle = (200, 2, 0.5, 5.0) if quick else (2000, 4, 1.0, 180.0)
+    n, procs, min_ready, idle = (100, 2, 0.3, 3.0) if quick else (2000, 4, 1.0, 180.0)
     section = Section(
         f"Rollout: {n:,} runner-like consumers, two replicas on PostgreSQL, max-unavailable 10%"
     )
@@ -192,12 +192,12 @@ def run(quick: bool) -> Section:
         for client in clients:
             assert client.stdout is not None
             assert json.loads(client.stdout.readline()) == {"ready": True}
-        probe = Probe(stack, pg, database)
-        time.sleep(SETTLE)  # the first reports flushed, the counters caught up
+        probe = Probe(stack, pg, database, 0.0 if quick else SETTLE)
+        time.sleep(probe.settle or 2.0)  # the first reports flushed, the counters caught up
         quiet_before = probe.read()
         time.sleep(idle)
         quiet = _delta(quiet_before, probe.read())
-        time.sleep(SETTLE)
+        time.sleep(probe.settle)
         storm = _rotate(stack, app, "v2", probe, n)
         c = stack.client(1)
         c.call("PUT", f"/v1/apps/{app}/environments/default/rollout", {"max_unavailable": "10%"})
