@@ -22,10 +22,14 @@ from tests.procs import (
     wait_until,
 )
 
-# The app: records "<time> <A>" when it starts; A=bad makes it exit at once (a broken secret).
+# The app: records "<time> <A>" when it starts (and "start <A>" in a shared log, if given);
+# A=bad makes it exit at once (a broken secret).
 APP = (
     "import os, sys, time\n"
     "v = os.environ['A']\n"
+    "if len(sys.argv) > 2:\n"
+    "    with open(sys.argv[2], 'a') as f:\n"
+    "        f.write(f'start {v}\\n')\n"
     "with open(sys.argv[1], 'a') as f:\n"
     "    f.write(f'{time.time()} {v}\\n')\n"
     "if v == 'bad':\n"
@@ -44,8 +48,11 @@ def live(tmp_path: Path) -> Iterator[LiveStore]:
 
 
 def _runners(
-    live: LiveStore, tmp_path: Path, count: int, *flags: str
+    live: LiveStore, tmp_path: Path, count: int, *flags: str, shared: Path | None = None
 ) -> tuple[list[Proc], list[Path]]:
+    """``count`` runners of APP; with ``shared``, each app logs its start there and each
+    runner's --ready-check logs "ready" there once its second app has started (so inside
+    the time the runner holds its slot for its first restart)."""
     token = live.token("secrets:reveal")
     env = loader_env(LOADER_TOKEN=token)
     procs, starts = [], []
@@ -67,12 +74,17 @@ def _runners(
                     "--grace",
                     "2s",
                     *flags,
+                    *(["--ready-check", _second_start(starts[-1], shared)] if shared else []),
                 ],
-                [sys.executable, "-c", APP, str(starts[-1])],
+                [sys.executable, "-c", APP, str(starts[-1]), *([str(shared)] if shared else [])],
                 env,
             )
         )
     return procs, starts
+
+
+def _second_start(starts: Path, shared: Path) -> str:
+    return f"test $(wc -l < {starts}) -ge 2 && echo ready >> {shared}"
 
 
 def _values(path: Path) -> list[str]:
@@ -169,23 +181,27 @@ def test_runners_report_and_rollout_status_follows_them(live: LiveStore, tmp_pat
         _stop(procs)
 
 
-def _most_at_once(starts: list[Path], value: str, window: float) -> int:
-    """The most runners whose child started on ``value`` within ``window`` of each other."""
-    times = sorted(
-        float(line.split()[0])
-        for path in starts
-        for line in path.read_text().splitlines()
-        if line.split()[1] == value
-    )
-    return max(sum(1 for t in times if start <= t < start + window) for start in times)
+def _most_restarting(shared: Path, value: str) -> tuple[int, int]:
+    """From the shared log (one file, appended in the order things happened): the most apps
+    started on ``value`` and not yet ready at once, and how many are still not ready."""
+    most = now = 0
+    for line in shared.read_text().splitlines():
+        if line == f"start {value}":
+            now += 1
+        elif line == "ready":
+            now -= 1
+        most = max(most, now)
+    return most, now
 
 
 def test_the_budget_paces_concurrent_restarts(live: LiveStore, tmp_path: Path) -> None:
-    """Six runners, max-unavailable 2, each new child healthy after 1.5 s: the rotation
-    completes in waves; no more than 2 children ever start within one --min-ready window;
-    the store never shows more than 2 slots in use."""
+    """Six runners, max-unavailable 2, each new child healthy after its --ready-check and
+    1.5 s: the rotation completes in waves; never more than 2 new apps are started and not
+    yet ready at once (from one log in the order things happened); the store never shows
+    more than 2 slots in use."""
     live.put("A", "one")
-    procs, starts = _runners(live, tmp_path, 6, "--min-ready", "1.5s")
+    shared = tmp_path / "shared.log"
+    procs, starts = _runners(live, tmp_path, 6, "--min-ready", "1.5s", shared=shared)
     try:
         wait_until(lambda: list(_states(live).values()) == ["current"] * 6, timeout=30)
         _budget(live, "2")
@@ -201,12 +217,9 @@ def test_the_budget_paces_concurrent_restarts(live: LiveStore, tmp_path: Path) -
 
         wait_until(done, timeout=60, what="the rollout")
         assert max(in_use) <= 2 and max(in_use) >= 1
-        assert _most_at_once(starts, "two", 1.4) <= 2
-        first, last = (
-            min(float(p.read_text().splitlines()[-1].split()[0]) for p in starts),
-            max(float(p.read_text().splitlines()[-1].split()[0]) for p in starts),
-        )
-        assert last - first >= 2 * 1.5  # three waves at least
+        assert shared.read_text().count("start two") == 6
+        most, still = _most_restarting(shared, "two")
+        assert 1 <= most <= 2 and still == 0
     finally:
         _stop(procs)
 
