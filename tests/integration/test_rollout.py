@@ -17,6 +17,7 @@ from tests.procs import (
     Proc,
     loader_env,
     run_loader,
+    start_agent,
     start_runner,
     start_store,
     wait_until,
@@ -284,3 +285,37 @@ def test_a_store_outage_during_a_rollout_keeps_the_old_children(
         assert code == 0, out
     finally:
         _stop(procs)
+
+
+def test_an_agent_and_render_once_report(live: LiveStore, tmp_path: Path, shm: Path) -> None:
+    """1. `render --once` and an agent read revision 1: listed as `once` and `current` with
+    their kinds and revisions; 2. revision 2: the agent's next long-poll says it rendered 2
+    (the rollout is done without the init container)."""
+    live.put("A", "one")
+    token = live.token("secrets:reveal")
+    env = loader_env(LOADER_STORE_URL=live.url, LOADER_TOKEN=token, LOADER_APP=str(live.app))
+    once = run_loader("render", "--once", "--output", str(shm / "once.env"), env=env)
+    assert once.returncode == 0, once.stderr
+    agent = start_agent(
+        tmp_path / "agent.log",
+        "--output",
+        str(shm / "agent.env"),
+        "--listen",
+        "off",
+        env=env,
+        wait_listening=False,
+    )
+    try:
+
+        def kinds() -> dict[str, tuple[str, int]]:
+            consumers = _fleet(live)["consumers"]
+            assert isinstance(consumers, list)
+            return {c["kind"]: (c["state"], c["rendered_revision"]) for c in consumers}
+
+        wait_until(lambda: kinds() == {"render": ("once", 1), "agent": ("current", 1)})
+        live.put("A", "two")
+        wait_until(lambda: kinds()["agent"] == ("current", 2), what="the agent's report")
+        code, out, _ = _status(live)
+        assert code == 0, out
+    finally:
+        agent.stop()
