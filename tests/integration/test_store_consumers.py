@@ -294,3 +294,22 @@ async def test_restart_routes_need_a_runner_report(store: Store) -> None:
             path, json={"revision": 1}, headers={**store.auth(store.admin), **headers}
         )
         assert resp.status == 400
+
+
+async def test_metrics_show_consumers_per_state_and_the_lag(store: Store) -> None:
+    app = await store.app()
+    await store.put(app, "A", "1")
+    await _read(store, app, _report("a", "agent", rendered=1))
+    await _read(store, app, _report("r", rendered=1, running=1, health="healthy"))
+    await store.put(app, "A", "2")
+    await store.put(app, "A", "3")
+    await _read(store, app, _report("a", "agent", rendered=3, seq=1))
+    assert store.state.consumers is not None
+    await store.state.consumers.flush()
+    resp = await store.client.get("/metrics")
+    text = await resp.text()
+    labels = f'app="{app}",environment="default"'
+    assert f'loader_store_consumers{{{labels},state="current"}} 1.0' in text
+    assert f'loader_store_consumers{{{labels},state="behind"}} 1.0' in text
+    assert f"loader_store_rollout_lag_revisions{{{labels}}} 2.0" in text
+    assert "loader_store_consumer_rows_written_total 2.0" in text
