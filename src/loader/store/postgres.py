@@ -732,8 +732,7 @@ class PostgresRepository(RepositoryBase):
 
     async def release_slot(self, consumer: Consumer) -> bool:
         async def unit(tx: _Tx) -> bool:
-            conn = tx.conn
-            await conn.execute(_SLOT_LOCK, consumer.env_id)
+            conn = tx.conn  # (no lock: a release only lowers the count a grant reads)
             await conn.executemany(_q(sql.UPSERT_CONSUMER), sql.consumer_params([consumer], _same))
             status = await conn.execute(_q(sql.RELEASE_SLOT), consumer.env_id, consumer.report.id)
             return bool(status != "DELETE 0")
