@@ -7,6 +7,7 @@ import logging
 import math
 import time
 import zlib
+from datetime import UTC
 from typing import Any
 
 from aiohttp import web
@@ -501,6 +502,10 @@ async def list_audit(call: Call[Any]) -> web.StreamResponse:
             raise InvalidRequestError("since must be an ISO 8601 timestamp") from None
         if since.tzinfo is None:
             raise InvalidRequestError("since must carry a timezone (e.g. Z)")
+        try:
+            since = since.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+07:25 is before the year 1 in UTC
+            raise InvalidRequestError("since is out of range") from None
     name = query.get("name")
     if name is not None:
         check_secret_name(name)

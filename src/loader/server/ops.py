@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiohttp import web
 
+from loader.errors import LoaderError
 from loader.server.metrics import CONTENT_TYPE
 from loader.server.routing import Call, json_response
 
@@ -42,6 +44,7 @@ async def metrics(call: Call[Any]) -> web.StreamResponse:
     registry = call.state.metrics
     consumers = call.state.consumers
     if consumers is not None:  # the fleet's gauges: read from the database, at most every 5 s
-        await consumers.live(FLEET_MAX_AGE)
+        with contextlib.suppress(LoaderError):  # (the database away: the last figures, and
+            await consumers.live(FLEET_MAX_AGE)  # the metrics that say it is away)
     body = registry.render() if registry is not None else b""
     return web.Response(body=body, headers={**NO_STORE, "Content-Type": CONTENT_TYPE})

@@ -126,7 +126,7 @@ class RolloutPolicyBody(BaseModel):
 
     model_config = _STRICT
     max_unavailable: (
-        Annotated[str, Field(pattern=r"^([1-9][0-9]{0,6}|[1-9][0-9]?%|100%)$")]
+        Annotated[str, Field(pattern=r"^([1-9][0-9]{0,5}|1000000|[1-9][0-9]?%|100%)$")]
         | Annotated[int, Field(ge=1, le=MAX_POLICY), BeforeValidator(whole)]
         | None
     ) = Field(
