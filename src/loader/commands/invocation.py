@@ -154,6 +154,17 @@ def add_client_options(parser: Any) -> None:
     add_settings(parser, "store_url", "token_file", "ca_file")
 
 
+def add_command_options(parser: Any, *, app: bool = True, environment: bool = True) -> None:
+    """The options of a command on an app's environment over HTTP: --app (unless ``app`` is
+    false), --env (unless either is false), --json and the client options."""
+    if app:
+        add_settings(parser, "app")
+    if environment and app:
+        add_settings(parser, "environment")
+    parser.add_argument("--json", action="store_true", help="Print JSON")
+    add_client_options(parser)
+
+
 def client_config(ns: Any) -> ClientConfig:
     token_file = setting(ns, "token_file")
     token = read_token_file(token_file) if token_file else os.environ.get(TOKEN) or None

@@ -13,7 +13,7 @@ import sys
 
 from loader.commands.invocation import (
     Target,
-    add_client_options,
+    add_command_options,
     add_settings,
     allow_disk,
     confirm,
@@ -39,15 +39,15 @@ def _apps(apps: Any) -> None:
     asub = apps.add_subparsers(dest="apps_command", metavar="COMMAND", required=True)
     p = asub.add_parser("create", help="Create an app (it gets a default environment)")
     p.add_argument("name")
-    _common(p, app=False)
+    add_command_options(p, app=False)
     p.set_defaults(handler=apps_create)
     p = asub.add_parser("list", help="List apps")
-    _common(p, app=False)
+    add_command_options(p, app=False)
     p.set_defaults(handler=apps_list)
     p = asub.add_parser("delete", help="Delete an app with all its environments and secrets")
     p.add_argument("app", metavar="APP", help="App name or id")
     _yes(p)
-    _common(p, app=False)
+    add_command_options(p, app=False)
     p.set_defaults(handler=apps_delete)
 
 
@@ -55,15 +55,15 @@ def _envs(envs: Any) -> None:
     esub = envs.add_subparsers(dest="envs_command", metavar="COMMAND", required=True)
     p = esub.add_parser("create", help="Create an environment")
     p.add_argument("name")
-    _common(p, env_flag=False)
+    add_command_options(p, environment=False)
     p.set_defaults(handler=envs_create)
     p = esub.add_parser("list", help="List environments")
-    _common(p, env_flag=False)
+    add_command_options(p, environment=False)
     p.set_defaults(handler=envs_list)
     p = esub.add_parser("delete", help="Delete an environment (not default) and its secrets")
     p.add_argument("name")
     _yes(p)
-    _common(p, env_flag=False)
+    add_command_options(p, environment=False)
     p.set_defaults(handler=envs_delete)
 
 
@@ -86,7 +86,7 @@ def _secrets(secrets: Any) -> None:
     p.add_argument(
         "--allow-empty", action="store_true", help="Store an empty value (refused otherwise)"
     )
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_set)
 
     p = ssub.add_parser("get", help="Show a secret's metadata (--reveal: its value)")
@@ -96,16 +96,16 @@ def _secrets(secrets: Any) -> None:
         action="store_true",
         help="Print the value (needs secrets:reveal; audited as a reveal). For debugging",
     )
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_get)
 
     p = ssub.add_parser("list", help="List secrets (names, versions; values masked)")
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_list)
 
     p = ssub.add_parser("delete", help="Delete a secret")
     p.add_argument("name")
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_delete)
 
     p = ssub.add_parser(
@@ -120,18 +120,18 @@ def _secrets(secrets: Any) -> None:
         action="store_true",
         help="Store ${...} references as written (no interpolation)",
     )
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_import)
 
     p = ssub.add_parser("versions", help="List a secret's versions (no values)")
     p.add_argument("name")
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_versions)
 
     p = ssub.add_parser("rollback", help="Restore an old version's value as a new version")
     p.add_argument("name")
     p.add_argument("--version", type=int, required=True, help="The version to restore")
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_rollback)
 
     p = ssub.add_parser(
@@ -149,17 +149,8 @@ def _secrets(secrets: Any) -> None:
         "--reveal", action="store_true", help="Allow --output - (values on your terminal)"
     )
     add_settings(p, "allow_disk")
-    _common(p)
+    add_command_options(p)
     p.set_defaults(handler=secrets_download)
-
-
-def _common(p: Any, *, app: bool = True, env_flag: bool = True) -> None:
-    if app:
-        add_settings(p, "app")
-    if env_flag and app:
-        add_settings(p, "environment")
-    p.add_argument("--json", action="store_true", help="Print JSON")
-    add_client_options(p)
 
 
 def _yes(p: Any) -> None:

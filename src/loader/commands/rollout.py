@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from loader.commands.invocation import Target, add_client_options, add_settings, duration
+from loader.commands.invocation import Target, add_command_options, duration
 from loader.errors import EX_TEMPFAIL, UsageError
 from loader.output import print_json, say
 
@@ -29,7 +29,7 @@ def build(name: str, p: Any) -> None:
     )
     s.add_argument("--wait", action="store_true", help="Wait until done (or --timeout)")
     s.add_argument("--timeout", default="5m", help="How long --wait waits (default 5m)")
-    _common(s)
+    add_command_options(s)
     s.set_defaults(handler=status)
     b = sub.add_parser(
         "budget",
@@ -42,14 +42,8 @@ def build(name: str, p: Any) -> None:
         metavar="N|P%|none",
         help="Set it: a count (3), a percentage of the live runners (10%%), or none",
     )
-    _common(b)
+    add_command_options(b)
     b.set_defaults(handler=budget)
-
-
-def _common(p: Any) -> None:
-    add_settings(p, "app", "environment")
-    p.add_argument("--json", action="store_true", help="Print JSON")
-    add_client_options(p)
 
 
 def describe(fleet: dict[str, Any]) -> str:
