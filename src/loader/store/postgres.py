@@ -49,8 +49,6 @@ from loader.store.models import (
     SecretChange,
     SecretMeta,
     StoredValue,
-    TokenRecord,
-    TrustPolicy,
     ValueSnapshot,
     VersionMeta,
     WriteResult,
@@ -631,16 +629,13 @@ class PostgresRepository(RepositoryBase):
         sealed = SealedValue(int(row["data_key_id"]), Sealed(row["nonce"], row["ciphertext"]))
         return sealed, data_key_record(krow)
 
-    # -- tokens ----------------------------------------------------------------------------
+    # -- tokens and trust policies (written by RepositoryBase) -----------------------------
 
-    async def create_token(self, record: TokenRecord) -> None:
+    async def _execute(self, statement: str, *args: Any) -> None:
         async def unit(tx: _Tx) -> None:
-            await tx.conn.execute(_q(sql.INSERT_TOKEN), *sql.token_params(record, _same))
+            await tx.conn.execute(_q(statement), *args)
 
         await self._write(unit)
-
-    async def revoke_token(self, token_id: str, now: datetime) -> bool:
-        return await self._retire(sql.REVOKE_TOKEN, token_id, now)
 
     async def _retire(self, update: str, item_id: str, now: datetime) -> bool:
         """Revoke a token or delete a trust policy (``update``: ``(now, id)``, ``RETURNING
@@ -659,17 +654,6 @@ class PostgresRepository(RepositoryBase):
         if retired:
             self._announce_revoked([item_id])
         return retired
-
-    # -- trust policies --------------------------------------------------------------------
-
-    async def create_trust_policy(self, policy: TrustPolicy) -> None:
-        async def unit(tx: _Tx) -> None:
-            await tx.conn.execute(_q(sql.INSERT_TRUST_POLICY), *sql.trust_params(policy, _same))
-
-        await self._write(unit)
-
-    async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool:
-        return await self._retire(sql.DELETE_TRUST_POLICY, policy_id, now)
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -93,6 +93,15 @@ class RepositoryBase(RevocationFeed):
     async def _fetchrow(self, statement: str, *args: Any) -> Any:
         raise NotImplementedError
 
+    async def _execute(self, statement: str, *args: Any) -> None:
+        """One write statement in a transaction of its own."""
+        raise NotImplementedError
+
+    async def _retire(self, update: str, item_id: str, now: datetime) -> bool:
+        """Revoke a token or delete a trust policy (``update``: ``(now, id)``, ``RETURNING
+        id``), announced to the other processes as a revocation."""
+        raise NotImplementedError
+
     async def _fetchkey(self, statement: str, *args: Any) -> Any:
         """A row by its key, on every request's path (its environment, a token)."""
         return await self._fetchrow(statement, *args)
@@ -128,6 +137,12 @@ class RepositoryBase(RevocationFeed):
     async def list_tokens(self) -> list[models.TokenRecord]:
         return [token_record(r) for r in await self._fetch(sql.LIST_TOKENS)]
 
+    async def create_token(self, record: models.TokenRecord) -> None:
+        await self._execute(sql.INSERT_TOKEN, *sql.token_params(record, self._ts))
+
+    async def revoke_token(self, token_id: str, now: datetime) -> bool:
+        return await self._retire(sql.REVOKE_TOKEN, token_id, now)
+
     async def count_tokens(self) -> int:
         return int((await self._fetchrow(sql.COUNT_TOKENS))[0])
 
@@ -137,6 +152,12 @@ class RepositoryBase(RevocationFeed):
     async def get_trust_policy(self, policy_id: str) -> models.TrustPolicy | None:
         row = await self._fetchrow(sql.GET_TRUST_POLICY, policy_id)
         return trust_record(row) if row else None
+
+    async def create_trust_policy(self, policy: models.TrustPolicy) -> None:
+        await self._execute(sql.INSERT_TRUST_POLICY, *sql.trust_params(policy, self._ts))
+
+    async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool:
+        return await self._retire(sql.DELETE_TRUST_POLICY, policy_id, now)
 
     async def list_trust_policies(self, issuer: str | None = None) -> list[models.TrustPolicy]:
         if issuer is None:

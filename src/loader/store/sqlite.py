@@ -42,8 +42,6 @@ from loader.store.models import (
     SecretChange,
     SecretMeta,
     StoredValue,
-    TokenRecord,
-    TrustPolicy,
     ValueSnapshot,
     VersionMeta,
     WriteResult,
@@ -682,16 +680,13 @@ class SQLiteRepository(RepositoryBase):
 
         return await self._read(unit)
 
-    # -- tokens ----------------------------------------------------------------------------
+    # -- tokens and trust policies (written by RepositoryBase) -----------------------------
 
-    async def create_token(self, record: TokenRecord) -> None:
+    async def _execute(self, statement: str, *args: Any) -> None:
         def unit(tx: _Tx) -> None:
-            tx.execute(sql.INSERT_TOKEN, sql.token_params(record, iso))
+            tx.execute(statement, args)
 
         await self._write(unit)
-
-    async def revoke_token(self, token_id: str, now: datetime) -> bool:
-        return await self._retire(sql.REVOKE_TOKEN, token_id, now)
 
     async def _retire(self, update: str, item_id: str, now: datetime) -> bool:
         """Revoke a token or delete a trust policy (``update``: ``(now, id)``, ``RETURNING
@@ -702,17 +697,6 @@ class SQLiteRepository(RepositoryBase):
         if retired:
             self._announce_revoked([item_id])
         return retired
-
-    # -- trust policies --------------------------------------------------------------------
-
-    async def create_trust_policy(self, policy: TrustPolicy) -> None:
-        def unit(tx: _Tx) -> None:
-            tx.execute(sql.INSERT_TRUST_POLICY, sql.trust_params(policy, iso))
-
-        await self._write(unit)
-
-    async def delete_trust_policy(self, policy_id: str, now: datetime) -> bool:
-        return await self._retire(sql.DELETE_TRUST_POLICY, policy_id, now)
 
     # -- audit -----------------------------------------------------------------------------
 
