@@ -60,13 +60,7 @@ def build(name: str, store: Any) -> None:
 
     token = ssub.add_parser("token", help="Create, list and revoke bearer tokens")
     tsub = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
-    p = tsub.add_parser("create", help="Create a token (printed once)")
-    _location(p)
-    _grant(p)
-    p.add_argument("--ttl", help="Lifetime, e.g. 1h, 30d (default: no expiry)")
-    p.add_argument("--description", help="A note shown in `token list`")
-    p.add_argument("--json", action="store_true", help="Print one JSON object")
-    p.set_defaults(handler=token_create)
+    _credential(tsub, "create", "Create a token (printed once)", token_create, ttl=True)
     p = tsub.add_parser("list", help="List tokens and OAuth clients (ids only)")
     _location(p)
     p.add_argument("--json", action="store_true", help="Print JSON")
@@ -84,12 +78,7 @@ def build(name: str, store: Any) -> None:
 
     client = ssub.add_parser("client", help="OAuth clients (client credentials grant)")
     csub = client.add_subparsers(dest="client_command", metavar="COMMAND", required=True)
-    p = csub.add_parser("create", help="Create an OAuth client; its secret is printed once")
-    _location(p)
-    _grant(p)
-    p.add_argument("--description", help="A note shown in `token list`")
-    p.add_argument("--json", action="store_true", help="Print one JSON object")
-    p.set_defaults(handler=client_create)
+    _credential(csub, "create", "Create an OAuth client; its secret is printed once", client_create)
 
     p = ssub.add_parser(
         "rotate-key", help="Add a new master key and re-wrap every data key under it, online"
@@ -116,6 +105,20 @@ def build(name: str, store: Any) -> None:
 
 def _location(p: Any) -> None:
     add_flags(p, StoreSettings, LOCATION)
+
+
+def _credential(
+    sub: Any, name: str, summary: str, handler: Callable[[Any], int], *, ttl: bool = False
+) -> None:
+    """A command that issues a credential (a token, an OAuth client) with a grant."""
+    p = sub.add_parser(name, help=summary)
+    _location(p)
+    _grant(p)
+    if ttl:
+        p.add_argument("--ttl", help="Lifetime, e.g. 1h, 30d (default: no expiry)")
+    p.add_argument("--description", help="A note shown in `token list`")
+    p.add_argument("--json", action="store_true", help="Print one JSON object")
+    p.set_defaults(handler=handler)
 
 
 def _grant(p: Any) -> None:
