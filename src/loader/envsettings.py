@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BeforeValidator, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -37,6 +37,7 @@ from loader.settingtypes import (
     env_name,
     flag_name,
     help_line,
+    parse_listen,
 )
 
 M = TypeVar("M", bound="LoaderSettings")
@@ -66,6 +67,15 @@ def _lower(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_duration)]
 Rate = Annotated[float, BeforeValidator(_rate)]
 Lower = BeforeValidator(_lower)
+
+
+def _tcp_listen(value: str) -> str:
+    parse_listen(value, allow_unix=False)
+    return value
+
+
+# HOST:PORT for a server (the store, the webhook) to listen on: TCP only, no unix: socket.
+TcpListen = Annotated[str, AfterValidator(_tcp_listen)]
 
 
 def as_typed(text: str) -> Any:

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from loader.envsettings import LoaderSettings, Lower, Rate, Seconds, as_typed, one_of
+from loader.envsettings import (
+    LoaderSettings,
+    Lower,
+    Rate,
+    Seconds,
+    TcpListen,
+    as_typed,
+    one_of,
+)
 from loader.settingtypes import LOG_LEVELS, Listen, parse_listen, tls_pair
 
 if TYPE_CHECKING:
@@ -30,7 +38,7 @@ class StoreSettings(LoaderSettings):
     master_key_file: Path | None = Field(
         None, description="Base64 master key(s), mode 0600 (overrides DIR/master.key)"
     )
-    listen: str = Field("127.0.0.1:8700", description="HOST:PORT; port 0 picks a free one")
+    listen: TcpListen = Field("127.0.0.1:8700", description="HOST:PORT; port 0 picks a free one")
     tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (TLS 1.2+)")
     tls_key: Path | None = Field(None, description="PEM private key for --tls-cert")
     rate_limit: Rate | None = Field(
@@ -140,12 +148,6 @@ class StoreSettings(LoaderSettings):
     log_file: Path | None = Field(
         None, description="Log to this file instead of stderr; SIGHUP reopens it"
     )
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value, allow_unix=False)
-        return value
 
     @field_validator("database_url")
     @classmethod

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from loader.envsettings import LoaderSettings, Lower, Seconds, as_typed, one_of
+from loader.envsettings import LoaderSettings, Lower, Seconds, TcpListen, as_typed, one_of
 from loader.settingtypes import (
     LOG_LEVELS,
     PULL_POLICIES,
@@ -52,7 +52,7 @@ class WebhookSettings(LoaderSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOADER_WEBHOOK_")
 
-    listen: str = Field("0.0.0.0:8443", description="HOST:PORT; port 0 picks a free one")
+    listen: TcpListen = Field("0.0.0.0:8443", description="HOST:PORT; port 0 picks a free one")
     tls_cert: Path | None = Field(
         None, description="PEM certificate chain, re-read when it changes (required)"
     )
@@ -118,12 +118,6 @@ class WebhookSettings(LoaderSettings):
     log_level: LogLevel | None = Field(
         None, description="debug|info|warning|error (else LOADER_LOG_LEVEL, else info)"
     )
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value, allow_unix=False)
-        return value
 
     @field_validator("store_url")
     @classmethod
