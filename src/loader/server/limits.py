@@ -15,12 +15,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
 
 from loader.errors import RateLimitedError
 from loader.server.settings import StoreSettings
 from loader.store.auth import Principal
+
+K = TypeVar("K")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RATELIMIT_KEY = web.RequestKey("ratelimit", dict)
@@ -53,6 +56,13 @@ class Bucket:
 
     def until_full(self) -> float:
         return max(0.0, (self.burst - self.tokens) / self.rate)
+
+
+def forget_full(buckets: dict[K, Bucket], now: float) -> None:
+    """Drop the buckets that have filled up again (an idle client costs no memory)."""
+    for key, bucket in list(buckets.items()):
+        if bucket.full(now):
+            del buckets[key]
 
 
 class RateLimiter:
@@ -104,9 +114,7 @@ class RateLimiter:
         if now - self._last_sweep < 60:
             return
         self._last_sweep = now
-        for key, bucket in list(self._buckets.items()):
-            if bucket.full(now):
-                del self._buckets[key]
+        forget_full(self._buckets, now)
 
 
 class RefusalLimiter:
@@ -157,9 +165,7 @@ class RefusalLimiter:
         if now - self._last_sweep < 10 and len(self._buckets) < self.MAX_ADDRESSES:
             return
         self._last_sweep = now
-        for key, bucket in list(self._buckets.items()):
-            if bucket.full(now):
-                del self._buckets[key]
+        forget_full(self._buckets, now)
 
 
 def limiter_for(settings: StoreSettings) -> RateLimiter | None:
