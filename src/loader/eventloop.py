@@ -4,12 +4,14 @@ need it, so importing this module starts no event loop machinery)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import asyncio
     import signal
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Iterator
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -39,9 +41,15 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-async def until_signalled(on_hangup: Callable[[], None] | None = None) -> signal.Signals:
-    """Wait for SIGTERM or SIGINT; a second SIGINT exits at once. SIGHUP does not stop the
-    process: it calls ``on_hangup`` (reopen log and audit files after a rotation)."""
+@contextlib.contextmanager
+def signals_watched(
+    on_hangup: Callable[[], None] | None = None,
+) -> Iterator[asyncio.Future[signal.Signals]]:
+    """Handle SIGTERM and SIGINT from now on (a second SIGINT exits at once): the future holds
+    the first one. Enter it *before* announcing that the process is ready, so a SIGTERM sent as
+    soon as the announcement is read stops it cleanly instead of killing it on the default
+    handler. SIGHUP does not stop the process: it calls ``on_hangup`` (reopen log and audit
+    files after a rotation)."""
     import asyncio
     import logging
     import signal
@@ -70,9 +78,15 @@ async def until_signalled(on_hangup: Callable[[], None] | None = None) -> signal
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
-        return await got
+        yield got
     finally:
         # SIGHUP stays handled while the process shuts down (a rotation must not kill it
         # while it finishes the audit batch in flight).
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def until_signalled(on_hangup: Callable[[], None] | None = None) -> signal.Signals:
+    """Wait for SIGTERM or SIGINT (see :func:`signals_watched`)."""
+    with signals_watched(on_hangup) as got:
+        return await got

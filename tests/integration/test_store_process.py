@@ -77,6 +77,16 @@ def test_serve_prints_its_port_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
         assert proc.stop(signal.SIGTERM) == 0
 
 
+def test_sigterm_as_soon_as_it_says_it_listens_stops_it_cleanly(tmp_path: Path) -> None:
+    """The store handles SIGTERM before it announces its address: a supervisor that stops it
+    the moment it reads the line gets a clean exit 0, not a death on the default handler."""
+    data = tmp_path / "store"
+    init_store(data)
+    for _ in range(5):
+        proc = start_store(data)  # returns as soon as the "listening on" line is read
+        assert proc.stop(signal.SIGTERM) == 0
+
+
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     """1. write 40 secrets, each acknowledged; 2. SIGKILL the store; 3. restart: all there."""
     data = tmp_path / "store"

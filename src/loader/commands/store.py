@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loader.commands.invocation import duration, setup_logging
 from loader.envsettings import add_flags, flags_given
 from loader.errors import ConfigError, NotFoundError, shown
-from loader.eventloop import run_async, tune_gc, until_signalled
+from loader.eventloop import run_async, signals_watched, tune_gc
 from loader.hardening import harden_process
 from loader.output import print_json, say
 from loader.server.settings import LOCATION, StoreSettings
@@ -304,15 +304,16 @@ async def run_store(settings: StoreSettings, reopen_log: Callable[[], None] | No
             serving(create_app(state), sock, address.host, ctx, guard) as url,
         ):
             tune_gc()
-            say(f"loader store listening on {url}")
-            log.info("store ready on %s (%s)", url, state.service.repo.backend)
 
             def reopen() -> None:
                 if reopen_log is not None:
                     reopen_log()
                 state.audit.reopen()
 
-            sig = await until_signalled(on_hangup=reopen)
+            with signals_watched(on_hangup=reopen) as stop:  # before saying we listen
+                say(f"loader store listening on {url}")
+                log.info("store ready on %s (%s)", url, state.service.repo.backend)
+                sig = await stop
             log.info("received %s, shutting down", sig.name)
 
 

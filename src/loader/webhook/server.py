@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from loader.eventloop import until_signalled
+from loader.eventloop import signals_watched
 from loader.listener import bind_tcp
 from loader.output import say
 from loader.serving import serve
@@ -136,7 +136,8 @@ async def serving(settings: WebhookSettings) -> AsyncIterator[str]:
 
 async def run_webhook(settings: WebhookSettings) -> None:
     async with serving(settings) as url:
-        say(f"loader webhook listening on {url}")
-        log.info("webhook ready on %s (store %s)", url, settings.store_url)
-        sig = await until_signalled()
+        with signals_watched() as stop:  # before saying we listen
+            say(f"loader webhook listening on {url}")
+            log.info("webhook ready on %s (store %s)", url, settings.store_url)
+            sig = await stop
         log.info("received %s, shutting down", sig.name)
