@@ -195,8 +195,9 @@ def test_sighup_does_not_stop_the_agent(tmp_path: Path, shm: Path) -> None:
         wait_until(lambda: "second" in (shm / "env").read_text(), what="still following")
         assert agent.proc.poll() is None
     finally:
-        assert agent.stop() == 0
+        code = agent.stop()
         live.proc.stop()
+    assert code == 0
 
 
 def test_backup_under_concurrent_writes_restores_every_acknowledged_write(
