@@ -303,3 +303,29 @@ async def test_oauth_tampered_expired_and_revoked_tokens_are_401(make_store: Any
         assert await store.state.service.repo.revoke_token(client_id, utcnow())
         assert (await store.client.get(listing, headers=store.auth(fresh))).status == 401
         assert (await store.client.post("/oauth/token", json=form)).status == 401
+
+
+async def test_identical_reveals_are_stored_as_one_counted_record(store: Store) -> None:
+    """A burst of the same reveal (a write waking many watchers of one token) is one audit row
+    with a count; another token's reveals are their own row; nothing is lost."""
+    app = await store.app()
+    await store.put(app, "A", CANARY)
+    first, second = (
+        await store.token("secrets:reveal", app=app),
+        await store.token("secrets:reveal", app=app),
+    )
+    await store.state.audit.flush()
+    store.state.audit.flush_interval = 30.0  # everything below waits for the same batch
+
+    async def reveal(token: str) -> None:
+        resp = await store.client.get(
+            f"/v1/apps/{app}/environments/default/rendered?mode=full", headers=store.auth(token)
+        )
+        assert resp.status == 200
+
+    await asyncio.gather(*(reveal(first) for _ in range(40)), *(reveal(second) for _ in range(3)))
+    events = await audit(store, app, "action=reveal")
+    counts = sorted((e["token_id"], e["count"]) for e in events)
+    assert counts == sorted([(first[:15], 40), (second[:15], 3)])
+    rows = await store.sql("SELECT count FROM audit_events WHERE action = 'reveal'")
+    assert sorted(r[0] for r in rows) == [3, 40]

@@ -152,3 +152,112 @@ async def test_a_large_queue_is_stored_in_bounded_batches() -> None:
     await log.flush()
     assert [len(b) for b in repo.batches] == [BATCH, BATCH, 7]
     assert [a for b in repo.batches for a in b] == names
+
+
+def reveal(
+    token: str = "t1", names: tuple[str, ...] = ("A",), client: str = "10.0.0.1"
+) -> AuditEvent:
+    return AuditEvent(
+        at=utcnow(),
+        action="reveal",
+        outcome="ok",
+        token_id=token,
+        app_id=1,
+        environment="default",
+        names=names,
+        client=client,
+    )
+
+
+class Storing:
+    def __init__(self) -> None:
+        self.batches: list[list[AuditEvent]] = []
+
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        self.batches.append(list(events))
+
+
+async def test_identical_reveals_waiting_in_the_queue_are_one_record_with_a_count() -> None:
+    """10,000 woken watchers of one token: one row counting them; a different token, name set or
+    client is its own record; order is first appearance; other actions are never merged."""
+    repo = Storing()
+    log = AuditLog(cast(Repository, repo), flush_interval=0, max_queue=10)
+    first = reveal()
+    log.record(first)
+    for _ in range(9_999):
+        log.record(reveal())  # past max_queue many times over: merged records take no room
+    log.record(reveal(token="t2"))
+    log.record(reveal(names=("A", "B")))
+    log.record(reveal(client="10.0.0.2"))
+    log.record(reveal(token="t2"))
+    log.record(event("create_app"))
+    log.record(event("create_app"))
+    await log.flush()
+    stored = [e for b in repo.batches for e in b]
+    assert [(e.token_id, e.names, e.client, e.count) for e in stored if e.action == "reveal"] == [
+        ("t1", ("A",), "10.0.0.1", 10_000),
+        ("t2", ("A",), "10.0.0.1", 2),
+        ("t1", ("A", "B"), "10.0.0.1", 1),
+        ("t1", ("A",), "10.0.0.2", 1),
+    ]
+    assert stored[0].at == first.at  # the first one's time
+    assert [e.count for e in stored if e.action == "create_app"] == [1, 1]
+    assert log.dropped == 0
+
+
+async def test_a_reveal_is_not_merged_into_a_batch_already_being_written() -> None:
+    """Records merge only while they wait for the same batch: one that arrives while its twin is
+    being stored is stored by the next batch, and a failed batch put back merges again."""
+    repo = SlowRepo()
+    log = AuditLog(cast(Repository, repo), flush_interval=0)
+    async with log.running():
+        log.record(reveal())
+        await repo.writing.wait()
+        log.record(reveal())
+        log.record(reveal())
+        repo.release.set()
+        await log.flush()
+    assert [e.count for e in repo.stored] == [1, 2]
+
+
+async def test_a_batch_that_fails_is_put_back_and_later_twins_still_count() -> None:
+    class FailingOnce:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.stored: list[AuditEvent] = []
+
+        async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("disk gone")
+            self.stored.extend(events)
+
+    repo = FailingOnce()
+    log = AuditLog(cast(Repository, repo), flush_interval=0)
+    log.record(reveal())
+    log.record(reveal())
+    with pytest.raises(OSError):
+        await log.flush()
+    log.record(reveal())  # after the put-back: appended (the index was cleared), not lost
+    await log.flush()
+    assert sum(e.count for e in repo.stored) == 3
+    assert [e.count for e in repo.stored] == [2, 1]
+
+
+async def test_records_queued_during_a_write_wait_for_the_next_interval() -> None:
+    """Under steady load the background flush commits once per interval: what arrives while a
+    batch is written is not written straight after it (that was one fsync after another)."""
+    repo = SlowRepo()
+    log = AuditLog(cast(Repository, repo), flush_interval=0)
+    async with log.running():
+        log.record(event("first"))
+        await repo.writing.wait()
+        log.flush_interval = 30.0
+        log.record(event("second"))
+        repo.release.set()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert [e.action for e in repo.stored] == ["first"]
+        assert log.queue_depth == 1
+        await log.flush()  # an explicit flush (the audit route, shutdown) stores everything
+        assert [e.action for e in repo.stored] == ["first", "second"]

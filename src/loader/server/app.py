@@ -43,6 +43,13 @@ from loader.store.service import KeyringSource, StoreService
 from loader.store.workload import WorkloadVerifier
 
 log = logging.getLogger("loader.store")
+HOT_PATHS = frozenset(
+    {
+        "/v1/apps/{appId}/environments/{env}/rendered",
+        "/v1/apps/{appId}/secrets",
+        "/v1/apps/{appId}/environments/{env}/secrets",
+    }
+)
 KEEPALIVE_TIMEOUT = 75.0  # an idle kept-alive connection is closed after this (aiohttp: 3630)
 
 
@@ -52,7 +59,8 @@ def create_app(state: ServerState) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SHARED] = state
     app.on_shutdown.append(_release_watchers)
-    for route in ROUTES:
+    # aiohttp tries a path's candidates in the order they were added: the hot reads first.
+    for route in sorted(ROUTES, key=lambda r: r.path not in HOT_PATHS):
         app.router.add_route(route.method, route.path, endpoint(route))
     app.router.add_route("*", "/{unmatched:.*}", unmatched(ROUTES))
     state.openapi = openapi.build(ROUTES)

@@ -2,7 +2,9 @@
 
 Writes that change secrets put their audit record in the same transaction as the change. Reveals
 are queued here and flushed in batches (one transaction for many records), so a burst of
-long-poll reveals costs one fsync, not thousands. Refusals are counted
+long-poll reveals costs one fsync, not thousands; identical reveals waiting in the queue (the
+same token, environment, names and client) become one record with a ``count`` -- a write that
+wakes 10,000 watchers of one token stores one row, not 10,000. Refusals are counted
 (:mod:`loader.store.refusals`) and queued as one record per client and kind every
 ``refusal_interval`` seconds (or when the audit is read). An optional JSON-lines file mirrors
 every record for shipping to a SIEM; SIGHUP reopens it (log rotation).
@@ -25,6 +27,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from loader.errors import AuditUnavailableError, DatabaseUnavailableError
@@ -34,6 +37,7 @@ from loader.store.repository import Repository
 
 log = logging.getLogger("loader.audit")
 BATCH = 1000  # audit records stored per transaction
+MERGED = frozenset({"reveal"})  # actions whose identical queued records are counted, not repeated
 
 # One vocabulary for what was done and what was refused (a refused request is recorded under
 # the action it attempted, with outcome unauthorized/forbidden).
@@ -105,11 +109,16 @@ class AuditLog:
         self._refusals = RefusalTally()
         self._refusals_due: asyncio.TimerHandle | None = None
         self._queue: list[AuditEvent] = []
+        # Where each mergeable record waits in the queue, and the twins counted into it so far
+        # (added to its count before the queue is cut: ``_settle``).
+        self._merge: dict[tuple[object, ...], int] = {}
+        self._twins: dict[int, int] = {}
         self._wakeup = asyncio.Event()
         self._fd: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
         self._closing = False
+        self._stopping = asyncio.Event()
         self.store_failure: str | None = None  # why the last batch could not be stored
         self.file_failure: str | None = None  # why the last line could not be appended
         self.dropped = 0  # records lost to a full queue (fail_open, or refusals)
@@ -143,7 +152,14 @@ class AuditLog:
             if problem is not None and self.file_failure is None:
                 raise AuditUnavailableError(f"reveal refused: {problem}")
         self._mirror(event, raise_on_failure=guard)
+        key = _merge_key(event)
+        if key is not None:
+            at = self._merge.get(key)
+            if at is not None:
+                self._twins[at] = self._twins.get(at, 0) + event.count
+                return
         if len(self._queue) >= self.max_queue:
+            self._settle()
             self._queue.pop(0)
             self.dropped += 1
             if not self._overflowing:
@@ -152,8 +168,18 @@ class AuditLog:
                     "the audit queue is full (%d records): dropping the oldest until it drains",
                     self.max_queue,
                 )
+        if key is not None:
+            self._merge[key] = len(self._queue)
         self._queue.append(event)
         self._wakeup.set()
+
+    def _settle(self) -> None:
+        """Add the counted twins to their records; the queue may then be cut or shifted."""
+        for at, twins in self._twins.items():
+            queued = self._queue[at]
+            self._queue[at] = replace(queued, count=queued.count + twins)
+        self._twins.clear()
+        self._merge.clear()
 
     def refused(self, event: AuditEvent) -> None:
         """Count a refusal; its record is queued at the end of the interval."""
@@ -212,18 +238,24 @@ class AuditLog:
         self._queue_refusals()
         await self._store_queued()
 
-    async def _store_queued(self) -> None:
+    async def _store_queued(self, upto: int | None = None) -> None:
         async with self._flushing:
-            await self._flush_queued()
+            await self._flush_queued(upto)
 
-    async def _flush_queued(self) -> None:
-        while self._queue:
+    async def _flush_queued(self, upto: int | None) -> None:
+        """Store the queue (``upto``: at most that many records, those queued first)."""
+        while self._queue and (upto is None or upto > 0):
             # In bounded batches: one write that wakes 10,000 watchers queues 10,000 reveals,
             # and a single insert of them all can outlast the statement timeout.
-            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+            size = BATCH if upto is None else min(BATCH, upto)
+            self._settle()
+            batch, self._queue = self._queue[:size], self._queue[size:]
+            if upto is not None:
+                upto -= len(batch)
             try:
                 await self.repo.append_audit(batch)
             except Exception as exc:  # the store may be briefly unwritable; keep the records
+                self._settle()
                 self._queue[:0] = batch
                 excess = len(self._queue) - self.max_queue
                 if excess > 0:  # what was recorded meanwhile, past the bound: the oldest go
@@ -251,9 +283,12 @@ class AuditLog:
             await self._wakeup.wait()
             self._wakeup.clear()
             if not self._closing:
-                await asyncio.sleep(self.flush_interval)
+                with contextlib.suppress(TimeoutError):  # shutdown does not wait it out
+                    await asyncio.wait_for(self._stopping.wait(), self.flush_interval)
             try:
-                await self._store_queued()
+                # What is queued now; what arrives during the write waits for the next interval
+                # (under steady load one commit per interval, not one after another).
+                await self._store_queued(len(self._queue))
             except Exception:
                 if not self._closing:
                     await asyncio.sleep(0.5)
@@ -270,6 +305,7 @@ class AuditLog:
             # Not cancelled: a batch being written must finish (a cancelled write could be lost
             # or stored twice). The loop ends after its current flush.
             self._closing = True
+            self._stopping.set()
             self._wakeup.set()
             await self._task
             await self._last_flush()
@@ -293,6 +329,24 @@ class AuditLog:
                     )
                     return
                 await asyncio.sleep(0.5)
+
+
+def _merge_key(event: AuditEvent) -> tuple[object, ...] | None:
+    """What makes two records the same one, counted (None: this record is never merged). The
+    time is the first one's: records are merged only while they wait for the same batch."""
+    if event.action not in MERGED:
+        return None
+    return (
+        event.action,
+        event.outcome,
+        event.token_id,
+        event.app_id,
+        event.environment,
+        event.names,
+        event.client,
+        event.subject,
+        event.reason,
+    )
 
 
 def _open(path: Path) -> int:
