@@ -71,8 +71,8 @@ class _Requests:
         for (route, method), cells in sorted(self.latency.items()):
             cumulative: list[tuple[str, float]] = []
             running = 0.0
-            for bound, count in zip(bounds, cells[:-1], strict=True):
-                running += count
+            for bound, cell in zip(bounds, cells[:-1], strict=True):
+                running += cell
                 cumulative.append((bound, running))
             latency.add_metric([route, method], cumulative, sum_value=cells[-1])
         yield latency
