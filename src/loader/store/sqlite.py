@@ -10,6 +10,7 @@ each in its own savepoint), and a read is one consistent WAL snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -326,6 +327,27 @@ class SQLiteRepository(RepositoryBase):
         conn = self._loop_connection()
         self._loop_steps = 0
         return conn.execute(statement, args).fetchall()
+
+    async def _read_soon(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read of a few statements in one snapshot: on the event loop's own connection when
+        it fits in :data:`LOOP_STEPS` (a woken watcher's values right after a change: no
+        reader thread's round trip), else -- too long, busy, any trouble -- on a reader thread."""
+        try:
+            conn = self._loop_connection()
+        except sqlite3.Error:
+            return await self._read(fn)
+        self._loop_steps = 0
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+        return await self._read(fn)
 
     # -- health --------------------------------------------------------------------------------
 
@@ -652,7 +674,7 @@ class SQLiteRepository(RepositoryBase):
                 keys[kid] = data_key_record(krow)
             return ValueSnapshot(env_record(env_row), tuple(values), tuple(unset), keys)
 
-        return await self._read(unit)
+        return await self._read_soon(unit)
 
     async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None:
         def unit(conn: sqlite3.Connection) -> list[VersionMeta] | None:
