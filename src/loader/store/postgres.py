@@ -569,43 +569,51 @@ class PostgresRepository(RepositoryBase):
         return await self._write(unit)
 
     async def read_values(self, env: Environment, names: Sequence[str] | None) -> ValueSnapshot:
-        values_sql = _q(sql.CURRENT_VALUES)
-        async with (
-            self._connection() as conn,
-            _transaction(conn, isolation="repeatable_read", readonly=True),
-        ):
-            env_row = await conn.fetchrow(_q(sql.ENVIRONMENT_BY_ID), env.id)
-            if env_row is None:
-                raise NotFoundError("environment not found")
-            if names is None:
-                rows = await conn.fetch(values_sql + " ORDER BY s.name", env.id)
-            else:
-                rows = await conn.fetch(
-                    values_sql + " AND s.name = ANY($2::text[]) ORDER BY s.name",
-                    env.id,
-                    sorted(set(names)),
+        """The environment's row, its current values and their data keys in one statement (one
+        snapshot, one round trip: a woken watcher's answer waits for nothing else)."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                VALUES_WITH_KEYS, env.id, None if names is None else sorted(set(names))
+            )
+        if not rows:
+            raise NotFoundError("environment not found")
+        first = rows[0]
+        values, unset, keys = [], [], {}
+        for r in rows:
+            if r["name"] is None:  # the environment holds none of them: its row alone
+                continue
+            if r["ciphertext"] is None:
+                unset.append(r["name"])
+                continue
+            key_id = int(r["data_key_id"])
+            values.append(
+                StoredValue(
+                    r["name"],
+                    int(r["version"]),
+                    SealedValue(key_id, Sealed(r["nonce"], r["ciphertext"])),
                 )
-            values, unset, key_ids = [], [], set()
-            for r in rows:
-                if r["ciphertext"] is None:
-                    unset.append(r["name"])
-                    continue
-                key_ids.add(int(r["data_key_id"]))
-                values.append(
-                    StoredValue(
-                        r["name"],
-                        int(r["version"]),
-                        SealedValue(int(r["data_key_id"]), Sealed(r["nonce"], r["ciphertext"])),
-                    )
+            )
+            if key_id not in keys:
+                keys[key_id] = data_key_record(
+                    {
+                        "id": key_id,
+                        "app_id": r["k_app_id"],
+                        "env_id": r["k_env_id"],
+                        "master_key_id": r["k_master_key_id"],
+                        "nonce": r["k_nonce"],
+                        "wrapped": r["k_wrapped"],
+                    }
                 )
-            keys = {}
-            if key_ids:
-                for krow in await conn.fetch(
-                    f"{sql.DATA_KEY_SELECT} WHERE k.id = ANY($1::bigint[])",
-                    sorted(key_ids),
-                ):
-                    keys[int(krow["id"])] = data_key_record(krow)
-        return ValueSnapshot(env_record(env_row), tuple(values), tuple(unset), keys)
+        environment = env_record(
+            {
+                "id": first["e_id"],
+                "app_id": first["e_app_id"],
+                "name": first["e_name"],
+                "revision": first["e_revision"],
+                "created_at": first["e_created_at"],
+            }
+        )
+        return ValueSnapshot(environment, tuple(values), tuple(unset), keys)
 
     async def list_versions(self, env_id: int, name: str) -> list[VersionMeta] | None:
         async with self._connection() as conn:
@@ -777,6 +785,23 @@ def _set_event(event: asyncio.Event, *_: object) -> None:
 
 
 _IN_DOUBT = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+# An environment's row, its current values (all, or those named in $2) and their data keys, in
+# one statement: one snapshot and one round trip. The environment's row comes back even when it
+# holds none of the secrets (name NULL).
+VALUES_WITH_KEYS = (
+    "SELECT e.id AS e_id, e.app_id AS e_app_id, e.name AS e_name, e.revision AS e_revision, "
+    "e.created_at AS e_created_at, s.name, s.version, v.data_key_id, v.nonce, v.ciphertext, "
+    "k.env_id AS k_env_id, ke.app_id AS k_app_id, k.master_key_id AS k_master_key_id, "
+    "k.nonce AS k_nonce, k.wrapped AS k_wrapped "
+    "FROM environments e "
+    "LEFT JOIN secrets s ON s.env_id = e.id AND ($2::text[] IS NULL OR s.name = ANY($2::text[])) "
+    "LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version "
+    "LEFT JOIN data_keys k ON k.id = v.data_key_id "
+    "LEFT JOIN environments ke ON ke.id = k.env_id "
+    "WHERE e.id = $1 ORDER BY s.name"
+)
 
 
 @asynccontextmanager
