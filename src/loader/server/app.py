@@ -25,7 +25,7 @@ from loader.server.idempotency import Idempotency
 from loader.server.issuers import fetch_jwks
 from loader.server.limits import RefusalLimiter
 from loader.server.metrics import StoreMetrics
-from loader.server.routing import endpoint, unmatched
+from loader.server.routing import Route, endpoint, unmatched
 from loader.server.schemas import MAX_BODY_BYTES
 from loader.server.settings import StoreSettings
 from loader.server.shared import SHARED, Limiter, NoLimit, ServerState
@@ -43,12 +43,10 @@ from loader.store.service import KeyringSource, StoreService
 from loader.store.workload import WorkloadVerifier
 
 log = logging.getLogger("loader.store")
-HOT_PATHS = frozenset(
-    {
-        "/v1/apps/{appId}/environments/{env}/rendered",
-        "/v1/apps/{appId}/secrets",
-        "/v1/apps/{appId}/environments/{env}/secrets",
-    }
+HOT_PATHS = (  # the runtime read first, then the Spice and environment secrets routes
+    "/v1/apps/{appId}/environments/{env}/rendered",
+    "/v1/apps/{appId}/secrets",
+    "/v1/apps/{appId}/environments/{env}/secrets",
 )
 KEEPALIVE_TIMEOUT = 75.0  # an idle kept-alive connection is closed after this (aiohttp: 3630)
 
@@ -60,11 +58,15 @@ def create_app(state: ServerState) -> web.Application:
     app[SHARED] = state
     app.on_shutdown.append(_release_watchers)
     # aiohttp tries a path's candidates in the order they were added: the hot reads first.
-    for route in sorted(ROUTES, key=lambda r: r.path not in HOT_PATHS):
+    for route in sorted(ROUTES, key=_hot_first):
         app.router.add_route(route.method, route.path, endpoint(route))
     app.router.add_route("*", "/{unmatched:.*}", unmatched(ROUTES))
     state.openapi = openapi.build(ROUTES)
     return app
+
+
+def _hot_first(route: Route) -> int:
+    return HOT_PATHS.index(route.path) if route.path in HOT_PATHS else len(HOT_PATHS)
 
 
 async def _release_watchers(app: web.Application) -> None:
@@ -182,6 +184,11 @@ def _route(request: web.BaseRequest) -> str:
 class RouteAccessLogger(AbstractAccessLogger):
     """Logs the matched route's template, not the request line: a client may have put a value
     where a name goes (or in the query), and the log must not keep it."""
+
+    @property
+    def enabled(self) -> bool:
+        # Asked once per connection: off (the default level), no line is built per request.
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(

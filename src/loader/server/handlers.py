@@ -7,6 +7,7 @@ import logging
 import math
 import time
 import zlib
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -376,8 +377,8 @@ def rendered_scope(query: Any) -> str:
     return "secrets:reveal" if _MODES.get(query.get("mode", "")) == "full" else "secrets:read"
 
 
-def _names(call: Call[Any]) -> list[str] | None:
-    raw = call.request.query.get("names")
+def _names(query: Any) -> list[str] | None:
+    raw = query.get("names")
     if raw is None or raw == "":
         return None
     names = [n.strip() for n in raw.split(",") if n.strip()]
@@ -386,19 +387,55 @@ def _names(call: Call[Any]) -> list[str] | None:
     return [check_secret_name(n) for n in names]
 
 
-def _wait(call: Call[Any]) -> float:
-    raw = call.request.query.get("wait")
+def _wait(query: Any) -> float:
+    raw = query.get("wait")
     if raw is None:
         return 0.0
     try:
         value = float(raw)
     except ValueError:
         raise InvalidRequestError("wait must be a number of seconds from 0 to 60") from None
-    if not 0 <= value <= call.state.max_wait:
+    return value  # (its range is checked against the store's bound on every request)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeRead:
+    """A runtime read's query, parsed: the same few query strings arrive thousands of times a
+    second (every agent asks the same question), so each is parsed once (:func:`_read_query`)."""
+
+    mode: str
+    fmt: str
+    names: tuple[str, ...] | None
+    wait: float
+    variant: int
+
+
+_READS: dict[str, RuntimeRead] = {}
+_READS_MAX = 1024
+
+
+def _read_query(call: Call[Any]) -> RuntimeRead:
+    raw = call.request.query_string
+    read = _READS.get(raw)
+    if read is None:
+        query = call.request.query
+        mode = _mode(query)
+        fmt = query.get("format", "json")
+        if fmt not in formats.FORMATS:
+            raise InvalidRequestError(f"format must be one of {', '.join(formats.FORMATS)}")
+        listed = _names(query)
+        names = tuple(listed) if listed is not None else None
+        wait = _wait(query)
+        variant = zlib.crc32(f"{mode}|{fmt}|{','.join(sorted(names or ['*']))}".encode())
+        read = RuntimeRead(mode, fmt, names, wait, variant)
+        if len(_READS) >= _READS_MAX:
+            _READS.clear()
+        _READS[raw] = read
+    if not 0 <= read.wait <= call.state.max_wait:  # (NaN too)
         raise InvalidRequestError(
             f"wait must be a number of seconds from 0 to {call.state.max_wait:g}"
         )
-    return value
+    return read
 
 
 def rendered_etag(env_id: int, revision: int, variant: int) -> str:
@@ -406,14 +443,8 @@ def rendered_etag(env_id: int, revision: int, variant: int) -> str:
 
 
 async def rendered(call: Call[Any]) -> web.StreamResponse:
-    query = call.request.query
-    mode = _mode(query)
-    fmt = query.get("format", "json")
-    if fmt not in formats.FORMATS:
-        raise InvalidRequestError(f"format must be one of {', '.join(formats.FORMATS)}")
-    names = _names(call)
-    wait = _wait(call)
-    variant = zlib.crc32(f"{mode}|{fmt}|{','.join(sorted(names or ['*']))}".encode())
+    read = _read_query(call)
+    mode, fmt, names, wait, variant = read.mode, read.fmt, read.names, read.wait, read.variant
     service = call.state.service
     env = await service.environment(call.app_id, call.env_name)
     rollouts.note_report(call, env)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ _IMPLIED = {"apps:write": "apps:read", "secrets:write": "secrets:read"}
 TOKEN_PREFIX = "lt_"
 CLIENT_PREFIX = "lc_"
 _ID_HEX = 12
+_HEX_ID = re.compile(f"[0-9a-f]{{{_ID_HEX}}}")  # a token id past its prefix
 _DUMMY_DIGEST = hashlib.sha256(b"loader-dummy").digest()
 
 
@@ -69,10 +71,9 @@ def split_token(token: str) -> tuple[str, str] | None:
     head = len(TOKEN_PREFIX) + _ID_HEX
     if len(token) < head + 2 or not token.startswith(TOKEN_PREFIX) or token[head] != "_":
         return None
-    token_id, secret = token[:head], token[head + 1 :]
-    if not all(c in "0123456789abcdef" for c in token_id[len(TOKEN_PREFIX) :]):
+    if _HEX_ID.fullmatch(token, len(TOKEN_PREFIX), head) is None:
         return None
-    return token_id, secret
+    return token[:head], token[head + 1 :]
 
 
 def verify_secret(secret: str, record: TokenRecord | None) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from loader.crypto import Sealed, WrappedKey
 from loader.errors import DatabaseUnavailableError
@@ -40,6 +40,8 @@ from loader.store.records import (
     token_record,
     trust_record,
 )
+
+R = TypeVar("R")
 
 KeyWrapper = Callable[[int, int], WrappedKey]
 """Makes a new wrapped data key for ``(app_id, env_id)``; runs inside the transaction."""
@@ -102,9 +104,11 @@ class RepositoryBase(RevocationFeed):
         id``), announced to the other processes as a revocation."""
         raise NotImplementedError
 
-    async def _fetchkey(self, statement: str, *args: Any) -> Any:
-        """A row by its key, on every request's path (its environment, a token)."""
-        return await self._fetchrow(statement, *args)
+    async def _fetchkey(self, convert: Callable[[Any], R], statement: str, *args: Any) -> R | None:
+        """A record by its key, on every request's path (its environment, a token): the row,
+        ``convert``-ed (None: no such row)."""
+        row = await self._fetchrow(statement, *args)
+        return convert(row) if row else None
 
     async def probe(self) -> list[models.DataKeyRecord]:
         """One round trip; returns a data key per master key in use (for the key self-test)."""
@@ -123,16 +127,14 @@ class RepositoryBase(RevocationFeed):
         return [env_record(r) for r in await self._fetch(sql.LIST_ENVIRONMENTS, app_id)]
 
     async def get_environment(self, app_id: int, name: str) -> models.Environment | None:
-        row = await self._fetchkey(sql.GET_ENVIRONMENT, app_id, name)
-        return env_record(row) if row else None
+        return await self._fetchkey(env_record, sql.GET_ENVIRONMENT, app_id, name)
 
     async def get_secret(self, env_id: int, name: str) -> models.SecretMeta | None:
         row = await self._fetchrow(sql.GET_SECRET, env_id, name)
         return secret_record(row) if row else None
 
     async def get_token(self, token_id: str) -> models.TokenRecord | None:
-        row = await self._fetchkey(sql.GET_TOKEN, token_id)
-        return token_record(row) if row else None
+        return await self._fetchkey(token_record, sql.GET_TOKEN, token_id)
 
     async def list_tokens(self) -> list[models.TokenRecord]:
         return [token_record(r) for r in await self._fetch(sql.LIST_TOKENS)]

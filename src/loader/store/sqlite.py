@@ -69,6 +69,7 @@ from loader.store.walindex import WalIndex
 from loader.store.writeplan import compares_value, plan_delete, plan_write
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 LOOP_STEPS = 20
 """A statement on the event loop's own connection is interrupted (and goes to a reader
@@ -415,28 +416,30 @@ class SQLiteRepository(RepositoryBase):
     async def _fetchrow(self, statement: str, *args: Any) -> Any:
         return await self._read(lambda conn: conn.execute(statement, args).fetchone())
 
-    async def _fetchkey(self, statement: str, *args: Any) -> Any:
-        """A row by its key, read on the event loop's own connection: tens of microseconds
+    async def _fetchkey(self, convert: Callable[[Any], R], statement: str, *args: Any) -> R | None:
+        """A record by its key, read on the event loop's own connection: tens of microseconds
         where a reader thread's round trip costs several times that. A WAL read never waits for
         the writer, and this connection does not wait at all: busy (or any trouble) and the read
         goes to a reader thread as any other. While nothing is committed (the WAL index's header
-        unchanged since), the row read last is the row: it is served again."""
+        unchanged since), the record read last is the record: it is served again."""
         mark = self._mark()
         key = (statement, args)
         if mark is not None:
             kept = self._key_reads.get(key)
             if kept is not None and kept[0] == mark:
-                return kept[1]  # nothing committed since that read: the same row
+                return kept[1]  # type: ignore[no-any-return]  # nothing committed since
         try:
             rows = self._on_loop(statement, *args)
         except sqlite3.Error:
-            return await self._fetchrow(statement, *args)
-        row = rows[0] if rows else None
+            row = await self._fetchrow(statement, *args)
+        else:
+            row = rows[0] if rows else None
+        record = convert(row) if row else None
         if mark is not None:
             if len(self._key_reads) >= KEY_READS:
                 self._key_reads.clear()
-            self._key_reads[key] = (mark, row)
-        return row
+            self._key_reads[key] = (mark, record)
+        return record
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         timeouts = self.timeouts
