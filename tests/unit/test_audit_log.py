@@ -261,3 +261,58 @@ async def test_records_queued_during_a_write_wait_for_the_next_interval() -> Non
         assert log.queue_depth == 1
         await log.flush()  # an explicit flush (the audit route, shutdown) stores everything
         assert [e.action for e in repo.stored] == ["first", "second"]
+
+
+def test_a_calls_reveal_key_is_the_merge_key_of_its_reveal_record() -> None:
+    """The handler counts a reveal by its key without building the record: the key must be the
+    record's own (else twins would not merge, or different reveals would)."""
+    from types import SimpleNamespace
+
+    from loader.server.handlers import ROUTES
+    from loader.server.routing import Call
+    from loader.store.audit import merge_key
+    from loader.store.auth import Principal
+
+    route = next(r for r in ROUTES if r.path.endswith("/rendered"))
+    for subject in (None, "system:serviceaccount:ns:app"):
+        request: Any = SimpleNamespace(remote="10.1.2.3")
+        principal = Principal("lt_0123456789ab", frozenset({"*"}), subject=subject)
+        call: Call[Any] = Call(request, route, cast(Any, None), principal, 7, "staging")
+        for names in ((), ("A",), ("A", "B")):
+            assert call.reveal_key(names) == merge_key(call.event("reveal", names=names))
+
+
+async def test_reveals_counted_by_key_still_mirror_every_line_and_refuse_when_unwritable(
+    tmp_path: Path,
+) -> None:
+    from loader.errors import AuditUnavailableError
+    from loader.store.audit import merge_key
+
+    repo = Storing()
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(cast(Repository, repo), file=path, flush_interval=30.0)
+    built = 0
+
+    def make() -> AuditEvent:
+        nonlocal built
+        built += 1
+        return reveal()
+
+    async with log.running():
+        for _ in range(3):
+            log.reveal(merge_key(reveal()), make)
+        await log.flush()
+    assert built == 3  # with an audit file every reveal is a line of its own
+    assert len(path.read_text().splitlines()) == 3
+    assert [e.count for b in repo.batches for e in b] == [3]
+
+    unfiled = AuditLog(cast(Repository, Storing()), flush_interval=30.0, max_queue=2)
+    built = 0
+    unfiled.reveal(merge_key(reveal()), make)
+    unfiled.reveal(merge_key(reveal()), make)
+    assert built == 1  # the twin was counted without building its record
+    other = reveal(token="t9")
+    unfiled.reveal(merge_key(other), lambda: other)
+    assert unfiled.queue_depth == 2
+    with pytest.raises(AuditUnavailableError):  # the queue is full: any reveal is refused
+        unfiled.reveal(merge_key(reveal()), make)

@@ -460,7 +460,8 @@ async def rendered(call: Call[Any]) -> web.StreamResponse:
     if mode == "full":
         revealed = await service.reveal(env, names)
         # Refused (503) when the record cannot be written, unless --allow-unaudited-reveals.
-        call.state.audit.record(call.event("reveal", names=revealed.names), required=True)
+        shown = revealed.names
+        call.state.audit.reveal(call.reveal_key(shown), lambda: call.event("reveal", names=shown))
         # Every watcher woken by one change gets the same bytes and headers: built once.
         body, headers = call.state.bodies.get(
             env.id, revealed.revision, variant, lambda: _encoded(revealed, variant, fmt)

@@ -144,6 +144,21 @@ class Call(Generic[B]):
             subject=self.principal.subject if self.principal else None,
         )
 
+    def reveal_key(self, names: tuple[str, ...]) -> tuple[object, ...]:
+        """``merge_key(self.event("reveal", names=names))``, without building the event (a
+        reveal counted into its queued twin needs only this)."""
+        return (
+            "reveal",
+            "ok",
+            self.actor,
+            self.app_id or None,
+            self.env_name if self.route.environment_scoped else None,
+            names or ((self.secret_name,) if self.secret_name else ()),
+            self.client,
+            self.principal.subject if self.principal else None,
+            None,
+        )
+
 
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     writes = route.method in WRITE_METHODS and route.scope is not None

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -172,6 +172,21 @@ class AuditLog:
             self._merge[key] = len(self._queue)
         self._queue.append(event)
         self._wakeup.set()
+
+    def reveal(self, key: tuple[object, ...], event: Callable[[], AuditEvent]) -> None:
+        """Record a reveal (required, as :meth:`record`): counted into its twin when one waits
+        in the queue -- ``key`` is the record's :func:`merge_key`, and ``event`` builds the
+        record only when it is needed (a new one, or a line for the audit file)."""
+        if not self.fail_open:
+            problem = self.problem()
+            if problem is not None and self.file_failure is None:
+                raise AuditUnavailableError(f"reveal refused: {problem}")
+        if self._fd is None:
+            at = self._merge.get(key)
+            if at is not None:
+                self._twins[at] = self._twins.get(at, 0) + 1
+                return
+        self.record(event(), required=True)
 
     def _settle(self) -> None:
         """Add the counted twins to their records; the queue may then be cut or shifted."""
@@ -331,11 +346,9 @@ class AuditLog:
                 await asyncio.sleep(0.5)
 
 
-def _merge_key(event: AuditEvent) -> tuple[object, ...] | None:
-    """What makes two records the same one, counted (None: this record is never merged). The
-    time is the first one's: records are merged only while they wait for the same batch."""
-    if event.action not in MERGED:
-        return None
+def merge_key(event: AuditEvent) -> tuple[object, ...]:
+    """What makes two records the same one, counted: all but the time (the first one's: records
+    are merged only while they wait for the same batch) and the count."""
     return (
         event.action,
         event.outcome,
@@ -347,6 +360,11 @@ def _merge_key(event: AuditEvent) -> tuple[object, ...] | None:
         event.subject,
         event.reason,
     )
+
+
+def _merge_key(event: AuditEvent) -> tuple[object, ...] | None:
+    """``event``'s merge key, or None when its action is never merged."""
+    return merge_key(event) if event.action in MERGED else None
 
 
 def _open(path: Path) -> int:

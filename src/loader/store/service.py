@@ -9,7 +9,7 @@ import asyncio
 import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict, Unpack
 
 from loader import crypto
@@ -35,6 +35,7 @@ from loader.store.notifier import ChangeNotifier
 from loader.store.repository import Repository
 
 MASK = "**********"
+LATEST_KEPT = 10_000  # environments whose newest record is kept for woken watchers
 
 
 class KeyringSource(Protocol):
@@ -53,14 +54,15 @@ class Revealed:
     env: Environment
     values: dict[str, str]
     unset: tuple[str, ...]
+    names: tuple[str, ...] = field(init=False)  # the values' names, sorted (once: every reveal
+    # is audited with them)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(sorted(self.values)))
 
     @property
     def revision(self) -> int:
         return self.env.revision
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(sorted(self.values))
 
 
 class WriteConditions(TypedDict, total=False):
@@ -85,6 +87,7 @@ class StoreService:
         self.notifier = ChangeNotifier(prepare=self._prepare)
         self.max_versions = max_versions
         self._data_keys: dict[tuple[int, str, bytes], bytes] = {}
+        self._latest: dict[int, Environment] = {}
         self._reveal_cache: OrderedDict[tuple[int, int, tuple[str, ...] | None], Revealed] = (
             OrderedDict()
         )
@@ -174,8 +177,22 @@ class StoreService:
         return self.notifier.wait(env.id, env.revision, timeout, env, holder=holder)
 
     def latest(self, env: Environment) -> Environment:
-        """``env`` at the newest revision announced (no database read: after a wake-up)."""
-        return replace(env, revision=max(env.revision, self.notifier.latest(env.id) or 0))
+        """``env`` at the newest revision announced (no database read: after a wake-up). The
+        thousands of watchers one change wakes share one record."""
+        revision = max(env.revision, self.notifier.latest(env.id) or 0)
+        if revision == env.revision:
+            return env
+        kept = self._latest.get(env.id)
+        if (
+            kept is not None
+            and kept.revision == revision
+            and (kept.app_id, kept.name, kept.created_at) == (env.app_id, env.name, env.created_at)
+        ):
+            return kept
+        if len(self._latest) >= LATEST_KEPT:
+            self._latest.clear()
+        kept = self._latest[env.id] = replace(env, revision=revision)
+        return kept
 
     def release_watchers(self) -> None:
         """At shutdown: answer every held long-poll now."""
