@@ -16,7 +16,7 @@ def utcnow() -> datetime:
 
 def iso(dt: datetime) -> str:
     """``2024-01-15T10:00:00.000Z``, the Spice API's timestamp shape."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # (-"+00:00")
 
 
 def parse_iso(text: str) -> datetime:
