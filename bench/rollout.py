@@ -21,9 +21,9 @@ from typing import Any
 from tests.procs import loader_env
 
 from bench.common import ROOT, Figure, Section, bench_venv
+from bench.fanout import UNCAPPED
 from bench.procs import Stack
 
-UNCAPPED = ("--max-long-polls-per-token", "100000", "--max-connections-per-client", "0")
 TICK = os.sysconf("SC_CLK_TCK")
 SETTLE = 11.0  # PostgreSQL flushes an idle backend's statistics within 10 s
 

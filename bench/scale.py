@@ -218,9 +218,9 @@ def run(quick: bool) -> Section:
         f"Store RSS per replica while holding {n:,} watchers: "
         f"{statistics.median(col(ours, 'rss_mib')):.0f} MiB.",
         "The store replicas run with their caps for attackers lifted (long-polls per token, "
-        "connections per address) and --audit-queue-max 100000: at 10,000 watchers a replica "
-        "wakes, the default queue of 10,000 audit records is full and the excess reveals are "
-        "refused (503) until it drains.",
+        "connections per address); the audit queue keeps its default (10,000 records): the "
+        "identical reveals of the watchers one write wakes are counted into one record per "
+        "client.",
         f"Watchers arrive at {ARRIVALS_PER_S:,}/s per client (each opens its connection as it "
         "arrives): an instant burst of 10,000 per replica queued on the replicas' PostgreSQL "
         "pools (each arriving request reads its environment) past their timeout (503).",
