@@ -173,3 +173,31 @@ async def running_store(
             database_url=database_url,
             pg=pg,
         )
+
+
+@asynccontextmanager
+async def running_replica(
+    store: Store, aiohttp_client: Any, name: str = "b"
+) -> AsyncIterator[Store]:
+    """Another in-process store replica on ``store``'s PostgreSQL database (same master key),
+    with its own repository, LISTEN connection, caches and client."""
+    assert store.database_url is not None
+    data_dir = store.data_dir.parent / f"replica-{name}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = StoreSettings(
+        data_dir=data_dir,
+        database_url=store.database_url,
+        master_key_file=store.data_dir / "master.key",
+    )
+    async with store_state(settings, keys=StaticKeyring(store.keyring)) as state:
+        client = await aiohttp_client(create_app(state))
+        yield Store(
+            client,
+            state,
+            store.admin,
+            data_dir,
+            store.keyring,
+            backend="postgres",
+            database_url=store.database_url,
+            pg=store.pg,
+        )

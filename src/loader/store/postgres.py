@@ -36,6 +36,7 @@ from loader.errors import (
     nobody_listening,
 )
 from loader.store import migrations, sql
+from loader.store.envcache import EnvironmentCache
 from loader.store.fleet import Consumer, Grant, decide
 from loader.store.health import DatabaseHealth, DatabaseTimeouts
 from loader.store.models import (
@@ -246,6 +247,10 @@ class PostgresRepository(RepositoryBase):
         # Bumped at every LISTEN that is up; None while not listening (revocation_epoch).
         self._epoch: int | None = None
         self._listens = 0
+        # Environment records by (app id, name), kept under the same epoch and dropped by the
+        # same announcements as the watchers hear (first, before any watcher wakes).
+        self.environments = EnvironmentCache(super().get_environment, lambda: self._epoch)
+        self._listeners.append(self.environments.changed)
 
     @classmethod
     async def open(
@@ -312,6 +317,7 @@ class PostgresRepository(RepositoryBase):
             data = json.loads(payload)
             self._announce([(int(data["env"]), int(data["revision"]))])
         except (ValueError, KeyError, TypeError):
+            self.environments.clear()  # whatever it meant to change is read again
             log.warning("ignoring a malformed change notification")
 
     def _on_revoke(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -441,6 +447,10 @@ class PostgresRepository(RepositoryBase):
 
     async def delete_app(self, app_id: int) -> bool:
         async def unit(tx: _Tx) -> bool:
+            # The app's row first: an environment being created in it (its insert holds a key
+            # share lock on the row) commits before the list below, so it is announced too --
+            # every environment the delete removes is announced (replicas drop its record).
+            await tx.conn.execute(_q(sql.APP_EXISTS) + " FOR UPDATE", app_id)
             envs = await tx.conn.fetch(_q(sql.ENVIRONMENT_IDS_OF_APP) + " FOR UPDATE", app_id)
             for row in envs:
                 await tx.bump(int(row["id"]))
@@ -469,6 +479,10 @@ class PostgresRepository(RepositoryBase):
             return True
 
         return await self._write(unit)
+
+    async def get_environment(self, app_id: int, name: str) -> Environment | None:
+        """From memory while listening (:mod:`loader.store.envcache`), else the database."""
+        return await self.environments.get(app_id, name)
 
     async def get_revisions(self, env_ids: Sequence[int]) -> dict[int, int]:
         rows = await self._fetch(

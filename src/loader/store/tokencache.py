@@ -11,11 +11,11 @@ database. A kept record is read again after ``max_age`` seconds anyway.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from loader.store.models import TokenRecord
 from loader.store.repository import Repository
+from loader.store.sharedreads import SharedReads
 
 MAX_ENTRIES = 10_000
 MAX_AGE = 60.0
@@ -33,7 +33,7 @@ class TokenCache:
         self._announced = 0  # revocations announced so far (any token)
         # Reads in flight, shared by the requests that ask for the same token between the
         # same two announcements: thousands of watchers woken at once share one read.
-        self._reads: dict[tuple[str, int], asyncio.Future[TokenRecord | None]] = {}
+        self._reads: SharedReads[tuple[str, int], TokenRecord | None] = SharedReads()
         repo.subscribe_revocations(self._revoked)
 
     def _revoked(self, token_id: str) -> None:
@@ -67,21 +67,4 @@ class TokenCache:
         return record
 
     async def _read(self, token_id: str, announced: int) -> TokenRecord | None:
-        key = (token_id, announced)
-        pending = self._reads.get(key)
-        if pending is not None:
-            return await pending  # no shield: handlers are not cancelled on disconnect
-        fut: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
-        self._reads[key] = fut
-        try:
-            record = await self.repo.get_token(token_id)
-        except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: the first caller re-raises it
-            raise
-        finally:
-            del self._reads[key]
-        if not fut.done():
-            fut.set_result(record)
-        return record
+        return await self._reads.read((token_id, announced), lambda: self.repo.get_token(token_id))
