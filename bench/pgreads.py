@@ -12,7 +12,6 @@ before/after, every response 2xx. Not part of ``bench/run``: a one-off A/B.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -20,21 +19,8 @@ from pathlib import Path
 
 from tests.pg import PostgresServer
 
-from bench.procs import Stack
+from bench.procs import Stack, cpu_seconds
 from bench.throughput import GET_LUA, _lua, make_values, wrk
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / TICK
 
 
 def main() -> None:

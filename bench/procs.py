@@ -5,6 +5,7 @@ process helpers (:mod:`tests.procs`)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Sequence
@@ -15,6 +16,19 @@ from tests.procs import Proc, loader_env, spawn, wait_for_line
 from loader.httpclient import HttpClient
 
 LISTENING = r"listening on (\S+)"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU time (user + system) the processes ``pids`` have used so far (gone ones: 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
 
 
 def start_server(

@@ -9,7 +9,6 @@ costs the database, and when ``loader rollout status --wait`` returned."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,21 +21,9 @@ from tests.procs import loader_env
 
 from bench.common import ROOT, Figure, Section, bench_venv
 from bench.fanout import UNCAPPED
-from bench.procs import Stack
+from bench.procs import Stack, cpu_seconds
 
-TICK = os.sysconf("SC_CLK_TCK")
 SETTLE = 11.0  # PostgreSQL flushes an idle backend's statistics within 10 s
-
-
-def _cpu(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
 
 
 def _metric(text: str, name: str) -> float:
@@ -65,8 +52,8 @@ class Probe:
         )
         return {
             "time": time.monotonic(),
-            "store_cpu": _cpu(pids),
-            "pg_cpu": _cpu(self.pg.processes()),
+            "store_cpu": cpu_seconds(pids),
+            "pg_cpu": cpu_seconds(self.pg.processes()),
             "commits": float(commits.strip() or 0),
             "rows": _metric(metrics, "loader_store_consumer_rows_written_total"),
             "batches": _metric(metrics, "loader_store_consumer_batches_total"),

@@ -83,6 +83,22 @@ async def parked(store: Store, count: int) -> None:
     await until(lambda: store.state.service.notifier.waiting() >= count, "watchers parked")
 
 
+async def warm(
+    writer: Store, reader: Store, name: str
+) -> tuple[int, str, list[tuple[Any, ...]], str]:
+    """An app written through ``writer``, its environment's record kept by ``reader`` (one read
+    of the row for three requests): (app, rendered path, ``reader``'s row reads, ETag)."""
+    app = await writer.app(name)
+    await writer.put(app, "A", "v0")
+    reads = environment_reads(reader)
+    path = rendered(app)
+    for _ in range(3):
+        status, headers, _ = await get(reader, path)
+        assert status == 200
+    assert len(reads) == 1
+    return app, path, reads, headers["ETag"]
+
+
 async def test_repeated_reads_on_one_replica_read_the_environment_row_once(
     tmp_path: Path, aiohttp_client: Any, pg_server: PostgresServer
 ) -> None:
@@ -209,14 +225,8 @@ async def test_while_the_listen_connection_is_down_every_request_reads_the_datab
         async with running_replica(a, aiohttp_client) as b:
             await listening(b)
             assert len(listener_pids) == 1
-            app = await a.app("outage")
-            await a.put(app, "A", "before")
-            reads = environment_reads(b)
-            path = rendered(app)
-            for _ in range(3):
-                status, headers, _ = await get(b, path)
-            assert len(reads) == 1
-            etag = before = headers["ETag"]
+            app, path, reads, etag = await warm(a, b, "outage")
+            before = etag
 
             gate.clear()
             killed = await asyncio.to_thread(
@@ -278,14 +288,7 @@ async def test_the_committing_replica_sees_its_own_write_without_its_notificatio
     monkeypatch.setattr(PostgresRepository, "_on_notify", delayed)
     async with running_store(tmp_path / "a", aiohttp_client, pg=pg_server) as a:
         await listening(a)
-        app = await a.app("own")
-        await a.put(app, "A", "v0")
-        reads = environment_reads(a)
-        path = rendered(app)
-        for _ in range(3):
-            status, headers, _ = await get(a, path)
-        assert len(reads) == 1
-        etag = headers["ETag"]
+        app, path, reads, etag = await warm(a, a, "own")
         holding = True
         for i in range(1, 6):
             await a.put(app, "A", f"v{i}")

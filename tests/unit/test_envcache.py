@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from loader.store.envcache import EnvironmentCache
@@ -114,29 +115,28 @@ async def test_a_stale_read_is_never_kept() -> None:
     assert got is not None and got.revision == 1 and db.reads == 2
 
 
-async def test_changes_to_other_environments_during_the_read_do_not_stop_keeping() -> None:
-    db = FakeDb()
+async def _kept_after(db: FakeDb, cache: EnvironmentCache, meanwhile: Callable[[], object]) -> int:
+    """How many records the cache keeps after reading "a" while ``meanwhile`` happens."""
     db.gate = asyncio.Event()
-    cache = _cache(db)
     reading = asyncio.create_task(cache.get(1, "a"))
     await asyncio.sleep(0)
-    db.write(cache, "b")
+    meanwhile()
     db.gate.set()
     await reading
-    assert len(cache) == 1
+    return len(cache)
+
+
+async def test_changes_to_other_environments_during_the_read_do_not_stop_keeping() -> None:
+    db = FakeDb()
+    cache = _cache(db)
+    assert await _kept_after(db, cache, lambda: db.write(cache, "b")) == 1
 
 
 async def test_an_epoch_change_or_a_clear_during_the_read_is_not_kept_over() -> None:
     db = FakeDb()
     cache = _cache(db)
-    for interrupt in (lambda: setattr(db, "epoch", 2), cache.clear):
-        db.gate = asyncio.Event()
-        reading = asyncio.create_task(cache.get(1, "a"))
-        await asyncio.sleep(0)
-        interrupt()
-        db.gate.set()
-        await reading
-        assert len(cache) == 0
+    assert await _kept_after(db, cache, lambda: setattr(db, "epoch", 2)) == 0
+    assert await _kept_after(db, cache, cache.clear) == 0
 
 
 async def test_misses_are_not_kept() -> None:
