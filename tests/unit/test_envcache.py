@@ -53,6 +53,21 @@ async def test_kept_until_a_change_is_announced() -> None:
         assert db.reads == 1 + n
 
 
+async def test_an_announcement_the_record_is_already_at_keeps_it() -> None:
+    """The committing replica hears its own change twice: at commit, then by NOTIFY."""
+    db = FakeDb()
+    cache = _cache(db)
+    db.write(cache, "a")  # at commit
+    await cache.get(1, "a")
+    cache.changed(0, 1)  # its NOTIFY, after the record was read again
+    cache.changed(0, 0)
+    await cache.get(1, "a")
+    assert db.reads == 1
+    cache.changed(0, 2)  # a newer change
+    await cache.get(1, "a")
+    assert db.reads == 2
+
+
 async def test_no_epoch_means_every_lookup_reads() -> None:
     db = FakeDb()
     db.epoch = None  # not listening
@@ -78,8 +93,8 @@ async def test_a_new_epoch_forgets_everything() -> None:
 
 
 async def test_a_change_announced_during_the_read_is_not_kept_over() -> None:
-    """The read began before the change: its record may predate it, so it is not kept, and a
-    look-up after the announcement does not share the older read."""
+    """The read began before the change: a look-up after the announcement does not share it
+    (its answer may predate the change) but reads again."""
     db = FakeDb()
     db.gate = asyncio.Event()
     cache = _cache(db)
@@ -91,7 +106,7 @@ async def test_a_change_announced_during_the_read_is_not_kept_over() -> None:
     assert db.reads == 2  # its own read, begun after the announcement
     db.gate.set()
     await asyncio.gather(first, second)
-    assert len(cache) == 1  # only the read begun after the announcement
+    assert len(cache) == 1
     await cache.get(1, "a")
     assert db.reads == 2
 

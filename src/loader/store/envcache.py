@@ -3,15 +3,18 @@ is announced -- so a request finds its environment with a dictionary look-up, no
 read, and still never gets a record older than the changes this replica has heard of.
 
 Every change to an environment (a write, a delete, its app's delete) bumps its revision and
-sends ``NOTIFY loader_changes`` with its id inside the transaction; the committing replica
-announces it at commit, the others when the notification reaches their LISTEN connection. Each
-announcement drops the environment's record here. That rests on the same promise as the token
-cache (:mod:`loader.store.tokencache`): while the LISTEN connection is up, no notification is
-missed, so records are kept only under the epoch (one per LISTEN connection) they were read in;
-a new epoch forgets everything, and with no epoch (not listening) every look-up reads the
-database. A record read while a change to it was announced is not kept (it may predate the
-change). A miss is never kept: a new environment is found at once. A kept record is read again
-after ``max_age`` seconds anyway, and at most ``max_entries`` are kept (the oldest go first).
+sends ``NOTIFY loader_changes`` with its id and new revision inside the transaction; the
+committing replica announces it at commit, the others when the notification reaches their
+LISTEN connection. Each announcement drops the environment's record here unless the record is
+already at that revision or past it (a replica hears its own commits twice: at commit and by
+NOTIFY; no record of a deleted environment is as new as its delete). That rests on the same
+promise as the token cache (:mod:`loader.store.tokencache`): while the LISTEN connection is up,
+no notification is missed, so records are kept only under the epoch (one per LISTEN
+connection) they were read in; a new epoch forgets everything, and with no epoch (not
+listening) every look-up reads the database. A record read while a change to it was announced
+is kept only if it is at least as new as the change. A miss is never kept: a new environment
+is found at once. A kept record is read again after ``max_age`` seconds anyway, and at most
+``max_entries`` are kept (the oldest go first).
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ class EnvironmentCache:
         self._keys: dict[int, _Key] = {}  # environment id -> its entry's key
         self._epoch: int | None = None
         self._announced = 0  # changes announced so far (any environment)
-        # While reads are in flight: the environment ids announced, each with its announcement's
-        # number (a read begun at number n keeps its record only if its id was not announced
-        # since). Cleared when no read is in flight; past ``max_entries`` ids it is cleared and
-        # ``_floor`` set instead: reads begun before it keep nothing.
+        # While reads are in flight: the newest revision announced of each environment (a read
+        # keeps its record only if it is at least that new). Cleared when no read is in flight;
+        # past ``max_entries`` ids it is cleared and ``_floor`` set instead: reads begun before
+        # that announcement keep nothing.
         self._touched: dict[int, int] = {}
         self._floor = 0
         self._in_flight = 0
@@ -58,17 +61,17 @@ class EnvironmentCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def changed(self, env_id: int, _revision: int = 0) -> None:
-        """A change to ``env_id`` was committed (a repository's change listener)."""
+    def changed(self, env_id: int, revision: int) -> None:
+        """``env_id``'s change to ``revision`` was committed (a repository's change listener)."""
         self._announced += 1
-        key = self._keys.pop(env_id, None)
-        if key is not None:
-            self._entries.pop(key, None)
+        key = self._keys.get(env_id)
+        if key is not None and self._entries[key][0].revision < revision:
+            self._forget(key)
         if self._in_flight:
             if len(self._touched) >= self.max_entries:
                 self._touched.clear()
                 self._floor = self._announced
-            self._touched[env_id] = self._announced
+            self._touched[env_id] = max(revision, self._touched.get(env_id, revision))
 
     def clear(self) -> None:
         """Forget every record (a change was announced that names no environment)."""
@@ -105,7 +108,7 @@ class EnvironmentCache:
                 record is not None
                 and epoch == self._epoch == self._current_epoch()
                 and announced >= self._floor
-                and self._touched.get(record.id, 0) <= announced
+                and record.revision >= self._touched.get(record.id, record.revision)
             ):
                 self._keep(key, record)
             return record
