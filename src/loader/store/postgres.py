@@ -6,7 +6,8 @@ environment id and revision -- never a value -- and each replica LISTENs on a de
 connection and wakes its own long-poll watchers. If that connection drops, the replica
 reconnects and re-checks the revisions of everything watched, so no change is missed.
 A revocation sends ``NOTIFY loader_revocations`` with the token id the same way (the CLI's
-``token revoke`` too); after a reconnect, the replica re-reads the recent revocations.
+``token revoke`` too); after a reconnect, the replica re-reads the recent revocations. The same
+notifications drop the replica's in-memory environment records (:mod:`loader.store.envcache`).
 
 Writes to one environment lock its row first (``SELECT ... FOR UPDATE``), so revisions are
 gap-free and strictly increasing however many replicas write at once.
