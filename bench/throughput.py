@@ -266,19 +266,26 @@ def run(quick: bool) -> Section:
         "with the agent's garbage-collector settings (the first render of a template also "
         "analyses it once: its slowest sample).",
         f"Median render times: {_medians_note(section)}.",
-        "Where the time goes (issue 21; CPU time per request read from /proc, A/B in one run): "
-        "`rendered?mode=full` cost ~150 us of CPU before this issue, ~110 us with the token "
-        "cache, ~100 us with the WAL-index marks too (the floor: 28-30 us). The token and the "
-        "environment are no longer read on a reader thread (the token cache; SQLite rows read "
-        "by key on the event loop's own connection, served again while the WAL index shows no "
-        "commit). What is left: the reveal's audit record, ~33 us per request (measured by "
-        "switching it off), queued and inserted in batches on the writer thread; the route "
-        "pipeline and aiohttp's response.",
-        "Upserts: on a busy disk the fsync bounds both (0.96x in an earlier run), on a "
-        "quieter one 0.75x: py-spy --gil gives the event loop's write path 23% (handing the unit "
-        "to the writer thread, decrypting the current value to tell a write that changes nothing, "
-        "sealing the new one, the acquire timeout's timer), aiohttp 35%, body validation 9%, the "
-        "writer thread's statements 12%.",
+        "Where the time goes (issue 21; CPU time per request of the store process read from "
+        "/proc over a wrk run, A/B of two source trees in one run, quiet machine): "
+        "`rendered?mode=full` cost ~150 us before the issue, ~93 us with the token cache and "
+        "the environment read by key on the loop (the floor: 21-23 us). Then: the audit writer "
+        "committed one batch after another under load (it now commits once per 50 ms interval) "
+        "and identical reveals are one counted record, counted by key without building it "
+        "(~93 -> 72 us); request metrics as plain counts, environment and token records cached "
+        "as records, the query parsed once per distinct string, no access-log line built while "
+        "the log is off, hot routes first (-> 61 us). What is left is spread thin: the "
+        "cheapest route of the store, `/v1/health` (no credential, no database), costs 31-36 us "
+        "against the floor's 21 -- the connection guard, the route wrapper, metrics, a JSON "
+        "body -- and authentication from memory (hash, compare, the WAL index's mark) ~8 us; "
+        "0.6x of the floor would leave the whole authenticated, audited read the budget of "
+        "`/v1/health`.",
+        "Upserts: the event loop's write path waited for the writer thread with "
+        "wait_for(shield(...)), two futures and a task per write; it is a plain timer now. The "
+        "rest is the write itself: body validation, sealing the value and decrypting the old "
+        "one to tell a write that changes nothing, about ten statements in the writer thread "
+        "(secret, version, pruning, revision, audit row, savepoint), the fsync shared by a "
+        "group commit. Run-to-run spread on this disk is wide (the min-max above).",
     ]
     section.commands.append("bench/run throughput")
     return section
