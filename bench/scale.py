@@ -222,15 +222,16 @@ def run(quick: bool) -> Section:
         "identical reveals of the watchers one write wakes are counted into one record per "
         "client.",
         f"Watchers arrive at {ARRIVALS_PER_S:,}/s per client (each opens its connection as it "
-        "arrives): an instant burst of 10,000 per replica queued on the replicas' PostgreSQL "
-        "pools (each arriving request reads its environment) past their timeout (503).",
+        "arrives), as in the earlier runs: before the environment cache an instant burst of "
+        "10,000 per replica queued on the replicas' PostgreSQL pools (each arriving request "
+        "read its environment) past their timeout (503); now each replica reads it once.",
         f"{repeats} runs. Servers ({REPLICAS} store replicas, or {REPLICAS} minimal servers) "
         f"pinned to core {SERVER_CPU}, the {REPLICAS} watcher clients (asyncio, {n:,} "
         f"connections each, open-file limits raised) to core {CLIENT_CPU}; PostgreSQL not "
         "pinned. Times are from the write's start (the POST to replica A; for the floor, the "
         "three POST /change at once) to the last watcher's answer, read on CLOCK_MONOTONIC in "
-        "each client. The machine was shared with other engineers' test suites: the ratios "
-        "matter, not the ms.",
+        "each client. Compare the ratios, not the ms (the machine is at times shared with "
+        "other engineers' test suites).",
     ]
     section.commands.append("bench/run scale")
     return section
