@@ -270,8 +270,8 @@ def test_a_calls_reveal_key_is_the_merge_key_of_its_reveal_record() -> None:
 
     from loader.server.handlers import ROUTES
     from loader.server.routing import Call
-    from loader.store.audit import merge_key
     from loader.store.auth import Principal
+    from loader.store.models import audit_key as merge_key
 
     route = next(r for r in ROUTES if r.path.endswith("/rendered"))
     for subject in (None, "system:serviceaccount:ns:app"):
@@ -286,7 +286,7 @@ async def test_reveals_counted_by_key_still_mirror_every_line_and_refuse_when_un
     tmp_path: Path,
 ) -> None:
     from loader.errors import AuditUnavailableError
-    from loader.store.audit import merge_key
+    from loader.store.models import audit_key as merge_key
 
     repo = Storing()
     path = tmp_path / "audit.jsonl"

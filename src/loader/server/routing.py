@@ -145,7 +145,7 @@ class Call(Generic[B]):
         )
 
     def reveal_key(self, names: tuple[str, ...]) -> tuple[object, ...]:
-        """``merge_key(self.event("reveal", names=names))``, without building the event (a
+        """``audit_key(self.event("reveal", names=names))``, without building the event (a
         reveal counted into its queued twin needs only this)."""
         return (
             "reveal",

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from loader.errors import AuditUnavailableError, DatabaseUnavailableError
-from loader.store.models import AuditEvent, iso
+from loader.store.models import AuditEvent, audit_key, iso
 from loader.store.refusals import RefusalTally
 from loader.store.repository import Repository
 
@@ -175,8 +175,8 @@ class AuditLog:
 
     def reveal(self, key: tuple[object, ...], event: Callable[[], AuditEvent]) -> None:
         """Record a reveal (required, as :meth:`record`): counted into its twin when one waits
-        in the queue -- ``key`` is the record's :func:`merge_key`, and ``event`` builds the
-        record only when it is needed (a new one, or a line for the audit file)."""
+        in the queue -- ``key`` is the record's ``audit_key``, and ``event`` builds the record
+        only when it is needed (a new one, or a line for the audit file)."""
         if not self.fail_open:
             problem = self.problem()
             if problem is not None and self.file_failure is None:
@@ -346,25 +346,9 @@ class AuditLog:
                 await asyncio.sleep(0.5)
 
 
-def merge_key(event: AuditEvent) -> tuple[object, ...]:
-    """What makes two records the same one, counted: all but the time (the first one's: records
-    are merged only while they wait for the same batch) and the count."""
-    return (
-        event.action,
-        event.outcome,
-        event.token_id,
-        event.app_id,
-        event.environment,
-        event.names,
-        event.client,
-        event.subject,
-        event.reason,
-    )
-
-
 def _merge_key(event: AuditEvent) -> tuple[object, ...] | None:
     """``event``'s merge key, or None when its action is never merged."""
-    return merge_key(event) if event.action in MERGED else None
+    return audit_key(event) if event.action in MERGED else None
 
 
 def _open(path: Path) -> int:

@@ -206,6 +206,22 @@ class AuditEvent:
     reason: str | None = None  # workload identity: why an exchange was refused (a code)
 
 
+def audit_key(event: AuditEvent) -> tuple[object, ...]:
+    """What makes two audit records the same one, counted (refusals per interval, reveals per
+    batch): everything but the time (the first one's) and the count."""
+    return (
+        event.action,
+        event.outcome,
+        event.token_id,
+        event.app_id,
+        event.environment,
+        event.names,
+        event.client,
+        event.subject,
+        event.reason,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
     app_id: int

@@ -11,19 +11,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from loader.store.models import AuditEvent
+from loader.store.models import AuditEvent, audit_key
 
-Key = tuple[
-    str | None,
-    str,
-    str,
-    str | None,
-    int | None,
-    str | None,
-    tuple[str, ...],
-    str | None,
-    str | None,
-]
+Key = tuple[object, ...]
 
 
 class RefusalTally:
@@ -35,21 +25,11 @@ class RefusalTally:
         return len(self._records)
 
     def add(self, event: AuditEvent) -> None:
-        key: Key = (
-            event.client,
-            event.action,
-            event.outcome,
-            event.token_id,
-            event.app_id,
-            event.environment,
-            event.names,
-            event.subject,
-            event.reason,
-        )
+        key: Key = audit_key(event)
         found = self._records.get(key)
         if found is None and len(self._records) >= self.max_records:
-            key = (None, "refused", event.outcome, None, None, None, (), None, None)
             event = AuditEvent(at=event.at, action="refused", outcome=event.outcome)
+            key = audit_key(event)
             found = self._records.get(key)
         if found is None:
             self._records[key] = (event, 1)
