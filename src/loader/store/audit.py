@@ -148,9 +148,30 @@ class AuditLog:
         cannot be written, unless the log fails open."""
         guard = required and not self.fail_open
         if guard:
-            problem = self.problem()
-            if problem is not None and self.file_failure is None:
-                raise AuditUnavailableError(f"reveal refused: {problem}")
+            self._check_writable()
+        self._add(event, guard)
+
+    def reveal(self, key: tuple[object, ...], event: Callable[[], AuditEvent]) -> None:
+        """Record a reveal (required, as :meth:`record`): counted into its twin when one waits
+        in the queue -- ``key`` is the record's ``audit_key``, and ``event`` builds the record
+        only when it is needed (a new one, or a line for the audit file)."""
+        guard = not self.fail_open
+        if guard:
+            self._check_writable()
+        if self._fd is None:
+            at = self._merge.get(key)
+            if at is not None:
+                self._twins[at] = self._twins.get(at, 0) + 1
+                return
+        self._add(event(), guard)
+
+    def _check_writable(self) -> None:
+        problem = self.problem()
+        if problem is not None and self.file_failure is None:
+            raise AuditUnavailableError(f"reveal refused: {problem}")
+
+    def _add(self, event: AuditEvent, guard: bool) -> None:
+        """Mirror ``event`` to the audit file, then count it into its queued twin or queue it."""
         self._mirror(event, raise_on_failure=guard)
         key = _merge_key(event)
         if key is not None:
@@ -172,21 +193,6 @@ class AuditLog:
             self._merge[key] = len(self._queue)
         self._queue.append(event)
         self._wakeup.set()
-
-    def reveal(self, key: tuple[object, ...], event: Callable[[], AuditEvent]) -> None:
-        """Record a reveal (required, as :meth:`record`): counted into its twin when one waits
-        in the queue -- ``key`` is the record's ``audit_key``, and ``event`` builds the record
-        only when it is needed (a new one, or a line for the audit file)."""
-        if not self.fail_open:
-            problem = self.problem()
-            if problem is not None and self.file_failure is None:
-                raise AuditUnavailableError(f"reveal refused: {problem}")
-        if self._fd is None:
-            at = self._merge.get(key)
-            if at is not None:
-                self._twins[at] = self._twins.get(at, 0) + 1
-                return
-        self.record(event(), required=True)
 
     def _settle(self) -> None:
         """Add the counted twins to their records; the queue may then be cut or shifted."""
